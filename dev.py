@@ -1,0 +1,55 @@
+"""Provides the two quickstart commands: `python3 dev.py start` and `python3 dev.py test`.
+
+Both create ./.venv on first use and install tuitrain into it through constraints.txt,
+which pins the torch/torchvision pair known to work. Extra arguments are passed on
+(`python3 dev.py start run rings`, `python3 dev.py test -k engine`).
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def ensure_installed(extra: str) -> None:
+    """(Re)install when pyproject.toml, constraints.txt or the extra changed since last time."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
+                            + extra.encode()).hexdigest()
+    stamp = VENV / f".installed-{extra or 'app'}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    target = f".[{extra}]" if extra else "."
+    print(f"installing tuitrain{f'[{extra}]' if extra else ''} into .venv (first time: about a minute) ...", flush=True)
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "-c", str(ROOT / "constraints.txt"), "-e", target], cwd=ROOT, check=True)
+    stamp.write_text(digest)
+
+
+def main() -> int:
+    command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("start", [])
+    if command == "start":
+        ensure_installed("")
+        return subprocess.call([str(BIN / "tuitrain"), *args])
+    if command == "test":
+        ensure_installed("test")
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT)
+    print(__doc__.strip(), file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"Error: install failed (exit {exc.returncode}); see pip's output above")
+    except KeyboardInterrupt:
+        sys.exit(130)

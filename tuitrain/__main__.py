@@ -1,0 +1,5 @@
+"""Provides `python -m tuitrain`."""
+
+from tuitrain.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""Provides the `tuitrain` command line; torch and textual are imported only inside commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from tuitrain import config as cfgmod
+from tuitrain.errors import TuitrainError
+
+EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
+
+
+def training_options(func: Any) -> Any:
+    """The overrides shared by `run` and `train`."""
+    options = [
+        click.option("--epochs", type=int, help="Passes over the training split."),
+        click.option("--lr", type=float, help="Learning rate (per step)."),
+        click.option("--optimizer", type=click.Choice(cfgmod.OPTIMIZERS), help="Optimizer."),
+        click.option("--batch-size", type=int, help="Samples per optimizer step."),
+        click.option("--activation", type=click.Choice(cfgmod.ACTIVATIONS), help="Hidden-layer activation (mlp, lenet)."),
+        click.option("--device", type=click.Choice(cfgmod.DEVICES), help="auto picks CUDA when a GPU is visible."),
+        click.option("--seed", type=int, help="Seed for data, initial weights and shuffling."),
+        click.option("--dataset", type=click.Choice(cfgmod.DATASETS), help="Train on another data set."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding MNIST-type IDX files."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def resolve_config(preset: str, **overrides: Any) -> cfgmod.Config:
+    return cfgmod.apply_overrides(cfgmod.load_preset(preset), **overrides)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tuitrain")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Train small neural networks in the terminal and watch them learn.
+
+    With no command, opens the interactive app: pick a preset network, an optimizer
+    and a data set, then train it while live charts, the parameter table and the
+    prediction viewer update.
+
+    \b
+    Examples:
+      tuitrain                       interactive setup screen
+      tuitrain list                  the presets
+      tuitrain run rings             train headless, progress on the terminal
+      tuitrain run mlp --dataset fashion-mnist --epochs 1 --json
+    """
+    if ctx.invoked_subcommand is None:
+        from tuitrain.tui.launch import open_setup
+
+        open_setup()
+
+
+@cli.command("list")
+def list_presets() -> None:
+    """List presets (built-in and user) with a one-line description."""
+    presets = cfgmod.preset_paths()
+    width = max((len(n) for n in presets), default=0)
+    for name, path in presets.items():
+        click.echo(f"{name:<{width}}  {cfgmod.preset_description(path)}")
+    click.echo(f"\nUser presets go in {cfgmod.user_preset_dir()}/NAME.toml", err=True)
+
+
+@cli.command()
+@click.argument("preset")
+@training_options
+def show(preset: str, **overrides: Any) -> None:
+    """Print PRESET's resolved configuration (with any overrides) as TOML."""
+    click.echo(resolve_config(preset, **overrides).to_toml(), nl=False)
+
+
+@cli.command()
+@click.argument("preset")
+@training_options
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout (start, epoch, end).")
+def run(preset: str, json_mode: bool, **overrides: Any) -> None:
+    """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
+
+    PRESET is a preset name (see `tuitrain list`) or a path to a TOML file.
+    Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged.
+    """
+    config = resolve_config(preset, **overrides)
+    from tuitrain.engine import Trainer
+    from tuitrain.headless import make_printer
+
+    trainer = Trainer(config, [make_printer(json_mode)])
+    ended = trainer.run()
+    if ended.status == "diverged" and not json_mode:
+        click.echo(f"Error: {ended.message}", err=True)
+    sys.exit(EXIT_CODES.get(ended.status, 1))
+
+
+def main() -> None:
+    """Console entry point: one-line errors and meaningful exit codes, never a traceback for bad input."""
+    try:
+        cli.main(standalone_mode=False, prog_name="tuitrain")
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except TuitrainError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

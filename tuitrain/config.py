@@ -1,0 +1,248 @@
+"""Provides typed run configuration, preset discovery and loading, and validated overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuitrain.errors import ConfigError, UsageError
+
+MODEL_KINDS = ("neuron", "mlp", "lenet")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "identity")
+INITS = ("default", "kaiming")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+DATASETS = ("blobs", "rings", "square", "wave", "mnist", "fashion-mnist")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _choice(options: tuple[str, ...]) -> dict:
+    return {"choices": options}
+
+
+def _range(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> dict:
+    return {"low": low, "high": high, "open_low": open_low}
+
+
+@dataclass
+class ModelConfig:
+    kind: str = field(default="mlp", metadata=_choice(MODEL_KINDS))
+    hidden: list[int] = field(default_factory=lambda: [64])  # units per hidden layer (mlp)
+    activation: str = field(default="relu", metadata=_choice(ACTIVATIONS))
+    init: str = field(default="default", metadata=_choice(INITS))  # kaiming: He-uniform weights
+
+
+@dataclass
+class DataConfig:
+    dataset: str = field(default="blobs", metadata=_choice(DATASETS))
+    samples: int = field(default=0, metadata=_range(0))  # synthetic points in all; 0 = set's default
+    valid_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
+    test_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
+    standardize: bool = False  # zero-mean, unit-std inputs (and targets for regression)
+    data_dir: str = ""  # where MNIST-type files live; "" = search the usual places
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = field(default="sgd", metadata=_choice(OPTIMIZERS))
+    lr: float = field(default=0.01, metadata=_range(0.0, 100.0, open_low=True))
+    momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))  # momentum/nesterov/rmsprop
+    weight_decay: float = field(default=0.0, metadata=_range(0.0, 1.0))  # L2 (decoupled for adamw)
+    batch_size: int = field(default=64, metadata=_range(1, 1_000_000))  # samples per step
+    epochs: int = field(default=5, metadata=_range(1, 1_000_000))  # passes over the training split
+    seed: int = field(default=0, metadata=_range(0, 2**63 - 1))
+    device: str = field(default="auto", metadata=_choice(DEVICES))
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+# ----------------------------------------------------------------------------- presets on disk
+
+def builtin_preset_dir() -> Path:
+    """Presets ship inside the wheel; in a source checkout they sit beside the package."""
+    packaged = Path(__file__).parent / "presets"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "presets"
+
+
+def user_preset_dir() -> Path:
+    config_home = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config_home) / "tuitrain" / "presets"
+
+
+def preset_paths() -> dict[str, Path]:
+    """Name -> file for every preset; a user preset shadows a built-in of the same name."""
+    found: dict[str, Path] = {}
+    for folder in (builtin_preset_dir(), user_preset_dir()):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                found[path.stem] = path
+    return found
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".toml") or os.sep in name_or_path:
+        if not path.is_file():
+            raise UsageError(f"preset file not found: {name_or_path}")
+        return path
+    presets = preset_paths()
+    if name_or_path not in presets:
+        known = ", ".join(presets) or "none"
+        raise UsageError(f"unknown preset '{name_or_path}' (known: {known}; or give a path to a .toml file)")
+    return presets[name_or_path]
+
+
+def load_preset(name_or_path: str) -> Config:
+    path = resolve_preset(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return config_from_dict(raw, source=str(path), default_name=path.stem)
+
+
+def preset_description(path: Path) -> str:
+    """The one-line description without validating the whole file (used by `list`)."""
+    try:
+        return str(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return "(unreadable preset file)"
+
+
+# ----------------------------------------------------------------------------- validation
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name: str = "custom") -> Config:
+    known_top = {"name", "description", *SECTIONS}
+    for key in raw:
+        if key not in known_top:
+            raise ConfigError(f"{source}: unknown key '{key}' (allowed: {', '.join(sorted(known_top))})")
+    sections = {}
+    for section, cls in SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{section}' must be a table ([{section}])")
+        sections[section] = _build_section(cls, table, f"{source}: {section}")
+    for key in ("name", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{source}: '{key}' must be a string")
+    config = Config(name=raw.get("name", default_name), description=raw.get("description", ""), **sections)
+    check_compatible(config, source)
+    return config
+
+
+def _build_section(cls: type, table: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(fields)})")
+        values[key] = _check_value(fields[key], value, f"{where}.{key}")
+    return cls(**values)
+
+
+def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
+    kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+    elif kind == "list[int]":
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
+        if any(v < 1 or v > 100_000 for v in value):
+            raise ConfigError(f"{where}: layer sizes must be between 1 and 100000, got {value!r}")
+    meta = spec.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: '{value}' is not one of {', '.join(meta['choices'])}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value < low or (meta.get("open_low") and value == low)):
+        raise ConfigError(f"{where}: {value!r} is out of range (must be {'>' if meta.get('open_low') else '>='} {low})")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: {value!r} is out of range (must be <= {high})")
+    return value
+
+
+IMAGE_SETS = ("mnist", "fashion-mnist")
+
+
+def check_compatible(config: Config, source: str = "<config>") -> None:
+    """Refuse network/data pairs that cannot work, before any data is loaded."""
+    kind, dataset = config.model.kind, config.data.dataset
+    if kind == "lenet" and dataset not in IMAGE_SETS:
+        raise ConfigError(f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), not '{dataset}'")
+    if kind == "neuron" and dataset != "blobs":
+        raise ConfigError(f"{source}: the single neuron is a binary classifier for 'blobs', not '{dataset}'")
+
+
+def apply_overrides(config: Config, **overrides: Any) -> Config:
+    """Return a copy with CLI overrides (None = keep) validated like preset values."""
+    where = {
+        "epochs": "train", "lr": "train", "optimizer": "train", "batch_size": "train",
+        "seed": "train", "device": "train", "activation": "model", "dataset": "data", "data_dir": "data",
+    }
+    raw = config.to_dict()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section = where[key]
+        spec = {f.name: f for f in dataclasses.fields(SECTIONS[section])}[key]
+        try:
+            raw[section][key] = _check_value(spec, value, f"--{key.replace('_', '-')}")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        return config_from_dict(raw, source=config.name, default_name=config.name)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- TOML out
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Enough TOML for a flat config: top-level scalars, then one table per section."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for key, table in data.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,326 @@
+"""Provides the training loop: tensors on the device, thread-safe control, dataclass events."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from tuitrain import inspection
+from tuitrain.config import Config
+from tuitrain.data import Dataset, load_dataset
+from tuitrain.errors import TuitrainError, UsageError
+from tuitrain.events import (Consumer, EpochEnded, Event, Inspection, Metrics, RunEnded, RunStarted,
+                             StateChanged, StepProgress)
+from tuitrain.models import build_model, parameter_count
+
+PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
+EVAL_BATCH = 8192  # samples per forward pass when evaluating
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is visible to torch on this machine; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float,
+                    weight_decay: float) -> torch.optim.Optimizer:
+    params = list(params)
+    if name in ("sgd", "momentum", "nesterov"):
+        m = 0.0 if name == "sgd" else momentum
+        return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=name == "nesterov" and m > 0,
+                               weight_decay=weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+LOSSES = {"binary": nn.BCEWithLogitsLoss, "classes": nn.CrossEntropyLoss, "regression": nn.MSELoss}
+
+
+def correct_count(task: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    if task == "classes":
+        return (logits.argmax(1) == y).sum()
+    if task == "binary":
+        return ((logits > 0) == (y > 0.5)).sum()
+    return None
+
+
+class Trainer:
+    """One training run. `run()` blocks; the control methods may be called from any thread."""
+
+    def __init__(self, config: Config, consumers: Iterable[Consumer] = (), data: Dataset | None = None):
+        self.config = config
+        tc = config.train
+        self.device = resolve_device(tc.device)
+        self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
+        torch.manual_seed(tc.seed)  # model initialisation
+        self.model = build_model(config.model, self.data.input_shape, self.data.num_outputs).to(self.device)
+        self.optimizer = build_optimizer(tc.optimizer, self.model.parameters(), tc.lr, tc.momentum,
+                                         tc.weight_decay)
+        self.loss_fn = LOSSES[self.data.task]()
+        self.generator = torch.Generator(device=self.device).manual_seed(tc.seed)  # shuffling only
+        self.consumers: list[Consumer] = list(consumers)
+        self.epoch = 0  # epochs completed
+        self.epoch_step = 0  # steps done inside the epoch in progress (non-zero after a mid-epoch stop)
+        self.step = 0  # optimizer steps in all
+        self.train_seconds = 0.0
+        self.samples_seen = 0
+        self.state = "idle"  # idle | running | paused | finished
+        self._epoch_rng: torch.Tensor | None = None  # shuffle state at the start of the epoch in progress
+        self._sample = inspection.sample_indices(self.data, seed=tc.seed)
+        # control: written by any thread, read by the loop at step boundaries
+        self._lock = threading.Condition()
+        self._attention = False  # one cheap read per step tells the loop to look at the flags below
+        self._paused = False
+        self._stop_status: str | None = None
+        self._lr_request: float | None = None
+        self._single_steps = 0
+        self._inspect_requested = False
+        self._report_next_step = False
+
+    # ------------------------------------------------------------------ control (any thread)
+    def _signal(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+            self._attention = True
+            self._lock.notify_all()
+
+    def pause(self) -> None:
+        self._signal(_paused=True)
+
+    def resume(self) -> None:
+        self._signal(_paused=False)
+
+    def stop(self, status: str = "stopped") -> None:
+        self._signal(_stop_status=status)
+
+    def set_lr(self, lr: float) -> None:
+        self._signal(_lr_request=float(lr))
+
+    def step_once(self) -> None:
+        """While paused: run exactly one more optimizer step, then stay paused."""
+        with self._lock:
+            self._single_steps += 1
+            self._attention = True
+            self._lock.notify_all()
+
+    def request_inspection(self) -> None:
+        """Ask for an Inspection event at the next step boundary (also served while paused)."""
+        self._signal(_inspect_requested=True)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event: Event) -> None:
+        for consumer in self.consumers:
+            consumer(event)
+
+    def inspect(self, before: dict[str, torch.Tensor] | None = None) -> Inspection:
+        """Parameter statistics and predictions now; safe while the loop is not stepping."""
+        return Inspection(self.epoch + 1 if self.epoch_step else self.epoch, self.step,
+                          inspection.param_stats(self.model, before),
+                          inspection.predictions(self.model, self.data, self._sample))
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> RunEnded:
+        tc, d = self.config.train, self.data
+        self.state = "running"
+        steps = math.ceil(len(d.train) / tc.batch_size)
+        self._emit(RunStarted(
+            preset=self.config.name, config=self.config.to_dict(), device=str(self.device), task=d.task,
+            train_samples=len(d.train), valid_samples=len(d.valid), test_samples=len(d.test),
+            steps_per_epoch=steps, epochs=tc.epochs, start_epoch=self.epoch,
+            parameters=parameter_count(self.model), data_source=d.source))
+        status, message = "completed", ""
+        try:
+            while self.epoch < tc.epochs:
+                result = self._train_epoch(steps)
+                if isinstance(result, RunEnded):
+                    return self._finish(result)
+                if result is None:
+                    status = self._stop_status or "stopped"
+                    break
+                train, seconds, samples = result
+                self.epoch, self.epoch_step = self.epoch + 1, 0
+                valid = self.evaluate(d.valid)
+                if not math.isfinite(train.loss) or not math.isfinite(valid.loss):
+                    return self._finish(self._diverged())
+                self._emit(EpochEnded(self.epoch, self.step, train, valid, self.lr, seconds,
+                                      samples / max(seconds, 1e-9), self.train_seconds))
+        except torch.OutOfMemoryError:
+            status, message = "failed", f"out of memory on {self.device}: try a smaller --batch-size"
+            return self._finish(self._ended(status, None, message))
+        test = self.evaluate(d.test)
+        if status == "completed" and not math.isfinite(test.loss):
+            return self._finish(self._diverged())
+        return self._finish(self._ended(status, test, message))
+
+    def _ended(self, status: str, test: Metrics | None, message: str = "") -> RunEnded:
+        return RunEnded(status, self.epoch, self.step, test, self.train_seconds,
+                        self.samples_seen / max(self.train_seconds, 1e-9), message)
+
+    def _diverged(self) -> RunEnded:
+        return self._ended("diverged", None, f"loss became NaN or infinite at step {self.step} (lr {self.lr:g}); "
+                                             f"try a lower learning rate, e.g. --lr {self.lr / 10:g}")
+
+    def _finish(self, ended: RunEnded) -> RunEnded:
+        self.state = "finished"
+        self._emit(ended)
+        return ended
+
+    def _train_epoch(self, steps: int) -> tuple[Metrics, float, int] | RunEnded | None:
+        """One pass over the training split; None when stopped, RunEnded when diverged."""
+        tc, d, task = self.config.train, self.data, self.data.task
+        x, y, n, bs = d.train.x, d.train.y, len(d.train), tc.batch_size
+        if self.epoch_step == 0 or self._epoch_rng is None:
+            self._epoch_rng = self.generator.get_state()
+        else:  # resuming mid-epoch: replay the same shuffle and skip the steps already done
+            self.generator.set_state(self._epoch_rng)
+        order = torch.randperm(n, device=self.device, generator=self.generator)
+        zero = torch.zeros((), device=self.device)
+        loss_sum, correct = zero.clone(), zero.clone()  # accumulate on the device: no per-step sync
+        window_loss, window_correct, window_n = zero.clone(), zero.clone(), 0
+        epoch_samples, epoch_seconds = 0, 0.0
+        tick = last_emit = time.perf_counter()
+        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        model.train()
+        for i in range(self.epoch_step, steps):
+            if self._attention:
+                now = time.perf_counter()
+                self.train_seconds += now - tick
+                epoch_seconds += now - tick
+                if not self._handle_controls():
+                    return None
+                tick = time.perf_counter()
+            before = self._snapshot_if_inspecting()
+            idx = order[i * bs:(i + 1) * bs]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            b = idx.shape[0]
+            with torch.no_grad():
+                batch_loss = loss.detach() * b
+                loss_sum += batch_loss
+                window_loss += batch_loss
+                hits = correct_count(task, logits, yb)
+                if hits is not None:
+                    correct += hits
+                    window_correct += hits
+            window_n += b
+            self.step += 1
+            self.epoch_step = i + 1
+            self.samples_seen += b
+            epoch_samples += b
+            if before is not None:
+                self._emit(self.inspect(before))
+            now = time.perf_counter()
+            if now - last_emit >= PROGRESS_INTERVAL or self._report_next_step:
+                self._report_next_step = False
+                self.train_seconds += now - tick
+                epoch_seconds += now - tick
+                tick = last_emit = now
+                mean_loss = window_loss.item() / window_n  # the one host sync per interval
+                if not math.isfinite(mean_loss):
+                    return self._diverged()
+                acc = window_correct.item() / window_n if task != "regression" else None
+                self._emit(StepProgress(self.epoch + 1, self.step, i + 1, mean_loss, acc, self.lr,
+                                        self.samples_seen / max(self.train_seconds, 1e-9), self.train_seconds))
+                window_loss.zero_(), window_correct.zero_()
+                window_n = 0
+                tick = time.perf_counter()
+        end = time.perf_counter()
+        self.train_seconds += end - tick
+        epoch_seconds += end - tick
+        total = max(epoch_samples, 1)
+        train = Metrics(loss_sum.item() / total, correct.item() / total if task != "regression" else None)
+        return train, epoch_seconds, epoch_samples
+
+    def _snapshot_if_inspecting(self) -> dict[str, torch.Tensor] | None:
+        if not self._inspect_requested:
+            return None
+        self._inspect_requested = False
+        return {name: p.detach().float().clone() for name, p in self.model.named_parameters()}
+
+    def _handle_controls(self) -> bool:
+        """Apply pending requests; block while paused. False means stop now."""
+        with self._lock:
+            while True:
+                if self._lr_request is not None:
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self._lr_request
+                    self._lr_request = None
+                    self._emit(StateChanged("paused" if self._paused else "running", self.lr))
+                if self._stop_status is not None:
+                    return False
+                if not self._paused:
+                    self._attention = False
+                    if self.state == "paused":
+                        self.state = "running"
+                        self._emit(StateChanged("running", self.lr))
+                    return True
+                if self.state != "paused":
+                    self.state = "paused"
+                    self._emit(StateChanged("paused", self.lr))
+                if self._single_steps > 0:
+                    self._single_steps -= 1
+                    self._report_next_step = True  # so a paused viewer sees the step's effect
+                    return True  # _attention stays set: the loop comes back here after one step
+                if self._inspect_requested:
+                    self._inspect_requested = False
+                    self._emit(self.inspect())
+                    continue
+                self._lock.wait()
+
+    @torch.inference_mode()
+    def evaluate(self, split: Any) -> Metrics:
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        for xb, yb in zip(split.x.split(EVAL_BATCH), split.y.split(EVAL_BATCH)):
+            logits = self.model(xb)
+            loss_sum += self.loss_fn(logits, yb) * xb.shape[0]
+            hits = correct_count(self.data.task, logits, yb)
+            if hits is not None:
+                correct += hits
+        self.model.train(was_training)
+        n = max(len(split), 1)
+        return Metrics(loss_sum.item() / n, correct.item() / n if self.data.task != "regression" else None)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (tensors and plain values only)."""
+        return {
+            "config": self.config.to_dict(), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "epoch_step": self.epoch_step,
+            "step": self.step, "train_seconds": self.train_seconds, "samples_seen": self.samples_seen,
+            "shuffle_rng": (self._epoch_rng if self.epoch_step else self.generator.get_state()).cpu(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise TuitrainError(f"checkpoint does not fit this network: {str(exc).splitlines()[0]}") from None
+        self.epoch, self.epoch_step, self.step = state["epoch"], state["epoch_step"], state["step"]
+        self.train_seconds, self.samples_seen = state["train_seconds"], state["samples_seen"]
+        self.generator.set_state(state["shuffle_rng"])
+        self._epoch_rng = state["shuffle_rng"] if self.epoch_step else None

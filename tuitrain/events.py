@@ -1,0 +1,121 @@
+"""Provides the plain dataclass events the engine emits, and their JSON form."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+
+@dataclass
+class Metrics:
+    loss: float
+    accuracy: float | None = None  # None for regression
+
+    def to_dict(self) -> dict[str, float]:
+        out = {"loss": self.loss}
+        if self.accuracy is not None:
+            out["accuracy"] = self.accuracy
+        return out
+
+
+@dataclass
+class RunStarted:
+    preset: str
+    config: dict[str, Any]
+    device: str
+    task: str  # binary | classes | regression
+    train_samples: int
+    valid_samples: int
+    test_samples: int
+    steps_per_epoch: int
+    epochs: int
+    start_epoch: int  # 0 for a new run; the epochs already done for a resumed one
+    parameters: int
+    data_source: str
+    run_dir: str | None = None
+    event: str = "start"
+
+
+@dataclass
+class StepProgress:
+    """Throttled: one per ~0.1 s of training, averaging the steps since the last one."""
+
+    epoch: int  # 1-based, the epoch in progress
+    step: int  # global optimizer steps so far
+    epoch_step: int  # steps done in this epoch
+    loss: float
+    accuracy: float | None
+    lr: float
+    samples_per_s: float
+    seconds: float  # training seconds so far
+    event: str = "step"
+
+
+@dataclass
+class EpochEnded:
+    epoch: int
+    step: int
+    train: Metrics
+    valid: Metrics
+    lr: float
+    seconds: float  # this epoch's training time
+    samples_per_s: float
+    total_seconds: float
+    event: str = "epoch"
+
+
+@dataclass
+class StateChanged:
+    """Pause, resume and learning-rate changes, so every consumer shows the same state."""
+
+    state: str  # running | paused
+    lr: float
+    event: str = "state"
+
+
+@dataclass
+class Inspection:
+    """Answer to Trainer.request_inspection(); see tuitrain.inspection for the payloads."""
+
+    epoch: int
+    step: int
+    params: list[Any]
+    predictions: Any
+    event: str = "inspection"
+
+
+@dataclass
+class RunEnded:
+    status: str  # completed | stopped | interrupted | diverged | failed
+    epoch: int
+    step: int
+    test: Metrics | None
+    train_seconds: float
+    samples_per_s: float
+    message: str = ""
+    event: str = "end"
+
+
+Event = Union[RunStarted, StepProgress, EpochEnded, StateChanged, Inspection, RunEnded]
+Consumer = Callable[[Event], None]
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """JSON-ready dict with `event` first, the shape of `--json` lines and metrics.jsonl."""
+    data = dataclasses.asdict(event)
+    return {"event": data.pop("event"), **{k: _clean(v) for k, v in data.items()}}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) <= {"loss", "accuracy"}:
+        return {k: v for k, v in value.items() if v is not None}
+    if isinstance(value, float):
+        return round(value, 8) if value == value and abs(value) != float("inf") else None
+    return value
+
+
+def metrics_from_dict(data: dict[str, Any] | None) -> Metrics | None:
+    if data is None:
+        return None
+    return Metrics(loss=data.get("loss", float("nan")), accuracy=data.get("accuracy"))

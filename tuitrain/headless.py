@@ -1,0 +1,124 @@
+"""Provides the headless consumers of engine events: JSON lines, plain log lines, a rich live bar."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+from tuitrain.events import EpochEnded, Event, Metrics, RunEnded, RunStarted, StepProgress, event_to_dict
+
+JSON_EVENTS = ("start", "epoch", "end")
+
+
+def fmt_metrics(m: Metrics | None) -> str:
+    if m is None:
+        return "loss      -"
+    text = f"loss {m.loss:9.4g}"
+    return text + (f"  acc {m.accuracy:7.2%}" if m.accuracy is not None else "")
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def describe_start(e: RunStarted) -> str:
+    return (f"{e.preset}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
+            f"{e.valid_samples:,} valid / {e.test_samples:,} test ({e.data_source}); "
+            f"{e.epochs} epochs x {e.steps_per_epoch} steps")
+
+
+def describe_end(e: RunEnded) -> str:
+    head = f"{e.status}: {fmt_metrics(e.test).replace('loss', 'test loss', 1)}" if e.test else e.status
+    tail = f"  ({e.train_seconds:.2f}s training, {e.samples_per_s:,.0f} samples/s)"
+    return head + tail + (f"\n{e.message}" if e.message else "")
+
+
+class JsonPrinter:
+    """One JSON object per line: start, epoch and end events (step events are for files and UIs)."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+
+    def __call__(self, event: Event) -> None:
+        if event.event in JSON_EVENTS:
+            self.stream.write(json.dumps(event_to_dict(event)) + "\n")
+            self.stream.flush()
+
+
+class PlainPrinter:
+    """Fixed-width lines, one per epoch, no control characters: fit for nohup and log files."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self.epochs = 0
+
+    def write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            self.write(describe_start(event))
+            if event.run_dir:
+                self.write(f"run directory: {event.run_dir}")
+        elif isinstance(event, EpochEnded):
+            width = len(str(self.epochs))
+            self.write(f"epoch {event.epoch:>{width}}/{self.epochs}  train {fmt_metrics(event.train)}  "
+                       f"valid {fmt_metrics(event.valid)}  {event.seconds:6.2f}s  "
+                       f"{event.samples_per_s:>10,.0f} samples/s")
+        elif isinstance(event, RunEnded):
+            self.write(describe_end(event))
+
+
+class RichProgress:
+    """Live bar on a terminal: epoch, step, loss, accuracy, samples/s, ETA; epoch lines scroll above."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=False)
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[label]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=True)
+        self.task: Any = None
+        self.start: RunStarted | None = None
+        self.plain = PlainPrinter(self)  # reuse its formatting, written through the console
+
+    def write(self, text: str) -> None:
+        self.console.print(text.rstrip("\n"), highlight=False, markup=False)
+
+    def flush(self) -> None:
+        pass
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.start = event
+            self.plain(event)
+            done = event.start_epoch * event.steps_per_epoch
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=event.epochs * event.steps_per_epoch,
+                                               completed=done, label=f"epoch {event.start_epoch + 1}/{event.epochs}",
+                                               stats="")
+        elif isinstance(event, StepProgress) and self.task is not None:
+            acc = f" acc {event.accuracy:.2%}" if event.accuracy is not None else ""
+            self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.start.epochs}",
+                                 stats=f"loss {event.loss:.4g}{acc}  {event.samples_per_s:,.0f} samples/s")
+        elif isinstance(event, EpochEnded):
+            self.plain(event)
+        elif isinstance(event, RunEnded):
+            self.progress.stop()
+            self.plain(event)
+
+
+def make_printer(json_mode: bool, stream: IO[str] | None = None) -> Any:
+    if json_mode:
+        return JsonPrinter(stream)
+    if (stream or sys.stdout).isatty():
+        return RichProgress()
+    return PlainPrinter(stream)
