@@ -77,24 +77,46 @@ def show(preset: str, **overrides: Any) -> None:
 
 
 @cli.command()
-@click.argument("preset")
+@click.argument("preset", required=False)
 @training_options
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout (start, epoch, end).")
-def run(preset: str, json_mode: bool, **overrides: Any) -> None:
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for run directories (default ./runs).")
+@click.option("--resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue a stopped run in its own directory (with --epochs N to train further).")
+def run(preset: str | None, json_mode: bool, out: str | None, resume: str | None, **overrides: Any) -> None:
     """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
 
-    PRESET is a preset name (see `tuitrain list`) or a path to a TOML file.
-    Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged.
+    PRESET is a preset name (see `tuitrain list`) or a path to a TOML file. Each run writes
+    OUT/<YYYYmmdd-HHMMSS>-<preset>/ (config, metrics.jsonl, last/best checkpoints, summary).
+    Ctrl-C, SIGTERM or SIGHUP stop at the next step and save; `--resume RUN_DIR` continues.
+    Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged, 130/143/129 interrupted
+    by SIGINT/SIGTERM/SIGHUP.
     """
-    config = resolve_config(preset, **overrides)
-    from tuitrain.engine import Trainer
-    from tuitrain.headless import make_printer
+    from tuitrain.runcmd import run_command
 
-    trainer = Trainer(config, [make_printer(json_mode)])
-    ended = trainer.run()
-    if ended.status == "diverged" and not json_mode:
-        click.echo(f"Error: {ended.message}", err=True)
-    sys.exit(EXIT_CODES.get(ended.status, 1))
+    sys.exit(run_command(preset, resume, out, json_mode, overrides))
+
+
+@cli.command("runs")
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder holding run directories.")
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per run.")
+def list_runs(out: str, json_mode: bool) -> None:
+    """List runs: preset, status, epochs, best validation metric, age."""
+    from tuitrain.runcmd import runs_command
+
+    sys.exit(runs_command(out, json_mode))
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object on stdout.")
+def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
+    """Report a run's test (and validation) metrics from its best or last checkpoint."""
+    from tuitrain.runcmd import eval_command
+
+    sys.exit(eval_command(run_dir, which, json_mode))
 
 
 def main() -> None:

@@ -156,6 +156,7 @@ class Trainer:
                     break
                 train, seconds, samples = result
                 self.epoch, self.epoch_step = self.epoch + 1, 0
+                self._epoch_rng = None  # the next epoch's shuffle starts from the generator's state
                 valid = self.evaluate(d.valid)
                 if not math.isfinite(train.loss) or not math.isfinite(valid.loss):
                     return self._finish(self._diverged())
@@ -311,7 +312,8 @@ class Trainer:
             "config": self.config.to_dict(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "epoch_step": self.epoch_step,
             "step": self.step, "train_seconds": self.train_seconds, "samples_seen": self.samples_seen,
-            "shuffle_rng": (self._epoch_rng if self.epoch_step else self.generator.get_state()).cpu(),
+            # an epoch in progress (even one stopped before its first step) replays its own shuffle
+            "shuffle_rng": (self._epoch_rng if self._epoch_rng is not None else self.generator.get_state()).cpu(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
