@@ -1,0 +1,47 @@
+"""Shared fixtures: isolated XDG folders and tiny IDX data sets written by the tests."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import pytest
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def isolated_xdg(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real config or cache."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    return home
+
+
+def write_idx(path: Path, data: bytes, dims: list[int], compress: bool) -> None:
+    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as handle:
+        handle.write(header + data)
+
+
+def make_idx_set(folder: Path, train: int = 120, test: int = 40, compress: bool = True) -> Path:
+    """A learnable MNIST-shaped set: the label is drawn as a bright band at row 2*label."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    for prefix, n in (("train", train), ("t10k", test)):
+        labels = bytes(i % 10 for i in range(n))
+        images = bytearray(n * 28 * 28)
+        for i, label in enumerate(labels):
+            row = 2 * label + 4
+            images[i * 784 + row * 28: i * 784 + row * 28 + 28] = bytes([255]) * 28
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", bytes(images), [n, 28, 28], compress)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, [n], compress)
+    return folder
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    return make_idx_set(tmp_path / "digits")

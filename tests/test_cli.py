@@ -1,0 +1,115 @@
+"""The real `tuitrain` process: exit codes, one-line errors, JSON lines, clean logs, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+TINY = str(DATA / "tiny_rings.toml")
+
+
+def tuitrain(*args, env=None, timeout=120):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tuitrain", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+
+
+def test_json_run_is_one_object_per_line():
+    result = tuitrain("run", "neuron", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["event"] for line in lines] == ["start"] + ["epoch"] * 10 + ["end"]
+    epoch = lines[1]
+    assert epoch["epoch"] == 1 and {"loss", "accuracy"} <= set(epoch["train"]) and "seconds" in epoch
+    assert epoch["samples_per_s"] > 0 and "loss" in epoch["valid"]
+    end = lines[-1]
+    assert end["status"] == "completed" and end["test"]["accuracy"] >= 0.95
+    assert end["train_seconds"] > 0 and end["samples_per_s"] > 0
+
+
+def test_regression_reports_loss_without_accuracy():
+    result = tuitrain("run", "wave", "--epochs", "2", "--json")
+    end = json.loads(result.stdout.splitlines()[-1])
+    assert set(end["test"]) == {"loss"}
+
+
+def test_log_output_is_plain_lines():
+    result = tuitrain("run", TINY)
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epoch_lines) == 3 and "valid loss" in epoch_lines[0]
+    assert result.stdout.splitlines()[-1].startswith("completed: test loss")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nope"], "unknown preset 'nope'"),
+    (["run", "rings", "--lr", "-1"], "--lr"),
+    (["run", "rings", "--epochs", "0"], "--epochs"),
+    (["run", "rings", "--optimizer", "sgdd"], "sgdd"),
+    (["run", "rings", "--batch-size", "many"], "--batch-size"),
+    (["run", "lenet", "--dataset", "rings"], "lenet"),
+    (["run", "neuron", "--dataset", "rings"], "neuron"),
+    (["run", str(DATA / "syntax_error.toml")], "line 5"),
+    (["run", str(DATA / "unknown_key.toml")], "train.epocs"),
+    (["run", "mlp", "--data-dir", "/nonexistent-dir"], "/nonexistent-dir"),
+    (["run"], "PRESET"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = tuitrain(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_cuda_without_gpu_is_bad_input():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = tuitrain("run", "rings", "--device", "cuda")
+    assert result.returncode == 2 and "no CUDA GPU" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_missing_mnist_offline_says_what_to_do(isolated_xdg, tmp_path):
+    # no files anywhere and no network: must fail within seconds with advice, not hang or trace
+    result = tuitrain("run", "mlp", env={"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    assert result.returncode == 2
+    assert "--data-dir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_divergence_exits_3_with_advice():
+    result = tuitrain("run", "square", "--lr", "50", "--epochs", "20")
+    assert result.returncode == 3
+    assert "lower learning rate" in result.stderr
+
+
+def test_help_and_list_do_not_import_torch():
+    probe = ("import sys, runpy\nsys.argv = ['tuitrain'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('tuitrain', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)")
+    for args in (["--help"], ["list"], ["run", "--help"]):
+        result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+        assert result.stderr.strip().endswith("NO-TORCH"), (args, result.stderr)
+    help_text = tuitrain("--help").stdout
+    for word in ("run", "list", "show"):
+        assert word in help_text
+
+
+def test_show_prints_resolved_toml():
+    result = tuitrain("show", "rings", "--epochs", "7")
+    assert result.returncode == 0 and "epochs = 7" in result.stdout and "[train]" in result.stdout
+
+
+def test_list_names_every_builtin_preset():
+    names = [line.split()[0] for line in tuitrain("list").stdout.splitlines() if line.strip()]
+    assert {"neuron", "mlp", "lenet", "rings", "square", "wave"} <= set(names)
