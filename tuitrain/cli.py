@@ -119,6 +119,20 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
     sys.exit(eval_command(run_dir, which, json_mode))
 
 
+@cli.command()
+@click.argument("preset")
+@training_options
+def train(preset: str, **overrides: Any) -> None:
+    """Train PRESET in the live dashboard (charts, parameters, predictions; ? lists the keys).
+
+    Takes the same overrides as `run`; bad input fails here with exit code 2.
+    """
+    config = resolve_config(preset, **overrides)
+    from tuitrain.tui.launch import open_train
+
+    open_train(config)
+
+
 def main() -> None:
     """Console entry point: one-line errors and meaningful exit codes, never a traceback for bad input."""
     try:

@@ -1,0 +1,1 @@
+"""Provides the Textual app: setup screen, live dashboard, parameter and prediction viewers."""

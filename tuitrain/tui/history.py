@@ -1,0 +1,128 @@
+"""Provides bounded chart series and a run summary built from engine events (no UI imports)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuitrain.events import EpochEnded, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+
+MAX_POINTS = 1500  # per series; older points are merged pairwise beyond this
+SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
+END_STATES = {"completed": "finished", "stopped": "stopped", "interrupted": "stopped",
+              "diverged": "diverged", "failed": "failed"}
+
+
+class Series:
+    """x/y points with bounded memory: when full, the older half is averaged pairwise."""
+
+    def __init__(self, limit: int = MAX_POINTS):
+        self.limit = limit
+        self.x: list[float] = []
+        self.y: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def add(self, x: float, y: float | None) -> None:
+        if y is None or not math.isfinite(y):
+            return
+        self.x.append(float(x))
+        self.y.append(float(y))
+        if len(self.x) > self.limit:
+            half = (len(self.x) // 2) & ~1
+            xs, ys = self.x[:half], self.y[:half]
+            self.x = [(xs[i] + xs[i + 1]) / 2 for i in range(0, half, 2)] + self.x[half:]
+            self.y = [(ys[i] + ys[i + 1]) / 2 for i in range(0, half, 2)] + self.y[half:]
+
+    def smoothed(self, factor: float) -> list[float]:
+        """Exponential moving average with bias correction (like TensorBoard's smoothing)."""
+        if factor <= 0:
+            return list(self.y)
+        out, avg = [], 0.0
+        for i, value in enumerate(self.y, 1):
+            avg = factor * avg + (1 - factor) * value
+            out.append(avg / (1 - factor ** i))
+        return out
+
+
+@dataclass
+class RunHistory:
+    """Everything the dashboard shows, folded from engine events in order."""
+
+    preset: str = ""
+    device: str = ""
+    task: str = ""
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    parameters: int = 0
+    epoch: int = 0
+    step: int = 0
+    epochs_done: int = 0
+    lr: float = 0.0
+    samples_per_s: float = 0.0
+    train_seconds: float = 0.0
+    state: str = "starting"  # starting | running | paused | finished | stopped | diverged | failed
+    message: str = ""
+    test: Any = None
+    train_loss: Series = field(default_factory=Series)  # per progress event, x = step
+    valid_loss: Series = field(default_factory=Series)  # per epoch, x = step
+    epoch_train: Series = field(default_factory=Series)  # per epoch: accuracy (or loss for regression)
+    epoch_valid: Series = field(default_factory=Series)
+    inspection: Inspection | None = None
+    config: dict = field(default_factory=dict)
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("finished", "stopped", "diverged", "failed")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def eta_seconds(self) -> float | None:
+        """Training time left at the average pace so far (evaluation time not included)."""
+        if self.state != "running" or self.step <= 0 or self.train_seconds <= 0:
+            return None
+        return max(self.total_steps - self.step, 0) * self.train_seconds / self.step
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, RunStarted):
+            self.preset, self.device, self.task = event.preset, event.device, event.task
+            self.epochs, self.steps_per_epoch, self.parameters = event.epochs, event.steps_per_epoch, event.parameters
+            self.epochs_done = event.start_epoch
+            self.epoch = event.start_epoch
+            self.step = event.start_epoch * event.steps_per_epoch
+            self.config = event.config
+            self.lr = float(event.config.get("train", {}).get("lr", 0.0))
+            self.state = "running"
+        elif isinstance(event, StepProgress):
+            self.epoch, self.step, self.lr = event.epoch, event.step, event.lr
+            self.samples_per_s, self.train_seconds = event.samples_per_s, event.seconds
+            self.train_loss.add(event.step, event.loss)
+        elif isinstance(event, EpochEnded):
+            self.epoch = self.epochs_done = event.epoch
+            self.step, self.lr, self.train_seconds = event.step, event.lr, event.total_seconds
+            self.valid_loss.add(event.step, event.valid.loss)
+            if self.regression or event.train.accuracy is None:
+                self.epoch_train.add(event.epoch, event.train.loss)
+                self.epoch_valid.add(event.epoch, event.valid.loss)
+            else:
+                self.epoch_train.add(event.epoch, event.train.accuracy)
+                self.epoch_valid.add(event.epoch, event.valid.accuracy)
+        elif isinstance(event, StateChanged):
+            self.state, self.lr = event.state, event.lr
+        elif isinstance(event, Inspection):
+            self.inspection = event
+        elif isinstance(event, RunEnded):
+            self.state = END_STATES.get(event.status, event.status)
+            self.message, self.test = event.message, event.test
+            self.step, self.epochs_done = event.step, event.epoch
+            if event.samples_per_s:
+                self.samples_per_s = event.samples_per_s
+            self.train_seconds = event.train_seconds

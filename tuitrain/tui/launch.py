@@ -1,0 +1,21 @@
+"""Provides the CLI entry points that open the app: setup screen, training dashboard, run watcher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def open_setup(preset: str | None = None) -> None:
+    from tuitrain.tui.app import make_app
+
+    make_app(preset=preset).run()
+
+
+def open_train(config: Any) -> None:
+    """Build the Trainer first (bad data fails here, like `run`), then open the dashboard."""
+    from tuitrain.engine import Trainer
+    from tuitrain.tui.app import make_app
+    from tuitrain.tui.source import LiveSource
+
+    trainer = Trainer(config)
+    make_app(LiveSource(config, trainer)).run()

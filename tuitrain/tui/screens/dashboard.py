@@ -1,0 +1,317 @@
+"""Provides the live dashboard: charts, status, parameters and predictions for one training run."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from tuitrain.events import Inspection, RunEnded, RunStarted, StateChanged
+from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
+from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen
+from tuitrain.tui.screens.param_detail import ParamDetail
+from tuitrain.tui.widgets.charts import EpochChart, LossChart
+from tuitrain.tui.widgets.params import ParamTable
+from tuitrain.tui.widgets.predictions import PredictionPanel
+from tuitrain.tui.widgets.status import StatusLine
+
+FLUSH_INTERVAL = 0.1  # seconds between folding buffered events into the view
+CHART_INTERVAL = 0.25  # seconds between chart redraws (plotext rendering holds the GIL)
+INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible
+PANELS = ("charts", "params", "predictions")
+URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
+ADVICE = {
+    "diverged": "Press r to restart, or start again with a lower learning rate (- halves it live).",
+    "failed": "Press r to try again; for out-of-memory use a smaller --batch-size.",
+}
+
+
+class Dashboard(Screen):
+    """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Resume", priority=True),
+        Binding("n", "step", "Step"),
+        Binding("plus,equals_sign", "lr(2.0)", "LR×2", key_display="+"),
+        Binding("minus", "lr(0.5)", "LR÷2", key_display="-"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "restart", "Restart"),
+        Binding("l", "log_y", "Log-y", show=False),
+        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False),
+        Binding("right_square_bracket", "smoothing(1)", "Smooth+", show=False),
+        Binding("tab", "panel(1)", "Panel", priority=True),
+        Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True),
+        Binding("1", "show_panel('charts')", show=False),
+        Binding("2", "show_panel('params')", show=False),
+        Binding("3", "show_panel('predictions')", show=False),
+        Binding("question_mark", "help", "Keys"),
+        Binding("q", "quit_run", "Quit"),
+    ]
+
+    @dataclass
+    class Wake(Message):
+        """Posted from the training thread when an event should be shown without waiting."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, Dashboard.Wake)
+
+    class RunUpdated(Message):
+        """Posted after buffered events were folded in (tests and other widgets can listen)."""
+
+        def __init__(self, history: RunHistory, count: int):
+            super().__init__()
+            self.history, self.count = history, count
+
+    def __init__(self, source: Any, show_speed: bool = True):
+        super().__init__()
+        self.source = source
+        self.show_speed = show_speed
+        self.history = RunHistory()
+        self._pending: deque[tuple[int, Any]] = deque()
+        self._generation = 0
+        self._charts_dirty = False
+        self._last_chart = 0.0
+        self._inspect_pending = False
+        self._inspect_asked = 0.0
+        self._params_seen = False
+        self.smoothing_index = 2
+        self.log_y = False
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status", show_speed=self.show_speed)
+        yield Static(id="banner")
+        with TabbedContent(id="panels", initial="charts"):
+            with TabPane("Charts", id="charts"):
+                with Horizontal(id="chart-row"):
+                    yield LossChart(id="loss-chart")
+                    yield EpochChart(id="epoch-chart")
+            with TabPane("Parameters", id="params"):
+                yield ParamTable(id="param-table")
+            with TabPane("Predictions", id="predictions"):
+                yield PredictionPanel(id="prediction-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#banner").display = False
+        self.set_interval(FLUSH_INTERVAL, self.flush)
+        self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect)
+        self.start_run()
+
+    # ------------------------------------------------------------------ events in
+    def start_run(self, restart: bool = False) -> None:
+        self._generation += 1
+        generation = self._generation
+        self.history = RunHistory()
+        self._inspect_pending = False
+        self.query_one("#banner").display = False
+
+        def sink(event: Any) -> None:  # runs in the training thread: keep it cheap
+            self._pending.append((generation, event))
+            if isinstance(event, URGENT):
+                try:
+                    self.post_message(self.Wake())
+                except RuntimeError:  # the app is closing
+                    pass
+
+        self._charts_dirty = True
+        self.run_source(sink, restart)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="training")
+    def run_source(self, sink: Any, restart: bool) -> Any:
+        return self.source.run(sink, restart=restart)
+
+    def on_dashboard_wake(self, message: Wake) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Fold buffered events into the history; redraw what changed (charts at most 4x/s)."""
+        count = 0
+        inspection = None
+        while self._pending:
+            generation, event = self._pending.popleft()
+            if generation != self._generation:
+                continue
+            count += 1
+            self.history.add(event)
+            if isinstance(event, Inspection):
+                inspection = event
+            elif isinstance(event, RunEnded):
+                self.show_end(event)
+        if count:
+            self._charts_dirty = True
+            self.query_one(StatusLine).show(self.history)
+            self.post_message(self.RunUpdated(self.history, count))
+        if inspection is not None:
+            self.show_inspection(inspection)
+        now = time.monotonic()
+        if self._charts_dirty and (now - self._last_chart >= CHART_INTERVAL or self.history.ended):
+            self._charts_dirty = False
+            self._last_chart = now
+            if self.query_one("#panels", TabbedContent).active == "charts":
+                self.draw_charts()
+
+    def draw_charts(self) -> None:
+        smoothing = SMOOTHING_LEVELS[self.smoothing_index]
+        self.query_one(LossChart).draw(self.history, smoothing, self.log_y)
+        self.query_one(EpochChart).draw(self.history, self.log_y)
+
+    def show_end(self, event: RunEnded) -> None:
+        h = self.history
+        banner = self.query_one("#banner", Static)
+        if event.status in ("completed", "stopped", "interrupted"):
+            test = ""
+            if event.test is not None:
+                test = f"test loss {event.test.loss:.4g}"
+                if event.test.accuracy is not None:
+                    test += f", accuracy {event.test.accuracy:.2%}"
+            banner.update(f"Run {h.state} after {event.epoch} epochs ({event.step:,} steps). {test}  "
+                          "r: restart  q: quit")
+            banner.set_class(False, "error")
+        else:
+            banner.update(f"Run {event.status}: {event.message or 'see the log'}\n{ADVICE.get(event.status, '')}")
+            banner.set_class(True, "error")
+            self.notify(event.message or event.status, title=f"Run {event.status}", severity="error", timeout=8)
+        banner.display = True
+        self._inspect_asked = 0.0  # refresh the look-inside panels once from the final weights
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "training" or event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        self.history.state = "failed"
+        self.query_one(StatusLine).show(self.history)
+        banner = self.query_one("#banner", Static)
+        banner.update(f"Training failed: {type(error).__name__}: {error}\nPress r to try again, or q to quit.")
+        banner.set_class(True, "error")
+        banner.display = True
+        self.notify(str(error), title="Training failed", severity="error", timeout=8)
+
+    # ------------------------------------------------------------------ looking inside
+    def looking_inside(self) -> bool:
+        if self.app.screen is not self and not isinstance(self.app.screen, ParamDetail):
+            return False
+        return self.query_one("#panels", TabbedContent).active in ("params", "predictions")
+
+    def maybe_inspect(self) -> None:
+        """Ask for an Inspection only while someone looks at parameters or predictions."""
+        now = time.monotonic()
+        if not self.looking_inside() or now - self._inspect_asked < INSPECT_INTERVAL:
+            return
+        if self._inspect_pending and now - self._inspect_asked < 5:
+            return
+        self._inspect_asked = now
+        if self.history.state in ("running", "paused") and self.source.running():
+            self._inspect_pending = True
+            self.source.request_inspection()
+        elif self.history.ended and self.history.inspection is None or self._needs_final_look():
+            self._inspect_pending = True
+            self.inspect_directly(self._generation)
+
+    def _needs_final_look(self) -> bool:
+        ins = self.history.inspection
+        return self.history.ended and ins is not None and ins.step != self.history.step
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
+    def inspect_directly(self, generation: int) -> None:
+        inspection = self.source.inspect_now()
+        if inspection is not None:
+            self._pending.append((generation, inspection))
+            self.post_message(self.Wake())
+
+    def show_inspection(self, inspection: Inspection) -> None:
+        self._inspect_pending = False
+        self.query_one(ParamTable).show(inspection.params)
+        if inspection.predictions is not None:
+            self.query_one(PredictionPanel).show(inspection.predictions)
+        if isinstance(self.app.screen, ParamDetail):
+            self.app.screen.show(inspection)
+
+    def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
+        name = str(event.row_key.value)
+        detail = ParamDetail(name)
+        self.app.push_screen(detail)
+        if self.history.inspection is not None:
+            self.call_after_refresh(detail.show, self.history.inspection)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id
+        if pane == "charts":
+            self.draw_charts()
+        elif pane == "params":
+            self.query_one(ParamTable).focus()
+        elif pane == "predictions":
+            self.query_one(PredictionPanel).focus()
+        self._inspect_asked = 0.0
+        self.maybe_inspect()
+
+    # ------------------------------------------------------------------ actions
+    def action_toggle_pause(self) -> None:
+        if not self.source.live or self.history.ended:
+            return
+        if self.history.state == "paused":
+            self.source.resume()
+        else:
+            self.source.pause()
+
+    def action_step(self) -> None:
+        if self.source.live and self.history.state == "paused":
+            self.source.step_once()
+
+    def action_lr(self, factor: float) -> None:
+        if not self.source.live or self.history.ended or self.source.lr is None:
+            return
+        lr = self.source.lr * factor
+        self.source.set_lr(lr)
+        self.notify(f"learning rate → {lr:.4g}", timeout=2)
+
+    def action_stop(self) -> None:
+        if self.source.live and not self.history.ended:
+            self.source.stop()
+
+    def action_restart(self) -> None:
+        if not self.source.live:
+            return
+        self.source.stop()
+        self.start_run(restart=True)
+
+    def action_log_y(self) -> None:
+        self.log_y = not self.log_y
+        self.draw_charts()
+
+    def action_smoothing(self, delta: int) -> None:
+        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + delta))
+        self.draw_charts()
+
+    def action_panel(self, delta: int) -> None:
+        panels = self.query_one("#panels", TabbedContent)
+        panels.active = PANELS[(PANELS.index(panels.active) + delta) % len(PANELS)]
+
+    def action_show_panel(self, panel: str) -> None:
+        self.query_one("#panels", TabbedContent).active = panel
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_quit_run(self) -> None:
+        if self.source.live and self.history.state in ("running", "paused", "starting") and self.source.running():
+            def answer(quit_now: bool | None) -> None:
+                if quit_now:
+                    self.shutdown()
+
+            self.app.push_screen(ConfirmQuit(), answer)
+        else:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.source.stop()
+        self.app.exit()

@@ -1,0 +1,1 @@
+"""Provides the dashboard's widgets: charts, status line, parameter table, prediction viewer."""

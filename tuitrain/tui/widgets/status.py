@@ -1,0 +1,65 @@
+"""Provides the one-line run status: preset, device, progress, speed, ETA, lr, state, memory."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tuitrain.tui.history import RunHistory
+
+STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan",
+                "stopped": "bold magenta", "diverged": "bold red", "failed": "bold red", "starting": "dim"}
+
+
+def memory_in_use(device: str = "cpu") -> str:
+    """Resident memory of this process (plus CUDA memory allocated by torch, when on a GPU)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            rss = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    text = f"{rss / 2**20:,.0f} MiB"
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            text += f" + GPU {torch.cuda.memory_allocated() / 2**20:,.0f} MiB"
+        except Exception:  # noqa: BLE001 - memory display must never break the UI
+            pass
+    return text
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class StatusLine(Static):
+    """Shows the run's state; `show_speed=False` hides timing-dependent fields (for snapshots)."""
+
+    def __init__(self, *args, show_speed: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.show_speed = show_speed
+
+    def show(self, h: RunHistory) -> None:
+        text = Text(no_wrap=False)
+        state = h.state
+        text.append(f" {state.upper()} ", STATE_STYLES.get(state, "bold"))
+        text.append(f" {h.preset or '-'}", "bold")
+        text.append(f" on {h.device or '-'}")
+        epochs = f"{h.epoch}/{h.epochs}" if h.epochs else "-"
+        steps = f"{h.step:,}/{h.total_steps:,}" if h.total_steps else f"{h.step:,}"
+        text.append("  epoch ", "dim").append(epochs).append("  step ", "dim").append(steps)
+        text.append("  lr ", "dim").append(f"{h.lr:.4g}", "bold")
+        if self.show_speed:
+            text.append("  ", "dim").append(f"{h.samples_per_s:,.0f}").append(" samples/s", "dim")
+            text.append("  ETA ", "dim").append(fmt_duration(h.eta_seconds()))
+            text.append("  mem ", "dim").append(memory_in_use(h.device))
+        self.update(text)
