@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import IO, Any
 
 from tuitrain.events import EpochEnded, Event, Metrics, RunEnded, RunStarted, StepProgress, event_to_dict
@@ -50,51 +51,69 @@ class JsonPrinter:
 
 
 class PlainPrinter:
-    """Fixed-width lines, one per epoch, no control characters: fit for nohup and log files."""
+    """Fixed-width columns, one row per epoch, no control characters: fit for nohup and log files."""
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream or sys.stdout
         self.epochs = 0
+        self.accuracy = True
 
     def write(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def header(self) -> str:
+        acc = "  train_acc" if self.accuracy else ""
+        vacc = "  valid_acc" if self.accuracy else ""
+        width = max(5, 2 * len(str(self.epochs)) + 1)
+        return f"{'epoch':>{width}}  train_loss{acc}  valid_loss{vacc}  seconds  samples/s"
+
+    def row(self, e: EpochEnded) -> str:
+        width = max(5, 2 * len(str(self.epochs)) + 1)
+        text = f"{f'{e.epoch}/{self.epochs}':>{width}}  {e.train.loss:10.4g}"
+        if self.accuracy:
+            text += f"  {e.train.accuracy:9.2%}"
+        text += f"  {e.valid.loss:10.4g}"
+        if self.accuracy:
+            text += f"  {e.valid.accuracy:9.2%}"
+        return text + f"  {e.seconds:7.2f}  {e.samples_per_s:9,.0f}"
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self.epochs = event.epochs
+            self.epochs, self.accuracy = event.epochs, event.task != "regression"
             self.write(describe_start(event))
             if event.run_dir:
                 self.write(f"run directory: {event.run_dir}")
+            self.write(self.header())
         elif isinstance(event, EpochEnded):
-            width = len(str(self.epochs))
-            self.write(f"epoch {event.epoch:>{width}}/{self.epochs}  train {fmt_metrics(event.train)}  "
-                       f"valid {fmt_metrics(event.valid)}  {event.seconds:6.2f}s  "
-                       f"{event.samples_per_s:>10,.0f} samples/s")
+            self.write(self.row(event))
         elif isinstance(event, RunEnded):
             self.write(describe_end(event))
 
 
 class RichProgress:
-    """Live bar on a terminal: epoch, step, loss, accuracy, samples/s, ETA; epoch lines scroll above."""
+    """Live bar on a terminal (epoch, step, loss, accuracy, samples/s, ETA); epoch rows scroll above it,
+    at most about one a second so thousand-epoch runs stay readable."""
+
+    ROW_INTERVAL = 1.0  # seconds between printed epoch rows (the last epoch is always printed)
 
     def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console = Console(stderr=False)
+        self.console = Console()
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[label]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=True)
+            TextColumn("[bold]{task.fields[label]}"), BarColumn(bar_width=None), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=True,
+            expand=True)
         self.task: Any = None
         self.start: RunStarted | None = None
-        self.plain = PlainPrinter(self)  # reuse its formatting, written through the console
+        self.plain = PlainPrinter()
+        self.plain.write = self.write  # same formatting, written through the live console
+        self.last_row = 0.0
 
     def write(self, text: str) -> None:
-        self.console.print(text.rstrip("\n"), highlight=False, markup=False)
-
-    def flush(self) -> None:
-        pass
+        self.console.print(text, highlight=False, markup=False, overflow="ellipsis", no_wrap=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -110,7 +129,12 @@ class RichProgress:
             self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.start.epochs}",
                                  stats=f"loss {event.loss:.4g}{acc}  {event.samples_per_s:,.0f} samples/s")
         elif isinstance(event, EpochEnded):
-            self.plain(event)
+            now = time.monotonic()
+            if now - self.last_row >= self.ROW_INTERVAL or event.epoch == self.plain.epochs:
+                self.last_row = now
+                self.plain(event)
+            if self.task is not None:
+                self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.start.epochs}")
         elif isinstance(event, RunEnded):
             self.progress.stop()
             self.plain(event)
