@@ -43,8 +43,8 @@ def test_log_output_is_plain_lines():
     result = tuitrain("run", TINY)
     assert result.returncode == 0
     assert "\x1b" not in result.stdout and "\r" not in result.stdout
-    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
-    assert len(epoch_lines) == 3 and "valid loss" in epoch_lines[0]
+    epoch_lines = [line for line in result.stdout.splitlines() if line.strip().split(" ")[0].endswith("/3")]
+    assert len(epoch_lines) == 3 and "valid_loss" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("completed: test loss")
 
 
