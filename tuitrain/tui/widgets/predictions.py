@@ -103,7 +103,7 @@ def decision_regions(pred: Any, width: int, height: int) -> Text:
         line = int((ymax - y) / max(ymax - ymin, 1e-9) * (prow - 1)) // 2
         colour = CLASS_COLOURS[true[i] % 10]
         wrong = pcls[i] != true[i]
-        marks[(line, c)] = ("✗" if wrong else "●", "bold white on red" if wrong else f"bold rgb{tuple(min(255, v + 60) for v in colour)}")
+        marks[(line, c)] = ("✗" if wrong else "●", "bold white on red" if wrong else "bold rgb({},{},{})".format(*(min(255, v + 60) for v in colour)))
         if no_color():
             marks[(line, c)] = ("x" if wrong else str(true[i]), "bold")
     out = Text(no_wrap=True, overflow="crop")
