@@ -1,0 +1,383 @@
+"""Benchmark: tuitrain against a hand-written PyTorch loop and the tutorial loop, on the same work.
+
+For each case (network, batch size, epochs) it runs, each in its own process, with the same seed:
+  a  bench/bare_loop.py      hand-written loop over preloaded tensors (randperm, loss kept on the device)
+  b  bench/tutorial_loop.py  torchvision dataset + ToTensor + DataLoader, loss.item() every step
+  c  tuitrain run ... --json the real CLI, headless (writes its run directory to a temp folder)
+  d  tuitrain train ...      the live dashboard, when tuitrain/tui can be started (else "not measured")
+and records training samples/s (as each reports it) and whole-process wall time (measured here).
+It also measures `tuitrain --help` against `python -c "import torch"`, the time from launching
+`tuitrain run` to its first step event, and resident memory over a 100-epoch `rings` run.
+
+    python bench/bench.py                        # everything, 2 repeats, Fashion-MNIST when installed
+    python bench/bench.py --quick                # tiny synthetic data, 1 repeat: checks it all works
+    python bench/bench.py --cases mlp-64,rings --variants a,c --repeats 3
+
+Writes bench/results/latest.json (raw numbers) and bench/results/latest.md (the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+IDX_STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+# name: (model, preset, batch size, epochs, epochs in --quick)
+CASES: dict[str, tuple[str, str, int, int, int]] = {
+    "mlp-64": ("mlp", "mlp", 64, 1, 1),
+    "mlp-256": ("mlp", "mlp", 256, 1, 1),
+    "mlp-1024": ("mlp", "mlp", 1024, 1, 1),
+    "lenet-64": ("lenet", "lenet", 64, 1, 1),
+    "lenet-256": ("lenet", "lenet", 256, 1, 1),
+    "rings": ("rings", "rings", 1000, 100, 3),
+}
+VARIANTS = {"a": "bare PyTorch loop", "b": "tutorial loop (DataLoader)", "c": "tuitrain run (headless)",
+            "d": "tuitrain with live dashboard"}
+
+
+# ----------------------------------------------------------------------------- data
+
+def write_idx(path: Path, data: bytes, dims: list[int], compress: bool) -> None:
+    header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    (gzip.open if compress else open)(path, "wb").write(header + data)
+
+
+def prepare_data(work: Path, synthetic: bool, n_train: int, n_test: int, seed: int) -> dict[str, Any]:
+    """IDX files for a/c (gzipped, as the Debian package ships them) and a torchvision root for b."""
+    tv_raw = work / "tv" / "FashionMNIST" / "raw"
+    tv_raw.mkdir(parents=True)
+    if not synthetic:
+        for stem in IDX_STEMS:
+            with gzip.open(DEBIAN_FASHION_DIR / f"{stem}.gz", "rb") as src, open(tv_raw / stem, "wb") as dst:
+                shutil.copyfileobj(src, dst)  # what torchvision leaves after its download + extract
+        return {"idx_dir": str(DEBIAN_FASHION_DIR), "tv_root": str(work / "tv"),
+                "source": f"Fashion-MNIST ({DEBIAN_FASHION_DIR}, 60,000 train / 10,000 test)"}
+    import random
+
+    rng = random.Random(seed)
+    idx_dir = work / "idx"
+    idx_dir.mkdir()
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.randbytes(n * 28 * 28)
+        labels = bytes(rng.randrange(10) for _ in range(n))
+        for folder, compress in ((idx_dir, True), (tv_raw, False)):
+            suffix = ".gz" if compress else ""
+            write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images, [n, 28, 28], compress)
+            write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, [n], compress)
+    return {"idx_dir": str(idx_dir), "tv_root": str(work / "tv"),
+            "source": f"synthetic uint8 images, {n_train:,} train / {n_test:,} test, 28x28, 10 classes"}
+
+
+# ----------------------------------------------------------------------------- processes
+
+def tuitrain_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "tuitrain"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tuitrain"]
+
+
+def timed(cmd: list[str], timeout: float) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE.parent)
+    return time.perf_counter() - start, proc
+
+
+def last_json(stdout: str, event: str | None = None) -> dict[str, Any]:
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            data = json.loads(line)
+            if event is None or data.get("event") == event:
+                return data
+    raise ValueError("no JSON result on stdout")
+
+
+def engine_uses_fused_adam() -> bool:
+    """Whether tuitrain builds Adam fused; the bare loop then does the same (same optimizer)."""
+    code = ("import torch; from tuitrain.engine import build_optimizer;"
+            "o = build_optimizer('adam', torch.nn.Linear(2, 2).parameters(), 1e-3, 0.9, 0.0);"
+            "print(bool(o.defaults.get('fused')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE.parent)
+    return out.stdout.strip() == "True"
+
+
+def case_command(variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path,
+                 fused: bool) -> list[str] | None:
+    model, preset, batch, _, _ = CASES[case]
+    common = ["--batch-size", str(batch), "--epochs", str(epochs), "--seed", str(seed)]
+    if variant == "a":
+        cmd = [sys.executable, str(HERE / "bare_loop.py"), "--model", model, *common, "--data-dir", data["idx_dir"]]
+        return cmd + (["--fused"] if fused and model != "rings" else [])
+    if variant == "b":
+        return [sys.executable, str(HERE / "tutorial_loop.py"), "--model", model, *common, "--root", data["tv_root"]]
+    if variant == "c":
+        images = [] if model == "rings" else ["--dataset", "fashion-mnist", "--data-dir", data["idx_dir"]]
+        return [*tuitrain_cmd(), "run", preset, *images, *common, "--json", "--out", str(work / "runs")]
+    return None
+
+
+def tui_status() -> str:
+    """'' when the dashboard can be benchmarked, else why not."""
+    return ("not measured: tuitrain/tui has no app that can be started headless with a config and report "
+            "its end-of-run samples/s yet (no `tuitrain train` command in this build)")
+
+
+def run_case(variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path, fused: bool,
+             timeout: float) -> dict[str, Any]:
+    cmd = case_command(variant, case, epochs, data, seed, work, fused)
+    if cmd is None:
+        return {"error": tui_status()}
+    wall, proc = timed(cmd, timeout)
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-400:]}", "wall_s": wall}
+    out = last_json(proc.stdout, "end" if variant == "c" else None)
+    result = {"wall_s": wall, "samples_per_s": out["samples_per_s"]}
+    test = out.get("test") or {}
+    result["test_loss"] = out.get("test_loss", test.get("loss"))
+    result["test_accuracy"] = out.get("test_accuracy", test.get("accuracy"))
+    return result
+
+
+# ----------------------------------------------------------------------------- extra measurements
+
+def median_time(cmd: list[str], repeats: int) -> dict[str, Any]:
+    times = []
+    for _ in range(repeats):
+        wall, proc = timed(cmd, 120)
+        if proc.returncode != 0:
+            return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        times.append(wall)
+    return {"median_s": statistics.median(times), "runs_s": times}
+
+
+def startup(repeats: int) -> dict[str, Any]:
+    helps = median_time([*tuitrain_cmd(), "--help"], repeats)
+    torch_import = median_time([sys.executable, "-c", "import torch"], repeats)
+    result = {"tuitrain_help": helps, "import_torch": torch_import}
+    if "median_s" in helps and "median_s" in torch_import:
+        result["ratio"] = helps["median_s"] / torch_import["median_s"]
+    return result
+
+
+def first_step(data: dict[str, Any], seed: int, work: Path, timeout: float = 120) -> dict[str, Any]:
+    """Launch `tuitrain run mlp --dataset fashion-mnist --json`; time to its first step event.
+
+    The step event is read from the run directory's metrics.jsonl (the first one is written at once);
+    `--json` on stdout carries only start/epoch/end lines. The run is then stopped with SIGTERM.
+    """
+    out = work / "first-step"
+    cmd = [*tuitrain_cmd(), "run", "mlp", "--dataset", "fashion-mnist", "--data-dir", data["idx_dir"],
+           "--epochs", "1", "--seed", str(seed), "--json", "--out", str(out)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
+    seen: dict[str, float] = {}
+    try:
+        while "step" not in seen and time.perf_counter() - start < timeout and proc.poll() is None:
+            for metrics in out.glob("*/metrics.jsonl"):
+                text = metrics.read_text()
+                if '"event": "start"' in text:
+                    seen.setdefault("start", time.perf_counter() - start)
+                if '"event": "step"' in text:
+                    seen["step"] = time.perf_counter() - start
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if "step" not in seen:
+        return {"error": f"no step event (exit {proc.returncode}): {(proc.stderr.read() if proc.stderr else '')[-300:]}"}
+    return {"what": "time from launching `tuitrain run mlp --dataset fashion-mnist --json` to its first step "
+                    "event in metrics.jsonl (the TUI's first chart point is not measured)",
+            "to_start_event_s": seen.get("start"), "to_first_step_s": seen["step"]}
+
+
+def rss(epochs: int) -> dict[str, Any]:
+    wall, proc = timed([sys.executable, str(HERE / "probes.py"), "rss", "--epochs", str(epochs)], 900)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-300:]}
+    out = last_json(proc.stdout)
+    out["growth"] = out["rss_kib_last"] / max(out["rss_kib_epoch2"], 1) - 1
+    out["wall_s"] = wall
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gib = None
+    versions = subprocess.run([sys.executable, "-c", "import torch, torchvision; print(torch.__version__, "
+                               "torchvision.__version__, torch.get_num_threads())"],
+                              capture_output=True, text=True).stdout.split()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1) if mem_gib else None,
+            "os": platform.platform(), "python": platform.python_version(),
+            "torch": versions[0] if versions else None, "torchvision": versions[1] if len(versions) > 1 else None,
+            "torch_threads": int(versions[2]) if len(versions) > 2 else None}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[-1]["error"] if runs else "not run", "runs": runs}
+    return {"samples_per_s": statistics.median(r["samples_per_s"] for r in ok),
+            "wall_s": statistics.median(r["wall_s"] for r in ok),
+            "test_loss": ok[-1].get("test_loss"), "test_accuracy": ok[-1].get("test_accuracy"), "runs": runs}
+
+
+def ratio(num: dict[str, Any] | None, den: dict[str, Any] | None, key: str, invert: bool = False) -> float | None:
+    if not num or not den or key not in num or key not in den:
+        return None
+    return den[key] / num[key] if invert else num[key] / den[key]
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}, "
+             f"torch {m['torch']} (CPU, {m['torch_threads']} threads), torchvision {m['torchvision']}.",
+             f"Data: {report['data']}. Seed {report['seed']}; median of {report['repeats']} run(s) per cell.", "",
+             "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
+             "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case, row in report["cases"].items():
+        v = row["variants"]
+        cells = [case, str(row["epochs"])]
+        cells += [fmt(v.get(k, {}).get("samples_per_s"), ",.0f") for k in "abcd"]
+        cells += [fmt(v.get(k, {}).get("wall_s"), ".2f") for k in "abcd"]
+        cells += [fmt(row["ratios"].get(k), ".2f") for k in ("c/a", "c/b", "d/c", "wall c/a")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "samples/s: training samples per second of training time, as each loop reports it. "
+              "wall: the whole process (start-up, imports, data loading, training, evaluation). "
+              "c/a, c/b, d/c: samples/s ratios; wall c/a: c's wall time over a's (lower is better)."]
+    notes = [f"- {k}: {v['error']}" for k, v in report.get("not_measured", {}).items()]
+    if notes:
+        lines += ["", "Not measured:", *notes]
+    extras = report.get("extras", {})
+    if extras:
+        lines += ["", "| measurement | result |", "|---|---|"]
+        s = extras.get("startup", {})
+        if "ratio" in s:
+            lines.append(f"| `tuitrain --help` vs `python -c \"import torch\"` (median of {len(s['tuitrain_help']['runs_s'])}) "
+                         f"| {s['tuitrain_help']['median_s']:.3f} s vs {s['import_torch']['median_s']:.3f} s "
+                         f"= {s['ratio']:.2f}x |")
+        f = extras.get("first_step", {})
+        if "to_first_step_s" in f:
+            lines.append(f"| launch of `tuitrain run mlp --dataset fashion-mnist --json` to first step event "
+                         f"| {f['to_first_step_s']:.2f} s (start event at {f['to_start_event_s']:.2f} s) |")
+        r = extras.get("rss", {})
+        if "rss_kib_last" in r:
+            lines.append(f"| RSS of a {r['epochs']}-epoch `rings` run: after epoch 2 vs after epoch {r['epochs']} "
+                         f"| {r['rss_kib_epoch2'] / 1024:.1f} MiB vs {r['rss_kib_last'] / 1024:.1f} MiB "
+                         f"({r['growth']:+.1%}); peak {r['peak_rss_kib'] / 1024:.1f} MiB |")
+        for name, value in extras.items():
+            if isinstance(value, dict) and "error" in value:
+                lines.append(f"| {name} | error: {value['error']} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny synthetic data, few epochs, 1 repeat")
+    p.add_argument("--synthetic", action="store_true", help="synthetic images even when Fashion-MNIST is installed")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {','.join(CASES)}")
+    p.add_argument("--variants", default="abcd", help="letters from abcd")
+    p.add_argument("--repeats", type=int, help="runs per cell (default 2, 1 with --quick)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-extras", action="store_true", help="skip the start-up, first-step and memory probes")
+    p.add_argument("--rss-epochs", type=int, help="epochs of the rings memory probe (default 100, 3 with --quick)")
+    p.add_argument("--out", default=str(HERE / "results" / "latest.json"), help="JSON path; .md written beside it")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per process")
+    args = p.parse_args(argv)
+
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    variants = [v for v in "abcd" if v in args.variants]
+    repeats = args.repeats or (1 if args.quick else 2)
+    synthetic = args.quick or args.synthetic or not all((DEBIAN_FASHION_DIR / f"{s}.gz").is_file() for s in IDX_STEMS)
+    n_train, n_test = (1200, 200) if args.quick else (60000, 10000)
+
+    with tempfile.TemporaryDirectory(prefix="tuitrain-bench-") as tmp:
+        work = Path(tmp)
+        data = prepare_data(work, synthetic, n_train, n_test, args.seed)
+        fused = engine_uses_fused_adam()
+        report: dict[str, Any] = {
+            "version": 1, "quick": args.quick, "seed": args.seed, "repeats": repeats, "data": data["source"],
+            "synthetic": synthetic, "machine": machine(), "variants": {k: VARIANTS[k] for k in variants},
+            "adam_fused": fused, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cases": {}, "not_measured": {},
+        }
+        raw: dict[str, dict[str, list[dict[str, Any]]]] = {c: {v: [] for v in variants} for c in cases}
+        for r in range(repeats):  # interleaved, so drift in machine load spreads over every cell
+            for case in cases:
+                epochs = CASES[case][4 if args.quick else 3]
+                for v in variants:
+                    res = run_case(v, case, epochs, data, args.seed, work, fused, args.timeout)
+                    res["load_avg_1m"] = os.getloadavg()[0]
+                    raw[case][v].append(res)
+                    shown = res.get("error") or f"{res['samples_per_s']:,.0f} samples/s, wall {res['wall_s']:.2f} s"
+                    print(f"[{r + 1}/{repeats}] {case:<10} {v}: {shown}", file=sys.stderr, flush=True)
+        for case in cases:
+            v = {k: summarize(runs) for k, runs in raw[case].items()}
+            for k, s in v.items():
+                if "error" in s:
+                    report["not_measured"][f"{case}/{k}"] = {"error": s["error"]}
+            ok = {k: s for k, s in v.items() if "error" not in s}
+            report["cases"][case] = {
+                "model": CASES[case][0], "batch_size": CASES[case][2], "epochs": CASES[case][4 if args.quick else 3],
+                "variants": v,
+                "ratios": {"c/a": ratio(ok.get("c"), ok.get("a"), "samples_per_s"),
+                           "c/b": ratio(ok.get("c"), ok.get("b"), "samples_per_s"),
+                           "d/c": ratio(ok.get("d"), ok.get("c"), "samples_per_s"),
+                           "wall c/a": ratio(ok.get("c"), ok.get("a"), "wall_s")}}
+        if not args.no_extras:
+            print("extras: start-up, first step, memory", file=sys.stderr, flush=True)
+            report["extras"] = {"startup": startup(3 if args.quick else 7),
+                                "first_step": first_step(data, args.seed, work),
+                                "rss": rss(args.rss_epochs or (3 if args.quick else 100))}
+        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
