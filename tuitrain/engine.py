@@ -78,6 +78,7 @@ class Trainer:
         self.samples_seen = 0
         self.state = "idle"  # idle | running | paused | finished
         self._epoch_rng: torch.Tensor | None = None  # shuffle state at the start of the epoch in progress
+        self._last_emit = 0.0  # perf_counter of the last StepProgress
         self._sample = inspection.sample_indices(self.data, seed=tc.seed)
         # control: written by any thread, read by the loop at step boundaries
         self._lock = threading.Condition()
@@ -196,7 +197,8 @@ class Trainer:
         loss_sum, correct = zero.clone(), zero.clone()  # accumulate on the device: no per-step sync
         window_loss, window_correct, window_n = zero.clone(), zero.clone(), 0
         epoch_samples, epoch_seconds = 0, 0.0
-        tick = last_emit = time.perf_counter()
+        tick = time.perf_counter()
+        last_emit = self._last_emit  # kept across epochs: short epochs still get step events
         model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
         model.train()
         for i in range(self.epoch_step, steps):
@@ -236,7 +238,7 @@ class Trainer:
                 self._report_next_step = False
                 self.train_seconds += now - tick
                 epoch_seconds += now - tick
-                tick = last_emit = now
+                tick = last_emit = self._last_emit = now
                 mean_loss = window_loss.item() / window_n  # the one host sync per interval
                 if not math.isfinite(mean_loss):
                     return self._diverged()

@@ -1,0 +1,121 @@
+"""The real command line in a subprocess: signals, exit codes, resume, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuitrain import checkpoints, runs
+
+PRESET = """name = "ringlet"
+[model]
+kind = "mlp"
+hidden = [32, 32]
+[data]
+dataset = "rings"
+samples = 60000
+[train]
+optimizer = "sgd"
+lr = 0.05
+batch_size = 50
+epochs = 8  # 840 steps an epoch: a signal nearly always lands mid-epoch
+device = "cpu"
+"""
+
+
+def tuitrain(*args: str, cwd: Path, **kw) -> subprocess.Popen:
+    # one thread: tiny networks gain nothing from more, and spinning threads crawl on a busy machine
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tuitrain", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def wait_for_step(out: Path, timeout: float = 60.0) -> Path:
+    """Poll until some run's metrics.jsonl shows a step event; return that run directory."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for metrics in out.glob("*/metrics.jsonl"):
+            events, _ = runs.read_events(metrics)
+            if any(e["event"] == "step" for e in events):
+                return metrics.parent
+        time.sleep(0.02)
+    raise AssertionError("no step event within the timeout")
+
+
+def interrupt(tmp_path: Path, sig: int) -> tuple[Path, int, str]:
+    (tmp_path / "ringlet.toml").write_text(PRESET)
+    proc = tuitrain("run", "ringlet.toml", "--out", "out", "--json", cwd=tmp_path)
+    try:
+        run_dir = wait_for_step(tmp_path / "out")
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return run_dir, proc.returncode, stdout
+
+
+def check_interrupted(run_dir: Path, stdout: str) -> dict:
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert lines[0]["event"] == "start" and lines[0]["run_dir"] == str(Path("out") / run_dir.name)
+    assert lines[-1]["event"] == "end" and lines[-1]["status"] == "interrupted"
+    events, offset = runs.read_events(run_dir / "metrics.jsonl")
+    assert offset == (run_dir / "metrics.jsonl").stat().st_size  # every line whole and parseable
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    state = checkpoints.load(run_dir / "last.pt")
+    assert (state["epoch"], state["step"]) == (summary["epoch"], summary["step"]) and state["step"] > 0
+    assert state["epoch"] < 8
+    assert 0 <= state["epoch_step"] < 840  # at a step boundary (0 only if the signal came during validation)
+    return summary
+
+
+def test_sigint_saves_and_the_run_resumes_to_completion(tmp_path):
+    run_dir, code, stdout = interrupt(tmp_path, signal.SIGINT)
+    assert code == 130
+    before = check_interrupted(run_dir, stdout)
+    proc = tuitrain("run", "--resume", str(run_dir), "--json", cwd=tmp_path)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert lines[0]["start_epoch"] == before["epoch"] and lines[-1]["status"] == "completed"
+    assert lines[-1]["epoch"] == 8
+    events, _ = runs.read_events(run_dir / "metrics.jsonl")
+    assert [e["epoch"] for e in runs.epoch_history(events)] == list(range(1, 9))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test"] == lines[-1]["test"]
+    assert checkpoints.load(run_dir / "last.pt")["epoch"] == 8
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_gracefully(tmp_path, sig, code):
+    run_dir, returncode, stdout = interrupt(tmp_path, sig)
+    assert returncode == code
+    check_interrupted(run_dir, stdout)
+
+
+def test_divergence_exits_3_and_the_summary_says_so(tmp_path):
+    proc = tuitrain("run", "square", "--lr", "50", "--epochs", "3", "--out", "out", cwd=tmp_path)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    assert "lower learning rate" in stderr and stderr.count("\n") == 1
+    (run_dir,) = (tmp_path / "out").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "--lr" in summary["message"]
+    events, _ = runs.read_events(run_dir / "metrics.jsonl")
+    assert events[-1]["status"] == "diverged"
+
+
+def test_bad_resume_is_a_one_line_error_with_exit_2(tmp_path):
+    proc = tuitrain("run", "--resume", str(tmp_path), cwd=tmp_path)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and stderr.startswith("Error: ") and stderr.count("\n") == 1
+    assert "not a run directory" in stderr
