@@ -133,6 +133,16 @@ def train(preset: str, **overrides: Any) -> None:
     open_train(config)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def watch(run_dir: str) -> None:
+    """Follow RUN_DIR (made by `run`) in the dashboard: live charts, parameters from its last checkpoint."""
+    from tuitrain.runs import check_run_dir
+    from tuitrain.tui.launch import open_watch
+
+    open_watch(str(check_run_dir(run_dir)))
+
+
 def main() -> None:
     """Console entry point: one-line errors and meaningful exit codes, never a traceback for bad input."""
     try:

@@ -19,3 +19,11 @@ def open_train(config: Any) -> None:
 
     trainer = Trainer(config)
     make_app(LiveSource(config, trainer)).run()
+
+
+def open_watch(run_dir: str) -> None:
+    """Follow a run directory written by `tuitrain run` (charts live; look-inside from last.pt)."""
+    from tuitrain.tui.app import make_app
+    from tuitrain.tui.source import WatchSource
+
+    make_app(WatchSource(run_dir)).run()

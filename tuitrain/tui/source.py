@@ -69,3 +69,98 @@ class LiveSource:
     @property
     def model(self) -> Any:
         return None if self.trainer is None else self.trainer.model
+
+
+def event_from_dict(data: dict[str, Any]) -> Any:
+    """A metrics.jsonl line (the shape of events.event_to_dict) back into its event object, or None."""
+    import dataclasses
+
+    from tuitrain import events as ev
+
+    kinds = {"start": ev.RunStarted, "step": ev.StepProgress, "epoch": ev.EpochEnded, "state": ev.StateChanged,
+             "end": ev.RunEnded}
+    cls = kinds.get(data.get("event", ""))
+    if cls is None:
+        return None
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "event" or f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in ("train", "valid", "test"):
+            value = ev.metrics_from_dict(value)
+        elif value is None and f.type in ("float", float):
+            value = float("nan")
+        values[f.name] = value
+    try:
+        return cls(**values)
+    except TypeError:  # a line from another version with missing fields
+        return None
+
+
+class WatchSource:
+    """Follows a run directory: polls metrics.jsonl about twice a second, reloads last.pt for inspections."""
+
+    live = False
+    POLL = 0.5  # seconds between reads of metrics.jsonl
+    RELOAD = 3.0  # seconds between checkpoint reloads for the look-inside panels
+
+    def __init__(self, run_dir: str):
+        import threading
+        from pathlib import Path
+
+        self.run_dir = Path(run_dir)
+        self.trainer: Any = None
+        self._stop = threading.Event()
+        self._checkpoint_mtime = 0.0
+        self._last_reload = 0.0
+        self.title = self.run_dir.name
+
+    def run(self, sink: Sink, restart: bool = False) -> None:
+        from tuitrain.runs import METRICS, read_events
+
+        offset = 0
+        while not self._stop.is_set():
+            lines, offset = read_events(self.run_dir / METRICS, offset)
+            for line in lines:
+                event = event_from_dict(line)
+                if event is not None:
+                    sink(event)
+            self._stop.wait(self.POLL)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def running(self) -> bool:
+        return False
+
+    lr = None
+
+    def inspect_now(self) -> Any:
+        """Inspect the latest checkpoint; None when there is none yet or it has not changed."""
+        import time
+
+        from tuitrain import checkpoints
+        from tuitrain.runs import CHECKPOINTS, trainer_from_run
+
+        path = self.run_dir / CHECKPOINTS["last"]
+        if not path.is_file():
+            return None
+        mtime = path.stat().st_mtime
+        now = time.monotonic()
+        if mtime == self._checkpoint_mtime or now - self._last_reload < self.RELOAD:
+            return None
+        self._last_reload = now
+        if self.trainer is None:
+            self.trainer = trainer_from_run(self.run_dir, "last")
+        else:
+            checkpoints.restore(self.trainer, checkpoints.load(path), path)
+        self._checkpoint_mtime = mtime
+        return self.trainer.inspect()
+
+    # the controls do nothing: a watched run is steered by its own process
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def step_once(self) -> None: ...
+    def set_lr(self, lr: float) -> None: ...
+    def request_inspection(self) -> None: ...

@@ -174,8 +174,8 @@ class Dashboard(Screen):
                 test = f"test loss {event.test.loss:.4g}"
                 if event.test.accuracy is not None:
                     test += f", accuracy {event.test.accuracy:.2%}"
-            banner.update(f"Run {h.state} after {event.epoch} epochs ({event.step:,} steps). {test}  "
-                          "r: restart  q: quit")
+            keys = "r: restart  q: quit" if self.source.live else "q: quit"
+            banner.update(f"Run {h.state} after {event.epoch} epochs ({event.step:,} steps). {test}  {keys}")
             banner.set_class(False, "error")
         else:
             banner.update(f"Run {event.status}: {event.message or 'see the log'}\n{ADVICE.get(event.status, '')}")
@@ -185,9 +185,12 @@ class Dashboard(Screen):
         self._inspect_asked = 0.0  # refresh the look-inside panels once from the final weights
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "training" or event.state != WorkerState.ERROR:
+        if event.state != WorkerState.ERROR or event.worker.group not in ("training", "inspect"):
             return
         error = event.worker.error
+        if event.worker.group == "inspect":
+            self.notify(str(error), title="Cannot look inside", severity="warning", timeout=6)
+            return
         self.history.state = "failed"
         self.query_one(StatusLine).show(self.history)
         banner = self.query_one("#banner", Static)
@@ -210,10 +213,11 @@ class Dashboard(Screen):
         if self._inspect_pending and now - self._inspect_asked < 5:
             return
         self._inspect_asked = now
-        if self.history.state in ("running", "paused") and self.source.running():
+        if self.source.live and self.history.state in ("running", "paused") and self.source.running():
             self._inspect_pending = True
             self.source.request_inspection()
-        elif self.history.ended and self.history.inspection is None or self._needs_final_look():
+        elif not self.source.live or (self.history.ended and (self.history.inspection is None
+                                                               or self._needs_final_look())):
             self._inspect_pending = True
             self.inspect_directly(self._generation)
 
@@ -223,7 +227,10 @@ class Dashboard(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
     def inspect_directly(self, generation: int) -> None:
-        inspection = self.source.inspect_now()
+        try:
+            inspection = self.source.inspect_now()
+        finally:
+            self._inspect_pending = False
         if inspection is not None:
             self._pending.append((generation, inspection))
             self.post_message(self.Wake())
@@ -255,6 +262,11 @@ class Dashboard(Screen):
         self.maybe_inspect()
 
     # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if not self.source.live and action in ("toggle_pause", "step", "lr", "stop", "restart"):
+            return False  # hidden: a watched run is steered by its own process
+        return True
+
     def action_toggle_pause(self) -> None:
         if not self.source.live or self.history.ended:
             return

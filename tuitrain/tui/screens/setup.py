@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.table import Table
@@ -28,7 +29,7 @@ def device_options() -> list[tuple[str, str]]:
 
     cuda = torch.cuda.is_available()
     label = f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cuda (not available here)"
-    return [("auto (" + ("cuda" if cuda else "cpu") + ")", "auto"), ("cpu", "cpu"), (label, "cuda")]
+    return [("auto: " + ("cuda" if cuda else "cpu"), "auto"), ("cpu", "cpu"), (label, "cuda")]
 
 
 def data_line(dataset: str, data_dir: str = "") -> Text:
@@ -42,6 +43,22 @@ def data_line(dataset: str, data_dir: str = "") -> Text:
                          (" or pass --data-dir.", "dim"))
 
 
+def short_detail(detail: str) -> str:
+    """Linear(in_features=2, out_features=1, bias=True) -> Linear 2→1, and so on."""
+    kind, _, args = detail.partition("(")
+    args = args.rstrip(")")
+    if kind == "Linear":
+        numbers = re.findall(r"\d+", args)
+        return f"Linear {numbers[0]}→{numbers[1]}"
+    if kind.startswith("Conv"):
+        numbers = re.findall(r"\d+", args)
+        return f"{kind} {numbers[0]}→{numbers[1]}, {numbers[2]}×{numbers[3]} kernel"
+    if kind.startswith("MaxPool"):
+        size = re.findall(r"kernel_size=(\d+)", args)
+        return f"{kind} {size[0] if size else ''}"
+    return detail
+
+
 def network_summary(config: cfgmod.Config) -> Table:
     from tuitrain.models import build_model, describe, parameter_count
 
@@ -52,7 +69,7 @@ def network_summary(config: cfgmod.Config) -> Table:
     table.add_column("detail")
     table.add_column("params", justify="right")
     for name, detail, count in describe(model):
-        table.add_row(name, detail, f"{count:,}" if count else "")
+        table.add_row(name, short_detail(detail), f"{count:,}" if count else "")
     table.add_row("", Text("total", "bold"), Text(f"{parameter_count(model):,}", "bold"))
     return table
 
@@ -75,30 +92,30 @@ class SetupScreen(Screen):
                 yield OptionList(*self.presets, id="presets")
             with VerticalScroll(id="setup-form"):
                 yield Static(id="description")
-                yield Static(id="summary")
                 yield Static(id="data-status")
                 with Horizontal(classes="row"):
                     yield Label("Optimizer")
-                    yield Select([(o, o) for o in cfgmod.OPTIMIZERS], id="optimizer", allow_blank=False)
+                    yield Select([(o, o) for o in cfgmod.OPTIMIZERS], id="optimizer", allow_blank=False, compact=True)
                     yield Label("Learning rate")
-                    yield Input(id="lr", type="number")
+                    yield Input(id="lr", type="number", compact=True)
                 with Horizontal(classes="row"):
                     yield Label("Batch size")
-                    yield Input(id="batch_size", type="integer")
+                    yield Input(id="batch_size", type="integer", compact=True)
                     yield Label("Epochs")
-                    yield Input(id="epochs", type="integer")
+                    yield Input(id="epochs", type="integer", compact=True)
                 with Horizontal(classes="row"):
                     yield Label("Activation")
-                    yield Select([(a, a) for a in cfgmod.ACTIVATIONS], id="activation", allow_blank=False)
+                    yield Select([(a, a) for a in cfgmod.ACTIVATIONS], id="activation", allow_blank=False, compact=True)
                     yield Label("Seed")
-                    yield Input(id="seed", type="integer")
+                    yield Input(id="seed", type="integer", compact=True)
                 with Horizontal(classes="row"):
                     yield Label("Device")
-                    yield Select(device_options(), id="device", allow_blank=False)
+                    yield Select(device_options(), id="device", allow_blank=False, compact=True)
                     yield Label("Data set")
-                    yield Select([(d, d) for d in cfgmod.DATASETS], id="dataset", allow_blank=False)
+                    yield Select([(d, d) for d in cfgmod.DATASETS], id="dataset", allow_blank=False, compact=True)
                 yield Static(id="setup-error")
-                yield Button("Start training (ctrl+s)", variant="success", id="start")
+                yield Button("Start training (ctrl+s)", variant="success", id="start", compact=True)
+                yield Static(id="summary")
         yield Footer()
 
     def on_mount(self) -> None:

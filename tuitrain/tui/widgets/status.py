@@ -49,17 +49,27 @@ class StatusLine(Static):
         self.show_speed = show_speed
 
     def show(self, h: RunHistory) -> None:
-        text = Text(no_wrap=False)
+        self.history = h
         state = h.state
-        text.append(f" {state.upper()} ", STATE_STYLES.get(state, "bold"))
-        text.append(f" {h.preset or '-'}", "bold")
-        text.append(f" on {h.device or '-'}")
-        epochs = f"{h.epoch}/{h.epochs}" if h.epochs else "-"
-        steps = f"{h.step:,}/{h.total_steps:,}" if h.total_steps else f"{h.step:,}"
-        text.append("  epoch ", "dim").append(epochs).append("  step ", "dim").append(steps)
-        text.append("  lr ", "dim").append(f"{h.lr:.4g}", "bold")
-        if self.show_speed:
-            text.append("  ", "dim").append(f"{h.samples_per_s:,.0f}").append(" samples/s", "dim")
-            text.append("  ETA ", "dim").append(fmt_duration(h.eta_seconds()))
-            text.append("  mem ", "dim").append(memory_in_use(h.device))
-        self.update(text)
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(f" {state.upper()} ", STATE_STYLES.get(state, "bold"))
+        head.append(f" {h.preset or '-'}", "bold").append(f" {h.device or '-'}")
+        head.append("  epoch ", "dim").append(f"{h.epoch}/{h.epochs}" if h.epochs else "-")
+        head.append("  step ", "dim").append(f"{h.step:,}/{h.total_steps:,}" if h.total_steps else f"{h.step:,}")
+        head.append("  lr ", "dim").append(f"{h.lr:.4g}", "bold")
+        if not self.show_speed:
+            self.update(head)
+            return
+        tail = Text(no_wrap=True, overflow="ellipsis")
+        tail.append(f"{h.samples_per_s:,.0f}").append(" samples/s", "dim")
+        tail.append("  ETA ", "dim").append(fmt_duration(h.eta_seconds()))
+        tail.append("  mem ", "dim").append(memory_in_use(h.device))
+        width = self.content_size.width or 80
+        if head.cell_len + 2 + tail.cell_len <= width:
+            self.update(head + Text("  ") + tail)
+        else:  # narrow terminal: speed, ETA and memory on a second line
+            self.update(head + Text("\n ") + tail)
+
+    def on_resize(self) -> None:
+        if getattr(self, "history", None) is not None:
+            self.show(self.history)
