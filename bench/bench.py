@@ -132,15 +132,82 @@ def case_command(variant: str, case: str, epochs: int, data: dict[str, Any], see
 
 def tui_status() -> str:
     """'' when the dashboard can be benchmarked, else why not."""
-    return ("not measured: tuitrain/tui has no app that can be started headless with a config and report "
-            "its end-of-run samples/s yet (no `tuitrain train` command in this build)")
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("tuitrain.tui.app") and importlib.util.find_spec("tuitrain.tui.screens.dashboard"):
+            return ""
+    except ImportError:
+        pass
+    return "not measured: tuitrain/tui has no dashboard app to start with a config in this build"
+
+
+def run_in_terminal(cmd: list[str], timeout: float, cols: int = 120, rows: int = 40) -> tuple[float, int, int]:
+    """Run `cmd` on a pseudo-terminal of cols x rows, reading everything it draws; (wall s, exit code, bytes)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=HERE.parent,
+                            start_new_session=True)
+    os.close(slave)
+    received = 0
+    try:
+        while True:
+            if time.perf_counter() - start > timeout:
+                proc.kill()
+                break
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 1 << 16)
+                except OSError:  # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                received += len(chunk)
+            elif proc.poll() is not None:
+                break
+        proc.wait()
+    finally:
+        os.close(master)
+    return time.perf_counter() - start, proc.returncode, received
+
+
+def run_dashboard(case: str, epochs: int, data: dict[str, Any], seed: int, work: Path,
+                  timeout: float) -> dict[str, Any]:
+    why = tui_status()
+    if why:
+        return {"error": why}
+    model, preset, batch, _, _ = CASES[case]
+    result_file = work / f"dashboard-{case}-{time.monotonic_ns()}.json"
+    images = [] if model == "rings" else ["--dataset", "fashion-mnist", "--data-dir", data["idx_dir"]]
+    cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), preset, *images,
+           "--batch-size", str(batch), "--epochs", str(epochs), "--seed", str(seed)]
+    launched = time.time()
+    wall, code, drawn = run_in_terminal(cmd, timeout)
+    if code != 0 or not result_file.exists():
+        return {"error": f"dashboard exit {code}", "wall_s": wall}
+    out = json.loads(result_file.read_text())
+    if "samples_per_s" not in out:
+        return {"error": f"dashboard ended without a RunEnded event: {out}", "wall_s": wall}
+    return {"wall_s": wall, "samples_per_s": out["samples_per_s"], "test_loss": out.get("test"),
+            "terminal_bytes": drawn,
+            "first_chart_s": out["first_chart_time"] - launched if "first_chart_time" in out else None}
 
 
 def run_case(variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path, fused: bool,
              timeout: float) -> dict[str, Any]:
+    if variant == "d":
+        return run_dashboard(case, epochs, data, seed, work, timeout)
     cmd = case_command(variant, case, epochs, data, seed, work, fused)
-    if cmd is None:
-        return {"error": tui_status()}
+    assert cmd is not None
     wall, proc = timed(cmd, timeout)
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-400:]}", "wall_s": wall}
@@ -150,6 +217,30 @@ def run_case(variant: str, case: str, epochs: int, data: dict[str, Any], seed: i
     result["test_loss"] = out.get("test_loss", test.get("loss"))
     result["test_accuracy"] = out.get("test_accuracy", test.get("accuracy"))
     return result
+
+
+def cpu_busy(interval: float = 0.5) -> float:
+    """Share of all cores busy over `interval` seconds (other people's work, when we are idle)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 0.15) -> float:
+    """Wait (up to limit_s) until the machine is mostly idle; returns the last busy share seen."""
+    deadline = time.monotonic() + limit_s
+    busy = cpu_busy()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = cpu_busy(1.0)
+    return busy
 
 
 # ----------------------------------------------------------------------------- extra measurements
@@ -207,6 +298,24 @@ def first_step(data: dict[str, Any], seed: int, work: Path, timeout: float = 120
     return {"what": "time from launching `tuitrain run mlp --dataset fashion-mnist --json` to its first step "
                     "event in metrics.jsonl (the TUI's first chart point is not measured)",
             "to_start_event_s": seen.get("start"), "to_first_step_s": seen["step"]}
+
+
+def first_chart(data: dict[str, Any], seed: int, work: Path, timeout: float = 300) -> dict[str, Any]:
+    """Launch the dashboard on `mlp --dataset fashion-mnist` in a terminal; time to its first chart point."""
+    why = tui_status()
+    if why:
+        return {"error": why}
+    result_file = work / "first-chart.json"
+    cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), "--until-first-chart", "mlp",
+           "--dataset", "fashion-mnist", "--data-dir", data["idx_dir"], "--epochs", "1", "--seed", str(seed)]
+    launched = time.time()
+    wall, code, _ = run_in_terminal(cmd, timeout)
+    out = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if "first_chart_time" not in out:
+        return {"error": f"no chart point drawn (exit {code})"}
+    return {"what": "time from launching the `tuitrain train mlp --dataset fashion-mnist` dashboard (in a "
+                    "120x40 pty) to its first drawn chart point", "to_first_chart_s": out["first_chart_time"] - launched,
+            "to_first_step_event_s": out["first_step_time"] - launched}
 
 
 def rss(epochs: int) -> dict[str, Any]:
@@ -295,6 +404,11 @@ def markdown(report: dict[str, Any]) -> str:
         if "to_first_step_s" in f:
             lines.append(f"| launch of `tuitrain run mlp --dataset fashion-mnist --json` to first step event "
                          f"| {f['to_first_step_s']:.2f} s (start event at {f['to_start_event_s']:.2f} s) |")
+        f = extras.get("first_chart", {})
+        if "to_first_chart_s" in f:
+            lines.append(f"| launch of the `tuitrain train mlp --dataset fashion-mnist` dashboard to its first "
+                         f"chart point | {f['to_first_chart_s']:.2f} s (first step event at "
+                         f"{f['to_first_step_event_s']:.2f} s) |")
         r = extras.get("rss", {})
         if "rss_kib_last" in r:
             lines.append(f"| RSS of a {r['epochs']}-epoch `rings` run: after epoch 2 vs after epoch {r['epochs']} "
@@ -320,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-epochs", type=int, help="epochs of the rings memory probe (default 100, 3 with --quick)")
     p.add_argument("--out", default=str(HERE / "results" / "latest.json"), help="JSON path; .md written beside it")
     p.add_argument("--timeout", type=float, default=900, help="seconds per process")
+    p.add_argument("--quiet-wait", type=float, help="before each run, wait up to this many seconds for other "
+                   "processes to leave the CPUs idle (default 90, 0 with --quick)")
     args = p.parse_args(argv)
 
     cases = [c for c in args.cases.split(",") if c]
@@ -330,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if args.quick else 2)
     synthetic = args.quick or args.synthetic or not all((DEBIAN_FASHION_DIR / f"{s}.gz").is_file() for s in IDX_STEMS)
     n_train, n_test = (1200, 200) if args.quick else (60000, 10000)
+    quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.quick else 90)
 
     with tempfile.TemporaryDirectory(prefix="tuitrain-bench-") as tmp:
         work = Path(tmp)
@@ -345,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 epochs = CASES[case][4 if args.quick else 3]
                 for v in variants:
+                    busy = wait_for_quiet(quiet_wait) if quiet_wait > 0 else None
                     res = run_case(v, case, epochs, data, args.seed, work, fused, args.timeout)
+                    res["cpu_busy_before"] = busy
                     res["load_avg_1m"] = os.getloadavg()[0]
                     raw[case][v].append(res)
                     shown = res.get("error") or f"{res['samples_per_s']:,.0f} samples/s, wall {res['wall_s']:.2f} s"
@@ -367,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             print("extras: start-up, first step, memory", file=sys.stderr, flush=True)
             report["extras"] = {"startup": startup(3 if args.quick else 7),
                                 "first_step": first_step(data, args.seed, work),
+                                "first_chart": first_chart(data, args.seed, work),
                                 "rss": rss(args.rss_epochs or (3 if args.quick else 100))}
         report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 

@@ -1,8 +1,8 @@
 """Small drivers the benchmark runs in their own processes; each prints one JSON object on stdout.
 
     python bench/probes.py rss --epochs 100         # VmRSS at each EpochEnded of a `rings` run
-    python bench/probes.py first-step PRESET [tuitrain run options]
-                                                    # wall-clock time (time.time()) of the first step event
+    python bench/probes.py dashboard RESULT.json [--until-first-chart] PRESET [tuitrain train options]
+                                                    # `tuitrain train`'s dashboard; run it in a terminal (pty)
 """
 
 from __future__ import annotations
@@ -43,40 +43,63 @@ def rss(argv: list[str]) -> None:
                       "samples_per_s": ended.samples_per_s}))
 
 
-def first_step(argv: list[str]) -> None:
-    """The `tuitrain run` code path (options parsed by its CLI), stopped at the first step event.
+def dashboard(argv: list[str]) -> None:
+    """What `tuitrain train PRESET ...` does (same config resolution, Trainer, app), quitting at the run's end.
 
-    Prints the wall-clock time of the RunStarted and first StepProgress events, so the parent can
-    subtract the moment it spawned this process (imports and data loading included).
+    Runs inside a terminal (the parent gives it a pty and reads the screen updates); writes
+    {samples_per_s, first_chart_time, ...} to RESULT.json, since stdout is the terminal.
     """
     import click
 
     from tuitrain import cli
-    from tuitrain.events import RunStarted, StepProgress
+    from tuitrain.events import RunEnded, StepProgress
+    from tuitrain.tui.screens.dashboard import Dashboard
 
-    seen: dict[str, float] = {}
-    holder: dict[str, object] = {}
+    result_path, argv = argv[0], argv[1:]
+    until_first_chart = argv[:1] == ["--until-first-chart"]
+    argv = argv[1:] if until_first_chart else argv
+    seen: dict[str, object] = {}
+    draw_charts, show_end = Dashboard.draw_charts, Dashboard.show_end
 
-    def consumer(event: object) -> None:
-        if isinstance(event, RunStarted):
-            seen.setdefault("start", time.time())
-        elif isinstance(event, StepProgress) and "step" not in seen:
-            seen["step"] = time.time()
-            holder["trainer"].stop()  # type: ignore[attr-defined]
+    def consumer(event: object) -> None:  # training thread; the dashboard's own sink comes after it
+        if isinstance(event, StepProgress):
+            seen.setdefault("first_step_time", time.time())
+        elif isinstance(event, RunEnded):
+            seen.update(status=event.status, samples_per_s=event.samples_per_s,
+                        train_seconds=event.train_seconds, test=event.test and event.test.loss)
+
+    def drawing(self: Dashboard) -> None:
+        draw_charts(self)
+        if "first_step_time" in seen and self.history.step > 0:
+            if "first_chart_time" not in seen:
+                seen["first_chart_time"] = time.time()  # the first chart holding a step point
+                if until_first_chart:
+                    self.source.stop()
+                    self.app.exit()
+
+    def ending(self: Dashboard, event: object) -> None:
+        show_end(self, event)
+        self.draw_charts()
+        self.app.call_later(self.app.exit)
+
+    Dashboard.draw_charts, Dashboard.show_end = drawing, ending  # type: ignore[method-assign]
 
     @click.command()
     @click.argument("preset")
     @cli.training_options
     def command(preset: str, **overrides: object) -> None:
         from tuitrain.engine import Trainer
+        from tuitrain.tui.app import make_app
+        from tuitrain.tui.source import LiveSource
 
-        trainer = Trainer(cli.resolve_config(preset, **overrides), [consumer])
-        holder["trainer"] = trainer
-        trainer.run()
+        config = cli.resolve_config(preset, **overrides)
+        trainer = Trainer(config, [consumer])
+        make_app(LiveSource(config, trainer)).run()
 
     command.main(argv, standalone_mode=False)
-    print(json.dumps({"start_time": seen.get("start"), "first_step_time": seen.get("step")}))
+    with open(result_path, "w") as handle:
+        json.dump(seen, handle)
 
 
 if __name__ == "__main__":
-    {"rss": rss, "first-step": first_step}[sys.argv[1]](sys.argv[2:])
+    {"rss": rss, "dashboard": dashboard}[sys.argv[1]](sys.argv[2:])

@@ -42,7 +42,10 @@ def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, moment
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, weight_decay=weight_decay)
+    try:  # the fused kernel: ~3x cheaper steps than the default per-tensor loop on CPU (see bench/)
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype it does not support
+        return cls(params, lr=lr, weight_decay=weight_decay)
 
 
 LOSSES = {"binary": nn.BCEWithLogitsLoss, "classes": nn.CrossEntropyLoss, "regression": nn.MSELoss}
