@@ -296,12 +296,12 @@ def test_runs_and_eval_commands(done_run):
     assert result.exit_code == 0 and "test" in result.output and "best checkpoint" in result.output
 
 
-def test_runs_marks_a_killed_run_as_crashed(done_run, tmp_path):
+def test_runs_marks_a_killed_run_as_aborted(done_run, tmp_path):
     d = copy_run(done_run[0], tmp_path / "out" / "20200101-000000-rings")
     summary = json.loads((d / "summary.json").read_text())
     summary.update(status="running", pid=2**22 + 12345)  # no such process
     (d / "summary.json").write_text(json.dumps(summary))
-    assert runs.list_runs(tmp_path / "out")[0]["status"] == "crashed"
+    assert runs.list_runs(tmp_path / "out")[0]["status"] == "aborted"
 
 
 def test_second_signal_exits_at_once():
@@ -318,3 +318,17 @@ def test_second_signal_exits_at_once():
     with pytest.raises(SystemExit) as info:
         stop.handle(signal.SIGINT)
     assert info.value.code == 130
+
+
+def test_abort_marks_the_summary_and_keeps_the_checkpoint(done_run, tmp_path):
+    d = copy_run(done_run[0], tmp_path / "r")
+    trainer = trainer_from_run(d, epochs=5)
+    writer = RunWriter(trainer, run_dir=d, resume=True)
+    trainer.consumers = [writer]
+    before = (d / "last.pt").read_bytes()
+    writer.abort("stopped at once by a second SIGINT")
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["status"] == "aborted" and "epoch 2" in summary["message"] and summary["epoch"] == 2
+    assert (d / "last.pt").read_bytes() == before
+    _, _, end = resume(d)
+    assert end.status == "completed" and end.epoch == 5

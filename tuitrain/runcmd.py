@@ -116,6 +116,9 @@ def run_command(preset: str | None, resume: str | None, out: str | None, json_mo
     stopper = GracefulStop(trainer).install()
     try:
         ended = trainer.run()
+    except (SystemExit, KeyboardInterrupt):  # a second signal: leave at once
+        writer.abort(f"stopped at once by a second {signal.Signals(stopper.signum or signal.SIGINT).name}")
+        raise
     finally:
         stopper.uninstall()
         writer.close()

@@ -202,6 +202,9 @@ class RunWriter:
         self._last_save = time.monotonic()
         self._save_cost = 0.0
         self._saved_step = -1
+        self._saved_epoch: tuple[int, int, int] | None = None
+        if resume:  # last.pt holds the state just loaded
+            self._saved_step, self._saved_epoch = trainer.step, (trainer.epoch, trainer.step, trainer.epoch_step)
         self._write(CONFIG, trainer.config.to_toml())
         try:
             self._metrics = open(self.run_dir / METRICS, "ab")
@@ -280,6 +283,7 @@ class RunWriter:
             state = checkpoints.snapshot(self.trainer, best=self.best)
             if self._write(CHECKPOINTS["last"], checkpoints.to_bytes(state)):
                 self._saved_step = self.trainer.step
+                self._saved_epoch = (state["epoch"], state["step"], state["epoch_step"])
         self._write_summary(self.summary.get("status", "running"))
         end = time.monotonic()
         self._save_cost, self._last_save = end - start, end
@@ -300,6 +304,22 @@ class RunWriter:
             summary["ended_at"] = time.time()
         self.summary = summary
         self._write(SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+    def abort(self, reason: str) -> None:
+        """The process is leaving at once (a second Ctrl-C): no checkpoint, just say so in the summary."""
+        if self.summary.get("status") != "running":
+            return
+        saved = self._saved_epoch
+        self.summary.update(status="aborted", updated_at=time.time(), message=(
+            f"{reason}; --resume continues from the last checkpoint" + (f" (epoch {saved[0]}, step {saved[1]})"
+                                                                       if saved else " (none was written)")))
+        if saved:
+            self.summary.update(epoch=saved[0], step=saved[1], epoch_step=saved[2])
+        try:
+            checkpoints.atomic_write(self.run_dir / SUMMARY, json.dumps(self.summary, indent=2) + "\n", durable=False)
+        except OSError:
+            pass
+        self.close()
 
     def close(self) -> None:
         if self._metrics is not None:
@@ -357,7 +377,7 @@ def list_runs(out_dir: str | os.PathLike = DEFAULT_OUT) -> list[dict[str, Any]]:
         summary = read_summary(path)
         status = summary.get("status", "unknown")
         if status == "running" and not _alive(summary):
-            status = "crashed"  # killed without a chance to write its summary: resume it
+            status = "aborted"  # killed without a chance to write its summary: resume it
         preset = summary.get("preset")
         if preset is None:
             try:
