@@ -22,9 +22,9 @@ from tuitrain.runcmd import GracefulStop
 from tuitrain.runs import RunWriter, read_events, trainer_from_run
 
 
-def small(epochs: int = 3, hidden: list[int] | None = None):
+def small(epochs: int = 3, hidden: list[int] | None = None, optimizer: str | None = None):
     """Rings with 1200 points: 840 train, batch 100 -> 9 steps per epoch; about 10 ms an epoch."""
-    config = resolve_config("rings", epochs=epochs, device="cpu", batch_size=100)
+    config = resolve_config("rings", epochs=epochs, device="cpu", batch_size=100, optimizer=optimizer)
     config.data.samples = 1200
     if hidden is not None:
         config.model.hidden = hidden
@@ -89,9 +89,10 @@ def test_two_runs_in_the_same_second_do_not_collide(tmp_path):
     assert "/" not in c.name and c.parent == tmp_path
 
 
-def test_resume_3_then_6_is_bit_identical_to_6_straight(tmp_path):
-    straight, _, rec6, end6 = train(tmp_path / "a", small(6))
-    _, writer, _, end3 = train(tmp_path / "b", small(3))
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])  # optimizer state travels too
+def test_resume_3_then_6_is_bit_identical_to_6_straight(tmp_path, optimizer):
+    straight, _, rec6, end6 = train(tmp_path / "a", small(6, optimizer=optimizer))
+    _, writer, _, end3 = train(tmp_path / "b", small(3, optimizer=optimizer))
     assert end3.status == "completed" and end3.epoch == 3
     resumed, rec, end = resume(writer.run_dir, epochs=6)
     assert end.status == "completed" and end.epoch == 6 and end.step == end6.step

@@ -206,7 +206,10 @@ def runs_command(out: str, json_mode: bool) -> int:
 def eval_command(run_dir: str, which: str, json_mode: bool) -> int:
     from tuitrain import runs
 
-    trainer = runs.trainer_from_run(run_dir, which)
+    path = runs.check_run_dir(run_dir)
+    if which == "best" and not (path / runs.CHECKPOINTS["best"]).exists() and (path / runs.CHECKPOINTS["last"]).exists():
+        which = "last"  # stopped before its first validation: there is no best yet
+    trainer = runs.trainer_from_run(path, which)
     test = trainer.evaluate(trainer.data.test)
     valid = trainer.evaluate(trainer.data.valid)
     if json_mode:

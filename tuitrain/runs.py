@@ -205,11 +205,11 @@ class RunWriter:
         self._saved_epoch: tuple[int, int, int] | None = None
         if resume:  # last.pt holds the state just loaded
             self._saved_step, self._saved_epoch = trainer.step, (trainer.epoch, trainer.step, trainer.epoch_step)
-        self._write(CONFIG, trainer.config.to_toml())
-        try:
+        try:  # a run directory that cannot be written at the start is an error, not a warning
+            checkpoints.atomic_write(self.run_dir / CONFIG, trainer.config.to_toml())
             self._metrics = open(self.run_dir / METRICS, "ab")
         except OSError as exc:
-            raise RunDirError(f"cannot write {self.run_dir / METRICS}: {exc.strerror or exc}") from None
+            raise RunDirError(f"cannot write in run directory {self.run_dir}: {exc.strerror or exc}") from None
         self._write_summary("running")
 
     # -------------------------------------------------------------- consumer
