@@ -202,17 +202,17 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     trainer.consumers = [writer]
     trainer.config.train.epochs = 2
     trainer.run()  # completes 2 epochs, writes last.pt
+    writer.close()
     before = (writer.run_dir / "last.pt").read_bytes()
 
     def half_then_enospc(fd, data):
         os.write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(checkpoints, "_write_all", half_then_enospc)
     trainer.config.train.epochs = 4
-    trainer.consumers = [writer]
     writer2 = RunWriter(trainer, run_dir=writer.run_dir, resume=True, warn=messages.append)
     trainer.consumers = [writer2]
+    monkeypatch.setattr(checkpoints, "_write_all", half_then_enospc)  # the disk fills up
     ended = trainer.run()  # training goes on; every save fails
     assert ended.status == "completed" and ended.epoch == 4
     assert (writer.run_dir / "last.pt").read_bytes() == before
@@ -333,3 +333,13 @@ def test_abort_marks_the_summary_and_keeps_the_checkpoint(done_run, tmp_path):
     assert (d / "last.pt").read_bytes() == before
     _, _, end = resume(d)
     assert end.status == "completed" and end.epoch == 5
+
+
+def test_full_disk_at_the_start_is_an_error(done_run, tmp_path, monkeypatch):
+    d = copy_run(done_run[0], tmp_path / "r")
+    trainer = trainer_from_run(d, epochs=3)
+    monkeypatch.setattr(checkpoints, "_write_all", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(runs.RunDirError, match="No space left") as info:
+        RunWriter(trainer, run_dir=d, resume=True)
+    assert info.value.exit_code == 2
+    assert runs.load_run_config(d).train.epochs == 2  # the old config is intact
