@@ -202,7 +202,8 @@ async def test_quit_asks_while_training():
     assert app.return_code in (0, None)
 
 
-async def test_snapshot_setup_screen():
+async def test_snapshot_setup_screen(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # the device list depends on the machine
     app = make_app(preset="neuron")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup")

@@ -30,5 +30,16 @@ class TuitrainApp(App):
             self.push_screen(SetupScreen(self.preset))
 
 
+    async def action_quit(self) -> None:
+        """ctrl+q goes through the dashboard's confirmation while a run is training."""
+        dashboards = [screen for screen in self.screen_stack if isinstance(screen, Dashboard)]
+        if dashboards and self.screen is dashboards[-1]:
+            dashboards[-1].action_quit_run()
+        else:
+            for dashboard in dashboards:
+                dashboard.source.stop()
+            self.exit()
+
+
 def make_app(source: Any = None, preset: str | None = None, show_speed: bool = True) -> TuitrainApp:
     return TuitrainApp(source, preset, show_speed)

@@ -26,7 +26,7 @@ from tuitrain.tui.widgets.predictions import PredictionPanel
 from tuitrain.tui.widgets.status import StatusLine
 
 FLUSH_INTERVAL = 0.1  # seconds between folding buffered events into the view
-CHART_INTERVAL = 0.25  # seconds between chart redraws (plotext rendering holds the GIL)
+CHART_INTERVAL = 0.3  # seconds between chart redraws (plotext rendering holds the GIL)
 INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible
 PANELS = ("charts", "params", "predictions")
 URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
@@ -136,6 +136,7 @@ class Dashboard(Screen):
     def flush(self) -> None:
         """Fold buffered events into the history; redraw what changed (charts at most 4x/s)."""
         count = 0
+        charted = False
         inspection = None
         while self._pending:
             generation, event = self._pending.popleft()
@@ -145,10 +146,13 @@ class Dashboard(Screen):
             self.history.add(event)
             if isinstance(event, Inspection):
                 inspection = event
-            elif isinstance(event, RunEnded):
+                continue
+            charted = True
+            if isinstance(event, RunEnded):
                 self.show_end(event)
-        if count:
+        if charted:
             self._charts_dirty = True
+        if count:
             self.query_one(StatusLine).show(self.history)
             self.post_message(self.RunUpdated(self.history, count))
         if inspection is not None:
@@ -327,3 +331,6 @@ class Dashboard(Screen):
     def shutdown(self) -> None:
         self.source.stop()
         self.app.exit()
+
+    def on_unmount(self) -> None:
+        self.source.stop()  # however the app ends, the training thread must not outlive it

@@ -42,6 +42,6 @@ class EpochChart(PlotextPlot):
         plt.xlabel("epoch")
         if log_y and history.regression:
             plt.yscale("log")
-        _plot_series(plt, history.epoch_train, "train", VALID_MARKER, color="cyan")
+        _plot_series(plt, history.epoch_train, "train", TRAIN_MARKER, color="cyan")
         _plot_series(plt, history.epoch_valid, "valid", VALID_MARKER, color="orange")
         self.refresh()

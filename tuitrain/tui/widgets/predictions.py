@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
@@ -80,38 +81,47 @@ def decision_regions(pred: Any, width: int, height: int) -> Text:
     xmin, xmax, ymin, ymax = pred.bounds
     gh, gw = grid.shape[0], grid.shape[1]
     side = max(4, min(width, 2 * height))  # half-block pixels are about square
-    cols, prow = side, side  # pixel columns and pixel rows
+    cols, lines = side, side // 2
     conf, cls = grid.max(dim=2)
     cls_l, conf_l = cls.tolist(), conf.tolist()
-    rows = []
-    for r in range(prow):
-        gr = gh - 1 - min(gh - 1, r * gh // prow)  # top of the picture = largest y
-        rows.append([blend(CLASS_COLOURS[cls_l[gr][min(gw - 1, c * gw // cols)] % 10],
-                           0.2 + 0.5 * conf_l[gr][min(gw - 1, c * gw // cols)]) for c in range(cols)])
-    if no_color():
-        shades = " .:-=+*#"
-        lines = [[shades[cls_l[gh - 1 - min(gh - 1, (2 * r) * gh // prow)][min(gw - 1, c * gw // cols)] % len(shades)]
-                  for c in range(cols)] for r in range(prow // 2)]
-        text_lines = [Text("".join(line)) for line in lines]
-    else:
-        text_lines = pixels(rows).split("\n")
+    col_index = [min(gw - 1, c * gw // cols) for c in range(cols)]
+
+    def pixel(r: int, c: int) -> tuple[int, float]:
+        gr = gh - 1 - min(gh - 1, r * gh // (2 * lines))  # top of the picture = largest y
+        return cls_l[gr][col_index[c]], conf_l[gr][col_index[c]]
+
     pcls, _ = predicted(pred)
     true = truth(pred)
-    marks: dict[tuple[int, int], tuple[str, str]] = {}
+    plain = no_color()
+    marks: dict[tuple[int, int], tuple[str, Any]] = {}
     for i, (x, y) in enumerate(pred.inputs.tolist()):
         c = int((x - xmin) / max(xmax - xmin, 1e-9) * (cols - 1))
-        line = int((ymax - y) / max(ymax - ymin, 1e-9) * (prow - 1)) // 2
-        colour = CLASS_COLOURS[true[i] % 10]
+        line = int((ymax - y) / max(ymax - ymin, 1e-9) * (2 * lines - 1)) // 2
         wrong = pcls[i] != true[i]
-        marks[(line, c)] = ("✗" if wrong else "●", "bold white on red" if wrong else "bold rgb({},{},{})".format(*(min(255, v + 60) for v in colour)))
-        if no_color():
+        if plain:
             marks[(line, c)] = ("x" if wrong else str(true[i]), "bold")
+        else:
+            r, g, b = (min(255, v + 60) for v in CLASS_COLOURS[true[i] % 10])
+            marks[(line, c)] = ("✗", "bold white on red") if wrong else ("●", Style(color=f"rgb({r},{g},{b})", bold=True))
+    shades = " .:-=+*#"
     out = Text(no_wrap=True, overflow="crop")
-    for n, line in enumerate(text_lines):
-        for (ln, c), (char, style) in marks.items():
-            if ln == n and 0 <= c < len(line):
-                line = line[:c] + Text(char, style) + line[c + 1:]
-        out.append_text(line).append("\n")
+    for line in range(lines):
+        for c in range(cols):
+            top_cls, top_conf = pixel(2 * line, c)
+            low_cls, low_conf = pixel(2 * line + 1, c)
+            bg = blend(CLASS_COLOURS[low_cls % 10], 0.2 + 0.5 * low_conf)
+            mark = marks.get((line, c))
+            if mark is not None:
+                char, style = mark
+                if not plain and isinstance(style, Style):
+                    style = style + Style(bgcolor=f"rgb({bg[0]},{bg[1]},{bg[2]})")
+                out.append(char, style)
+            elif plain:
+                out.append(shades[top_cls % len(shades)])
+            else:
+                fg = blend(CLASS_COLOURS[top_cls % 10], 0.2 + 0.5 * top_conf)
+                out.append("▀", Style(color=f"rgb({fg[0]},{fg[1]},{fg[2]})", bgcolor=f"rgb({bg[0]},{bg[1]},{bg[2]})"))
+        out.append("\n")
     legend = "  ".join(f"● {_label(pred.class_names, k)}" for k in range(grid.shape[2]))
     out.append(legend + "   ✗ misclassified", "dim")
     return out
