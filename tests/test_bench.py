@@ -36,7 +36,8 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
         for variant in case["variants"].values():
             assert "error" not in variant, variant
             assert variant["samples_per_s"] > 0 and variant["wall_s"] > 0
-            assert len(variant["runs"]) == 1
+            assert len(variant["runs"]) == 1 and variant["used_runs"] == 1
+            assert 0 <= variant["runs"][0]["others_cpu_share"] <= 1 and isinstance(variant["noisy"], bool)
         assert case["ratios"]["c/a"] > 0 and case["ratios"]["wall c/a"] > 0
         assert case["ratios"]["c/b"] is None and case["ratios"]["d/c"] is None
         # same data, network, initial weights, optimizer and shuffle: the bare loop and tuitrain agree
@@ -66,5 +67,7 @@ def test_markdown_lists_ratios_extras_and_gaps() -> None:
     }
     text = bench.markdown(report)
     assert "| mlp-64 | 1 | 1,000 | 250 | 1,000 | - | 10.00 | 10.00 | 11.00 | - | 1.00 | 4.00 | - | 1.10 |" in text
+    report["cases"]["mlp-64"]["variants"]["a"]["noisy"] = True
+    assert "| mlp-64 | 1 | 1,000* | 250 |" in bench.markdown(report)
     assert "mlp-64/d: no TUI" in text
     assert "0.10x" in text and "3.00 s" in text and "+0.0%" in text
