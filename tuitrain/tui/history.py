@@ -119,6 +119,7 @@ class RunHistory:
             self.state, self.lr = event.state, event.lr
         elif isinstance(event, Inspection):
             self.inspection = event
+            self.step = max(self.step, event.step)  # single steps while paused send no progress event
         elif isinstance(event, RunEnded):
             self.state = END_STATES.get(event.status, event.status)
             self.message, self.test = event.message, event.test

@@ -39,8 +39,12 @@ ADVICE = {
 class Dashboard(Screen):
     """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
 
-    BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/Resume", priority=True),
+    BINDINGS = [  # footer order: the most needed first, so narrow terminals still show them
+        Binding("question_mark", "help", "Keys"),
+        Binding("q", "quit_run", "Quit"),
+        Binding("space", "toggle_pause", "Pause", priority=True),
+        Binding("tab", "panel(1)", "Panel", priority=True),
+        Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True),
         Binding("n", "step", "Step"),
         Binding("plus,equals_sign", "lr(2.0)", "LR×2", key_display="+"),
         Binding("minus", "lr(0.5)", "LR÷2", key_display="-"),
@@ -49,13 +53,9 @@ class Dashboard(Screen):
         Binding("l", "log_y", "Log-y", show=False),
         Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False),
         Binding("right_square_bracket", "smoothing(1)", "Smooth+", show=False),
-        Binding("tab", "panel(1)", "Panel", priority=True),
-        Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True),
         Binding("1", "show_panel('charts')", show=False),
         Binding("2", "show_panel('params')", show=False),
         Binding("3", "show_panel('predictions')", show=False),
-        Binding("question_mark", "help", "Keys"),
-        Binding("q", "quit_run", "Quit"),
     ]
 
     @dataclass
@@ -99,7 +99,7 @@ class Dashboard(Screen):
                 yield ParamTable(id="param-table")
             with TabPane("Predictions", id="predictions"):
                 yield PredictionPanel(id="prediction-panel")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#banner").display = False
@@ -179,7 +179,8 @@ class Dashboard(Screen):
                 if event.test.accuracy is not None:
                     test += f", accuracy {event.test.accuracy:.2%}"
             keys = "r: restart  q: quit" if self.source.live else "q: quit"
-            banner.update(f"Run {h.state} after {event.epoch} epochs ({event.step:,} steps). {test}  {keys}")
+            epochs = f"{event.epoch} epoch" + ("" if event.epoch == 1 else "s")
+            banner.update(f"Run {h.state} after {epochs} ({event.step:,} steps). {test}  {keys}")
             banner.set_class(False, "error")
         else:
             banner.update(f"Run {event.status}: {event.message or 'see the log'}\n{ADVICE.get(event.status, '')}")

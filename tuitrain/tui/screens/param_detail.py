@@ -123,7 +123,7 @@ class ParamDetail(ModalScreen[None]):
             return None
         w1, w2 = w.values.reshape(-1).tolist()
         bias = b.values.reshape(-1).item()
-        line = (f"x2 = {-w1 / w2:.3g}·x1 + {-bias / w2:.3g}" if abs(w2) > 1e-9 else f"x1 = {-bias / w1:.3g}"
+        line = (f"x2 = {-w1 / w2:.3g}·x1 {'-' if bias / w2 > 0 else '+'} {abs(bias / w2):.3g}" if abs(w2) > 1e-9 else f"x1 = {-bias / w1:.3g}"
                 if abs(w1) > 1e-9 else "none (all weights are zero)")
         return (Text.assemble(("w1 ", "dim"), f"{w1:.4g}", ("  w2 ", "dim"), f"{w2:.4g}", ("  b ", "dim"),
                               f"{bias:.4g}", ("   decision line: ", "dim"), line), (w1, w2, bias))
@@ -135,10 +135,10 @@ class ParamDetail(ModalScreen[None]):
         if pred is not None and pred.bounds is not None:
             xmin, xmax, ymin, ymax = pred.bounds
             pts, labels = pred.inputs.tolist(), pred.targets.reshape(-1).tolist()
-            for cls, colour in ((0, "blue"), (1, "orange")):
+            for cls, colour, marker in ((0, "blue", "•"), (1, "orange", "+")):
                 chosen = [p for p, t in zip(pts, labels) if round(t) == cls]
                 if chosen:
-                    plt.scatter([p[0] for p in chosen], [p[1] for p in chosen], color=colour, marker="•",
+                    plt.scatter([p[0] for p in chosen], [p[1] for p in chosen], color=colour, marker=marker,
                                 label=f"class {cls}")
             plt.xlim(xmin, xmax)
             plt.ylim(ymin, ymax)

@@ -122,8 +122,12 @@ def decision_regions(pred: Any, width: int, height: int) -> Text:
                 fg = blend(CLASS_COLOURS[top_cls % 10], 0.2 + 0.5 * top_conf)
                 out.append("▀", Style(color=f"rgb({fg[0]},{fg[1]},{fg[2]})", bgcolor=f"rgb({bg[0]},{bg[1]},{bg[2]})"))
         out.append("\n")
-    legend = "  ".join(f"● {_label(pred.class_names, k)}" for k in range(grid.shape[2]))
-    out.append(legend + "   ✗ misclassified", "dim")
+    if plain:
+        legend = "  ".join(f"{k} {_label(pred.class_names, k)} (region '{shades[k % len(shades)]}')"
+                           for k in range(grid.shape[2])) + "   x misclassified"
+    else:
+        legend = "  ".join(f"● {_label(pred.class_names, k)}" for k in range(grid.shape[2])) + "   ✗ misclassified"
+    out.append(legend, "dim")
     return out
 
 
@@ -144,9 +148,9 @@ class PredictionPanel(VerticalScroll, can_focus=True):
     """Shows the latest Predictions; keys page through images and filter to mistakes."""
 
     BINDINGS = [
-        Binding("pagedown,full_stop", "page(1)", "Next page", key_display="."),
-        Binding("pageup,comma", "page(-1)", "Prev page", key_display=","),
-        Binding("m", "mistakes", "Mistakes only"),
+        Binding("pagedown,full_stop", "page(1)", "Next page", key_display=".", show=False),
+        Binding("pageup,comma", "page(-1)", "Prev page", key_display=",", show=False),
+        Binding("m", "mistakes", "Mistakes only", show=False),
     ]
 
     def __init__(self, *args, **kwargs):
