@@ -267,3 +267,51 @@ def test_tmux_smoke(tmp_path):
         assert "RUNNING" not in pane() and "PAUSED" not in pane()  # alternate screen left
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_series_memory_is_bounded_and_smoothing_is_unbiased():
+    from tuitrain.tui.history import Series
+
+    series = Series(limit=100)
+    for i in range(10_000):
+        series.add(i, 1.0)
+    assert len(series) <= 100
+    assert series.x == sorted(series.x) and series.x[-1] == 9999
+    assert all(abs(v - 1.0) < 1e-9 for v in series.smoothed(0.9))  # bias-corrected EMA of a constant
+    series.add(10_000, float("nan"))  # non-finite points are dropped, not drawn
+    assert series.x[-1] == 9999
+
+
+def test_events_round_trip_through_json_lines():
+    from tuitrain.events import EpochEnded, Metrics, RunEnded, event_to_dict
+    from tuitrain.tui.source import event_from_dict
+
+    epoch = EpochEnded(3, 33, Metrics(0.5, 0.8), Metrics(0.6, 0.75), 0.01, 1.0, 1000.0, 3.0)
+    assert event_from_dict(event_to_dict(epoch)) == epoch
+    end = RunEnded("completed", 3, 33, None, 3.0, 1000.0)
+    assert event_from_dict(event_to_dict(end)) == end
+    assert event_from_dict({"event": "something-new"}) is None
+
+
+async def test_watch_run_directory(tmp_path):
+    from tuitrain.runs import RunWriter
+    from tuitrain.tui.source import WatchSource
+
+    config = resolve_config("rings", epochs=3)
+    trainer = Trainer(config)
+    writer = RunWriter(trainer, out_dir=tmp_path)
+    trainer.consumers.insert(0, writer)
+    trainer.run()
+    app = make_app(WatchSource(str(writer.run_dir)))
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.ended, what="the run's end event")
+        assert dash.history.state == "finished" and len(dash.history.epoch_valid) == 3
+        await pilot.press("space")  # controls do nothing on a watched run
+        assert dash.history.state == "finished"
+        await pilot.press("2")
+        await until(pilot, lambda: dash.history.inspection is not None, what="checkpoint inspection")
+        names = [name for name, _ in trainer.model.named_parameters()]
+        assert [str(k.value) for k in dash.query_one(ParamTable).rows] == names
+        await pilot.press("q")
+    assert not app.is_running

@@ -20,18 +20,19 @@ from tuitrain.events import Inspection, RunEnded, RunStarted, StateChanged
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen
 from tuitrain.tui.screens.param_detail import ParamDetail
-from tuitrain.tui.widgets.charts import EpochChart, LossChart
+from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 from tuitrain.tui.widgets.status import StatusLine
 
-FLUSH_INTERVAL = 0.1  # seconds between folding buffered events into the view
-CHART_INTERVAL = 0.3  # seconds between chart redraws (plotext rendering holds the GIL)
+FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
+CHART_INTERVAL = 0.3  # seconds between chart redraws at least (plotext rendering holds the GIL)
+CHART_BUDGET = 0.04  # and at most this fraction of the time, so training keeps its speed
 INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible
 PANELS = ("charts", "params", "predictions")
 URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
 ADVICE = {
-    "diverged": "Press r to restart, or start again with a lower learning rate (- halves it live).",
+    "diverged": "Press - to halve the learning rate for the next start, then r to restart.",
     "failed": "Press r to try again; for out-of-memory use a smaller --batch-size.",
 }
 
@@ -81,6 +82,7 @@ class Dashboard(Screen):
         self._generation = 0
         self._charts_dirty = False
         self._last_chart = 0.0
+        self._chart_interval = CHART_INTERVAL
         self._inspect_pending = False
         self._inspect_asked = 0.0
         self._params_seen = False
@@ -158,11 +160,13 @@ class Dashboard(Screen):
         if inspection is not None:
             self.show_inspection(inspection)
         now = time.monotonic()
-        if self._charts_dirty and (now - self._last_chart >= CHART_INTERVAL or self.history.ended):
+        if self._charts_dirty and (now - self._last_chart >= self._chart_interval or self.history.ended):
             self._charts_dirty = False
             self._last_chart = now
             if self.query_one("#panels", TabbedContent).active == "charts":
                 self.draw_charts()
+                cost = time.monotonic() - now + sum(c.render_seconds for c in self.query(TimedPlot))
+                self._chart_interval = min(1.0, max(CHART_INTERVAL, cost / CHART_BUDGET))
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
@@ -285,7 +289,12 @@ class Dashboard(Screen):
             self.source.step_once()
 
     def action_lr(self, factor: float) -> None:
-        if not self.source.live or self.history.ended or self.source.lr is None:
+        if not self.source.live:
+            return
+        if self.history.ended or self.source.lr is None:  # change the settings of the next restart
+            train = self.source.config.train
+            train.lr *= factor
+            self.notify(f"r restarts with learning rate {train.lr:.4g}", timeout=3)
             return
         lr = self.source.lr * factor
         self.source.set_lr(lr)

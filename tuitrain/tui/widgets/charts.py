@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from textual_plotext import PlotextPlot
 
 from tuitrain.tui.history import RunHistory, Series
@@ -15,7 +17,19 @@ def _plot_series(plt, series: Series, label: str, marker: str, y: list[float] | 
         plt.plot(series.x, y if y is not None else series.y, label=label, marker=marker, color=color)
 
 
-class LossChart(PlotextPlot):
+class TimedPlot(PlotextPlot):
+    """A plot that remembers how long its last render took (the dashboard paces redraws by it)."""
+
+    render_seconds = 0.0
+
+    def render(self):
+        start = time.perf_counter()
+        result = super().render()
+        self.render_seconds = time.perf_counter() - start
+        return result
+
+
+class LossChart(TimedPlot):
     """Training loss per progress event (smoothed) and validation loss per epoch, x = step."""
 
     def draw(self, history: RunHistory, smoothing: float, log_y: bool) -> None:
@@ -32,7 +46,7 @@ class LossChart(PlotextPlot):
         self.refresh()
 
 
-class EpochChart(PlotextPlot):
+class EpochChart(TimedPlot):
     """Accuracy per epoch for classifiers, training and validation loss per epoch for regression."""
 
     def draw(self, history: RunHistory, log_y: bool) -> None:
