@@ -277,7 +277,7 @@ def test_resume_on_a_directory_that_is_not_a_run(tmp_path):
 def test_run_needs_preset_or_resume(done_run):
     result = CliRunner().invoke(cli, ["run"])
     assert isinstance(result.exception, UsageError) and "PRESET" in str(result.exception)
-    for args in (["rings", "--resume", str(done_run[0])], ["--resume", str(done_run[0]), "--lr", "1"],
+    for args in (["rings", "--resume", str(done_run[0])], ["--resume", str(done_run[0]), "--batch-size", "1"],
                  ["--resume", str(done_run[0])]):  # done_run completed its 2 epochs already
         result = CliRunner().invoke(cli, ["run", *args])
         assert isinstance(result.exception, UsageError), args
@@ -343,3 +343,24 @@ def test_full_disk_at_the_start_is_an_error(done_run, tmp_path, monkeypatch):
         RunWriter(trainer, run_dir=d, resume=True)
     assert info.value.exit_code == 2
     assert runs.load_run_config(d).train.epochs == 2  # the old config is intact
+
+
+def test_resume_with_a_lower_learning_rate(done_run, tmp_path):
+    d = copy_run(done_run[0], tmp_path / "r")
+    result = CliRunner().invoke(cli, ["run", "--resume", str(d), "--epochs", "3", "--lr", "0.001", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert lines[0]["config"]["train"]["lr"] == 0.001 and lines[1]["lr"] == 0.001
+    assert runs.load_run_config(d).train.lr == 0.001
+
+
+def test_ignored_signals_stay_ignored():
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        stop = GracefulStop(object()).install()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == stop.handle
+        stop.uninstall()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, old)

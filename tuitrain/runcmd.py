@@ -42,7 +42,8 @@ class GracefulStop:
         if threading.current_thread() is threading.main_thread():
             for name in STOP_SIGNALS:
                 sig = getattr(signal, name, None)
-                if sig is not None:
+                # an ignored signal stays ignored: `nohup` (SIGHUP) and `cmd &` in scripts (SIGINT)
+                if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
                     self.previous[sig] = signal.signal(sig, self.handle)
         return self
 
@@ -91,12 +92,18 @@ def run_command(preset: str | None, resume: str | None, out: str | None, json_mo
     if resume is not None:
         if preset is not None:
             raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
-        fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k != "epochs"]
+        fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in ("epochs", "lr")]
         if fixed:
-            raise UsageError(f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs)")
+            raise UsageError(f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs and --lr)")
         if out is not None:
             raise UsageError("--out does not apply to --resume: the run continues in its own directory")
         trainer = prepare_resume(resume, overrides.get("epochs"))
+        if overrides.get("lr") is not None:  # e.g. after a divergence: continue from the last good checkpoint
+            from tuitrain.config import apply_overrides
+
+            trainer.config = apply_overrides(trainer.config, lr=overrides["lr"])
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = trainer.config.train.lr
         writer = runs.RunWriter(trainer, run_dir=resume, resume=True, warn=warn)
     else:
         if preset is None:
