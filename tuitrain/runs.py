@@ -6,7 +6,10 @@ A run directory `<out>/<YYYYmmdd-HHMMSS>-<preset>/` holds
     metrics.jsonl   the `--json` events, step events decimated; a resume appends a new start event
     last.pt         the latest checkpoint (throttled; always written at the end and on interrupt)
     best.pt         the checkpoint with the best validation score so far
-    summary.json    status, epochs, best/last/test metrics; "running" while training
+    summary.json    status, epochs, best/last/test metrics; "running" while training (refreshed with
+                    each checkpoint), then completed | stopped | interrupted | diverged | failed,
+                    or "aborted" after a second Ctrl-C (`list_runs` also says aborted for a
+                    "running" run whose process is gone: kill -9, power loss)
 
 Every file except metrics.jsonl is replaced atomically; metrics.jsonl is append-only.
 """
