@@ -10,7 +10,6 @@ import click
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
 
-EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
 
 
 def training_options(func: Any) -> Any:
