@@ -11,7 +11,6 @@ from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
 
 
-
 def training_options(func: Any) -> Any:
     """The overrides shared by `run` and `train`."""
     options = [
