@@ -451,6 +451,31 @@ def markdown(report: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- main
 
+def summarize_cases(report: dict[str, Any], raw: dict[str, Any], quick: bool) -> None:
+    report["not_measured"] = {}
+    for case in raw:
+        v = {k: summarize(runs) for k, runs in raw[case].items()}
+        for k, s in v.items():
+            if "error" in s:
+                report["not_measured"][f"{case}/{k}"] = {"error": s["error"]}
+        ok = {k: s for k, s in v.items() if "error" not in s}
+        report["cases"][case] = {
+            "model": CASES[case][0], "batch_size": CASES[case][2], "epochs": CASES[case][4 if quick else 3],
+            "variants": v,
+            "ratios": {"c/a": ratio(ok.get("c"), ok.get("a"), "samples_per_s"),
+                       "c/b": ratio(ok.get("c"), ok.get("b"), "samples_per_s"),
+                       "d/c": ratio(ok.get("d"), ok.get("c"), "samples_per_s"),
+                       "wall c/a": ratio(ok.get("c"), ok.get("a"), "wall_s")}}
+
+
+def write_report(report: dict[str, Any], out: Path) -> str:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    out.with_suffix(".md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny synthetic data, few epochs, 1 repeat")
@@ -490,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
             "adam_fused": fused, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cases": {}, "not_measured": {},
         }
         raw: dict[str, dict[str, list[dict[str, Any]]]] = {c: {v: [] for v in variants} for c in cases}
+        if not args.no_extras:
+            print("extras: start-up, first step, first chart, memory", file=sys.stderr, flush=True)
+            report["extras"] = {"startup": startup(3 if args.quick else 7),
+                                "first_step": first_step(data, args.seed, work),
+                                "first_chart": first_chart(data, args.seed, work),
+                                "rss": rss(args.rss_epochs or (3 if args.quick else 100))}
+        out = Path(args.out)
+        write_report(report, out)  # also after every run: a stopped benchmark keeps what it measured
         for r in range(repeats):  # interleaved, so drift in machine load spreads over every cell
             for case in cases:
                 epochs = CASES[case][4 if args.quick else 3]
@@ -505,35 +538,14 @@ def main(argv: list[str] | None = None) -> int:
                         shown = res.get("error") or f"{res['samples_per_s']:,.0f} samples/s, wall {res['wall_s']:.2f} s"
                         print(f"[{r + 1}/{repeats}] {case:<10} {v}: {shown}  (others used "
                               f"{res['others_cpu_share']:.0%} of the CPUs)", file=sys.stderr, flush=True)
+                        summarize_cases(report, raw, args.quick)
+                        write_report(report, out)
                         if "error" in res or not res["disturbed"]:
                             break
-        for case in cases:
-            v = {k: summarize(runs) for k, runs in raw[case].items()}
-            for k, s in v.items():
-                if "error" in s:
-                    report["not_measured"][f"{case}/{k}"] = {"error": s["error"]}
-            ok = {k: s for k, s in v.items() if "error" not in s}
-            report["cases"][case] = {
-                "model": CASES[case][0], "batch_size": CASES[case][2], "epochs": CASES[case][4 if args.quick else 3],
-                "variants": v,
-                "ratios": {"c/a": ratio(ok.get("c"), ok.get("a"), "samples_per_s"),
-                           "c/b": ratio(ok.get("c"), ok.get("b"), "samples_per_s"),
-                           "d/c": ratio(ok.get("d"), ok.get("c"), "samples_per_s"),
-                           "wall c/a": ratio(ok.get("c"), ok.get("a"), "wall_s")}}
-        if not args.no_extras:
-            print("extras: start-up, first step, memory", file=sys.stderr, flush=True)
-            report["extras"] = {"startup": startup(3 if args.quick else 7),
-                                "first_step": first_step(data, args.seed, work),
-                                "first_chart": first_chart(data, args.seed, work),
-                                "rss": rss(args.rss_epochs or (3 if args.quick else 100))}
         report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        summarize_cases(report, raw, args.quick)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    print(write_report(report, out))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -200,6 +201,10 @@ async def test_quit_asks_while_training():
         await pilot.press("y")
         await until(pilot, lambda: source.trainer.state == "finished", what="trainer stopped")
     assert app.return_code in (0, None)
+    # quitting saved the run like Ctrl-C does headless: checkpoint, summary, resumable
+    summary = json.loads((source.writer.run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert (source.writer.run_dir / "last.pt").is_file()
 
 
 async def test_snapshot_setup_screen(monkeypatch):

@@ -120,15 +120,18 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
 @cli.command()
 @click.argument("preset")
 @training_options
-def train(preset: str, **overrides: Any) -> None:
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the run directory.")
+def train(preset: str, out: str, **overrides: Any) -> None:
     """Train PRESET in the live dashboard (charts, parameters, predictions; ? lists the keys).
 
-    Takes the same overrides as `run`; bad input fails here with exit code 2.
+    Takes the same overrides as `run`; bad input fails here with exit code 2. The run is saved
+    to OUT/<YYYYmmdd-HHMMSS>-<preset>/ like a headless one (`s` or `q` save a checkpoint).
     """
     config = resolve_config(preset, **overrides)
     from tuitrain.tui.launch import open_train
 
-    open_train(config)
+    open_train(config, out)
 
 
 @cli.command()

@@ -11,14 +11,18 @@ def open_setup(preset: str | None = None) -> None:
     make_app(preset=preset).run()
 
 
-def open_train(config: Any) -> None:
-    """Build the Trainer first (bad data fails here, like `run`), then open the dashboard."""
+def open_train(config: Any, out_dir: str = "runs") -> None:
+    """Build the Trainer and its run directory first (bad data or --out fail here, like `run`), then open
+    the dashboard."""
     from tuitrain.engine import Trainer
+    from tuitrain.runs import RunWriter
     from tuitrain.tui.app import make_app
     from tuitrain.tui.source import LiveSource
 
     trainer = Trainer(config)
-    make_app(LiveSource(config, trainer)).run()
+    writer = RunWriter(trainer, out_dir)
+    make_app(LiveSource(config, trainer, out_dir, writer)).run()
+    print(f"run directory: {writer.run_dir}")
 
 
 def open_watch(run_dir: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from tuitrain.config import Config
@@ -10,13 +11,20 @@ Sink = Callable[[Any], None]
 
 
 class LiveSource:
-    """Drives a Trainer: `run(sink)` blocks in a worker thread; the controls work from any thread."""
+    """Drives a Trainer: `run(sink)` blocks in a worker thread; the controls work from any thread.
+
+    Every run (and restart) keeps a run directory under `out_dir`, as headless runs do.
+    """
 
     live = True
 
-    def __init__(self, config: Config, trainer: Any = None):
+    def __init__(self, config: Config, trainer: Any = None, out_dir: str = "runs", writer: Any = None):
         self.config = config
         self.trainer = trainer
+        self.out_dir = out_dir
+        self.writer = writer  # made up front by open_train, so an unwritable --out fails before the app opens
+        self._finished = threading.Event()
+        self._finished.set()
 
     @property
     def title(self) -> str:
@@ -24,13 +32,26 @@ class LiveSource:
 
     def run(self, sink: Sink, restart: bool = False) -> Any:
         from tuitrain.engine import Trainer
+        from tuitrain.runs import RunWriter
 
-        if self.trainer is None or restart or self.trainer.state != "idle":
-            data = self.trainer.data if self.trainer is not None else None
-            self.trainer = Trainer(self.config, [sink], data=data)
-        else:
-            self.trainer.consumers.append(sink)
-        return self.trainer.run()
+        self._finished.clear()
+        try:
+            if self.trainer is None or restart or self.trainer.state != "idle":
+                data = self.trainer.data if self.trainer is not None else None
+                self.trainer = Trainer(self.config, [sink], data=data)
+                self.writer = None
+            else:
+                self.trainer.consumers.append(sink)
+            if self.writer is None:
+                self.writer = RunWriter(self.trainer, self.out_dir)
+            self.trainer.consumers.insert(0, self.writer)
+            return self.trainer.run()
+        finally:
+            self._finished.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the run in progress has ended (its checkpoint and summary written)."""
+        return self._finished.wait(timeout)
 
     # control, safe from the UI thread
     def _call(self, name: str, *args: Any) -> None:
@@ -44,7 +65,7 @@ class LiveSource:
         self._call("resume")
 
     def stop(self) -> None:
-        self._call("stop")
+        self._call("stop", "interrupted")  # like Ctrl-C headless: checkpoint saved, resumable
 
     def step_once(self) -> None:
         self._call("step_once")

@@ -340,6 +340,8 @@ class Dashboard(Screen):
 
     def shutdown(self) -> None:
         self.source.stop()
+        if self.source.live:
+            self.source.wait(15)  # the last checkpoint and summary are written before the app goes
         self.app.exit()
 
     def on_unmount(self) -> None:
