@@ -12,6 +12,7 @@ It also measures `tuitrain --help` against `python -c "import torch"`, the time 
     python bench/bench.py                        # everything, 2 repeats, Fashion-MNIST when installed
     python bench/bench.py --quick                # tiny synthetic data, 1 repeat: checks it all works
     python bench/bench.py --cases mlp-64,rings --variants a,c --repeats 3
+    python bench/bench.py --merge bench/results/run-1.json bench/results/run-2.json  # pool earlier runs
 
 Writes bench/results/latest.json (raw numbers) and bench/results/latest.md (the tables).
 """
@@ -476,6 +477,24 @@ def write_report(report: dict[str, Any], out: Path) -> str:
     return text
 
 
+def merge(paths: list[str], out: Path) -> int:
+    """One report from several result files: every run of every cell pooled; extras from the last file."""
+    reports = [json.loads(Path(path).read_text()) for path in paths]
+    report = dict(reports[-1])
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in reports:
+        if (r["data"], r["seed"], r["quick"]) != (report["data"], report["seed"], report["quick"]):
+            raise SystemExit(f"cannot merge: {paths[0]} and {paths[-1]} measured different data or seeds")
+        for case, row in r["cases"].items():
+            for variant, cell in row["variants"].items():
+                raw.setdefault(case, {}).setdefault(variant, []).extend(cell.get("runs", []))
+    report["repeats"] = sum(r["repeats"] for r in reports)
+    report["merged_from"] = paths
+    summarize_cases(report, raw, report["quick"])
+    print(write_report(report, out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny synthetic data, few epochs, 1 repeat")
@@ -492,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
                    "(default 2, 0 with --quick)")
     p.add_argument("--quiet-wait", type=float, help="before each run, wait up to this many seconds for other "
                    "processes to leave the CPUs idle (default 90, 0 with --quick)")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="no runs: pool the runs of earlier result files "
+                   "(same data and seed) into one report at --out")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
 
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]
