@@ -192,7 +192,7 @@ def run_dashboard(case: str, epochs: int, data: dict[str, Any], seed: int, work:
     result_file = work / f"dashboard-{case}-{time.monotonic_ns()}.json"
     images = [] if model == "rings" else ["--dataset", "fashion-mnist", "--data-dir", data["idx_dir"]]
     cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), preset, *images,
-           "--batch-size", str(batch), "--epochs", str(epochs), "--seed", str(seed)]
+           "--batch-size", str(batch), "--epochs", str(epochs), "--seed", str(seed), "--out", str(work / "runs")]
     launched = time.time()
     wall, code, drawn = run_in_terminal(cmd, timeout)
     if code != 0 or not result_file.exists():
@@ -328,7 +328,8 @@ def first_chart(data: dict[str, Any], seed: int, work: Path, timeout: float = 30
         return {"error": why}
     result_file = work / "first-chart.json"
     cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), "--until-first-chart", "mlp",
-           "--dataset", "fashion-mnist", "--data-dir", data["idx_dir"], "--epochs", "1", "--seed", str(seed)]
+           "--dataset", "fashion-mnist", "--data-dir", data["idx_dir"], "--epochs", "1", "--seed", str(seed),
+           "--out", str(work / "runs")]
     launched = time.time()
     wall, code, _ = run_in_terminal(cmd, timeout)
     out = json.loads(result_file.read_text()) if result_file.exists() else {}
@@ -398,11 +399,20 @@ def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def runs_per_cell(report: dict[str, Any]) -> str:
+    counts = {cell.get("used_runs", report["repeats"]) for row in report["cases"].values()
+              for cell in row["variants"].values() if "error" not in cell}
+    if not counts:
+        return str(report["repeats"])
+    return str(min(counts)) if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}, "
              f"torch {m['torch']} (CPU, {m['torch_threads']} threads), torchvision {m['torchvision']}.",
-             f"Data: {report['data']}. Seed {report['seed']}; median of {report['repeats']} run(s) per cell.", "",
+             f"Data: {report['data']}. Seed {report['seed']}; median of {runs_per_cell(report)} undisturbed run(s) "
+             "per cell.", "",
              "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
              "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -44,7 +44,7 @@ def rss(argv: list[str]) -> None:
 
 
 def dashboard(argv: list[str]) -> None:
-    """What `tuitrain train PRESET ...` does (same config resolution, Trainer, app), quitting at the run's end.
+    """`tuitrain train PRESET ...` (its config resolution and `open_train`), quitting at the run's end.
 
     Runs inside a terminal (the parent gives it a pty and reads the screen updates); writes
     {samples_per_s, first_chart_time, ...} to RESULT.json, since stdout is the terminal.
@@ -84,17 +84,24 @@ def dashboard(argv: list[str]) -> None:
 
     Dashboard.draw_charts, Dashboard.show_end = drawing, ending  # type: ignore[method-assign]
 
+    from tuitrain.engine import Trainer
+
+    emit = Trainer._emit
+
+    def emitting(self: Trainer, event: object) -> None:
+        consumer(event)
+        emit(self, event)
+
+    Trainer._emit = emitting  # type: ignore[method-assign]
+
     @click.command()
     @click.argument("preset")
     @cli.training_options
-    def command(preset: str, **overrides: object) -> None:
-        from tuitrain.engine import Trainer
-        from tuitrain.tui.app import make_app
-        from tuitrain.tui.source import LiveSource
+    @click.option("--out", default="runs")
+    def command(preset: str, out: str, **overrides: object) -> None:
+        from tuitrain.tui import launch
 
-        config = cli.resolve_config(preset, **overrides)
-        trainer = Trainer(config, [consumer])
-        make_app(LiveSource(config, trainer)).run()
+        launch.open_train(cli.resolve_config(preset, **overrides), out)  # what `tuitrain train` runs
 
     command.main(argv, standalone_mode=False)
     with open(result_path, "w") as handle:
