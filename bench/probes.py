@@ -11,6 +11,7 @@ import json
 import resource
 import sys
 import time
+from typing import Any
 
 
 def vm_rss_kib() -> int:
@@ -61,7 +62,7 @@ def dashboard(argv: list[str]) -> None:
     seen: dict[str, object] = {}
     draw_charts, show_end = Dashboard.draw_charts, Dashboard.show_end
 
-    def consumer(event: object) -> None:  # training thread; the dashboard's own sink comes after it
+    def consumer(event: object) -> None:  # the app's worker thread, before the dashboard's own sink
         if isinstance(event, StepProgress):
             seen.setdefault("first_step_time", time.time())
         elif isinstance(event, RunEnded):
@@ -84,15 +85,18 @@ def dashboard(argv: list[str]) -> None:
 
     Dashboard.draw_charts, Dashboard.show_end = drawing, ending  # type: ignore[method-assign]
 
-    from tuitrain.engine import Trainer
+    from tuitrain.tui.source import LiveSource
 
-    emit = Trainer._emit
+    run = LiveSource.run
 
-    def emitting(self: Trainer, event: object) -> None:
-        consumer(event)
-        emit(self, event)
+    def running(self: LiveSource, sink: Any, restart: bool = False) -> Any:  # sees what the app receives
+        def both(event: object) -> None:
+            consumer(event)
+            sink(event)
 
-    Trainer._emit = emitting  # type: ignore[method-assign]
+        return run(self, both, restart)
+
+    LiveSource.run = running  # type: ignore[method-assign]
 
     @click.command()
     @click.argument("preset")

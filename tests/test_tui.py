@@ -320,3 +320,26 @@ async def test_watch_run_directory(tmp_path):
         assert [str(k.value) for k in dash.query_one(ParamTable).rows] == names
         await pilot.press("q")
     assert not app.is_running
+
+
+
+async def test_child_process_run_pauses_and_quits_with_a_checkpoint(tmp_path):
+    """The default mode (`tuitrain train`, the setup screen): training in a child process."""
+    config = resolve_config("rings", epochs=100_000)
+    source = LiveSource(config, out_dir=str(tmp_path))
+    app = make_app(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, what="steps from the child")
+        await pilot.press("space")
+        await until(pilot, lambda: dash.history.state == "paused", what="paused")
+        await pilot.press("plus")
+        await until(pilot, lambda: source.lr == 2 * config.train.lr, what="lr doubled")
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirmation")
+        await pilot.press("y")
+    run_dir = Path(source.trainer.run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and (run_dir / "last.pt").is_file()
+    source.trainer.process.join(TIMEOUT)
+    assert source.trainer.process.exitcode == 0

@@ -2,4 +2,5 @@
 
 from tuitrain.cli import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing imports it in a child
+    main()

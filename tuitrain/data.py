@@ -156,6 +156,15 @@ def data_status(dataset: str, data_dir: str = "") -> str:
     return "download"
 
 
+def ensure_available(cfg: DataConfig) -> None:
+    """Fetch an MNIST-type set now if it is missing (raising DataUnavailable offline); cheap otherwise."""
+    if cfg.dataset not in SYNTHETIC and find_idx_files(cfg.dataset, cfg.data_dir) is None:
+        if cfg.data_dir:
+            raise DataUnavailable(f"{cfg.data_dir} does not hold the {cfg.dataset} IDX files "
+                                  f"({', '.join(IDX_FILES.values())}, optionally .gz)")
+        _download(cfg.dataset)
+
+
 def read_idx(path: Path) -> torch.Tensor:
     """Parse an IDX file (optionally gzipped) into a uint8 tensor of its stated shape."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -195,15 +204,10 @@ def _download(dataset: str) -> None:
 
 
 def _images(cfg: DataConfig, seed: int) -> Dataset:
+    ensure_available(cfg)
     files = find_idx_files(cfg.dataset, cfg.data_dir)
     if files is None:
-        if cfg.data_dir:
-            raise DataUnavailable(f"{cfg.data_dir} does not hold the {cfg.dataset} IDX files "
-                                  f"({', '.join(IDX_FILES.values())}, optionally .gz)")
-        _download(cfg.dataset)
-        files = find_idx_files(cfg.dataset)
-        if files is None:
-            raise DataUnavailable(f"{cfg.dataset} download finished but the files are missing in {cache_dir()}")
+        raise DataUnavailable(f"{cfg.dataset} download finished but the files are missing in {cache_dir()}")
     parts = {key: read_idx(path) for key, path in files.items()}
     for split in ("train", "test"):
         if parts[f"{split}_images"].shape[0] != parts[f"{split}_labels"].shape[0]:

@@ -29,7 +29,6 @@ class TuitrainApp(App):
         else:
             self.push_screen(SetupScreen(self.preset))
 
-
     async def action_quit(self) -> None:
         """ctrl+q goes through the dashboard's confirmation while a run is training."""
         dashboards = [screen for screen in self.screen_stack if isinstance(screen, Dashboard)]
@@ -42,4 +41,7 @@ class TuitrainApp(App):
 
 
 def make_app(source: Any = None, preset: str | None = None, show_speed: bool = True) -> TuitrainApp:
+    from tuitrain.remote import prepare
+
+    prepare()  # while stdout/stderr are still the real ones: runs train in child processes
     return TuitrainApp(source, preset, show_speed)

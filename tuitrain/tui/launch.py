@@ -12,17 +12,20 @@ def open_setup(preset: str | None = None) -> None:
 
 
 def open_train(config: Any, out_dir: str = "runs") -> None:
-    """Build the Trainer and its run directory first (bad data or --out fail here, like `run`), then open
-    the dashboard."""
-    from tuitrain.engine import Trainer
-    from tuitrain.runs import RunWriter
+    """Make the run directory first (an unwritable --out fails here, like `run`), then open the
+    dashboard; training starts in a child process and its errors show in the app."""
+    from tuitrain.runs import create_run_dir
     from tuitrain.tui.app import make_app
     from tuitrain.tui.source import LiveSource
 
-    trainer = Trainer(config)
-    writer = RunWriter(trainer, out_dir)
-    make_app(LiveSource(config, trainer, out_dir, writer)).run()
-    print(f"run directory: {writer.run_dir}")
+    run_dir = create_run_dir(out_dir, config.name)
+    source = LiveSource(config, out_dir=out_dir, run_dir=str(run_dir))
+    app = make_app(source)
+    try:
+        app.run()
+    finally:
+        source.close()
+    print(f"run directory: {source.trainer.run_dir if source.trainer else run_dir}")
 
 
 def open_watch(run_dir: str) -> None:

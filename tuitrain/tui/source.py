@@ -11,18 +11,23 @@ Sink = Callable[[Any], None]
 
 
 class LiveSource:
-    """Drives a Trainer: `run(sink)` blocks in a worker thread; the controls work from any thread.
+    """Drives a training run: `run(sink)` blocks in a worker thread; the controls work from any thread.
 
+    By default the run trains in a child process (tuitrain.remote) at headless speed; given a
+    Trainer, it trains in this process instead (tests, and anything that needs the model at hand).
     Every run (and restart) keeps a run directory under `out_dir`, as headless runs do.
     """
 
     live = True
 
-    def __init__(self, config: Config, trainer: Any = None, out_dir: str = "runs", writer: Any = None):
+    def __init__(self, config: Config, trainer: Any = None, out_dir: str = "runs", writer: Any = None,
+                 run_dir: str | None = None):
         self.config = config
         self.trainer = trainer
+        self.in_process = trainer is not None
         self.out_dir = out_dir
-        self.writer = writer  # made up front by open_train, so an unwritable --out fails before the app opens
+        self.writer = writer  # in-process: may be made up front, so an unwritable --out fails early
+        self.run_dir = run_dir  # child process: made up front by open_train for the same reason
         self._finished = threading.Event()
         self._finished.set()
 
@@ -31,23 +36,39 @@ class LiveSource:
         return self.config.name
 
     def run(self, sink: Sink, restart: bool = False) -> Any:
+        self._finished.clear()
+        try:
+            return self._run_in_process(sink, restart) if self.in_process else self._run_in_child(sink, restart)
+        finally:
+            self._finished.set()
+
+    def _run_in_child(self, sink: Sink, restart: bool) -> Any:
+        from tuitrain.remote import RemoteTrainer
+
+        if self.trainer is not None:
+            self.trainer.close()
+            self.run_dir = None  # a restart is a new run with a directory of its own
+        self.trainer = RemoteTrainer(self.config, self.out_dir, self.run_dir)
+        return self.trainer.run(sink)
+
+    def _run_in_process(self, sink: Sink, restart: bool) -> Any:
         from tuitrain.engine import Trainer
         from tuitrain.runs import RunWriter
 
-        self._finished.clear()
-        try:
-            if self.trainer is None or restart or self.trainer.state != "idle":
-                data = self.trainer.data if self.trainer is not None else None
-                self.trainer = Trainer(self.config, [sink], data=data)
-                self.writer = None
-            else:
-                self.trainer.consumers.append(sink)
-            if self.writer is None:
-                self.writer = RunWriter(self.trainer, self.out_dir)
-            self.trainer.consumers.insert(0, self.writer)
-            return self.trainer.run()
-        finally:
-            self._finished.set()
+        if restart or self.trainer.state != "idle":
+            self.trainer = Trainer(self.config, [sink], data=self.trainer.data)
+            self.writer = None
+        else:
+            self.trainer.consumers.append(sink)
+        if self.writer is None:
+            self.writer = RunWriter(self.trainer, self.out_dir)
+        self.trainer.consumers.insert(0, self.writer)
+        return self.trainer.run()
+
+    def close(self) -> None:
+        """Let a child process go once its run has saved."""
+        if not self.in_process and self.trainer is not None:
+            self.trainer.close()
 
     def wait(self, timeout: float) -> bool:
         """Block until the run in progress has ended (its checkpoint and summary written)."""
@@ -86,10 +107,6 @@ class LiveSource:
     def inspect_now(self) -> Any:
         """For a run that is not stepping (finished or stopped): inspect directly."""
         return None if self.trainer is None else self.trainer.inspect()
-
-    @property
-    def model(self) -> Any:
-        return None if self.trainer is None else self.trainer.model
 
 
 def event_from_dict(data: dict[str, Any]) -> Any:

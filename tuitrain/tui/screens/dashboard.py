@@ -342,6 +342,7 @@ class Dashboard(Screen):
         self.source.stop()
         if self.source.live:
             self.source.wait(15)  # the last checkpoint and summary are written before the app goes
+            self.source.close()
         self.app.exit()
 
     def on_unmount(self) -> None:

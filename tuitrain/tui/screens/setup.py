@@ -209,14 +209,18 @@ class SetupScreen(Screen):
             return
         button = self.query_one("#start", Button)
         button.disabled = True
-        button.label = "Loading data…"
+        button.label = "Checking data…"
         self.build_trainer(config)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup")
     def build_trainer(self, config: cfgmod.Config) -> tuple[cfgmod.Config, Any]:
-        from tuitrain.engine import Trainer
+        """Check what can fail before the dashboard opens (device, data on disk or downloadable)."""
+        from tuitrain.data import ensure_available
+        from tuitrain.engine import resolve_device
 
-        return config, Trainer(config)
+        resolve_device(config.train.device)
+        ensure_available(config.data)
+        return config, None
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "setup" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
@@ -232,5 +236,5 @@ class SetupScreen(Screen):
         from tuitrain.tui.screens.dashboard import Dashboard
         from tuitrain.tui.source import LiveSource
 
-        config, trainer = event.worker.result
-        self.app.push_screen(Dashboard(LiveSource(config, trainer)))
+        config, _ = event.worker.result
+        self.app.push_screen(Dashboard(LiveSource(config)))
