@@ -11,7 +11,8 @@ UI = ("textual", "rich")
 
 
 @pytest.mark.parametrize("module", ["tuitrain.engine", "tuitrain.events", "tuitrain.data", "tuitrain.models",
-                                    "tuitrain.inspection", "tuitrain.config"])
+                                    "tuitrain.inspection", "tuitrain.config", "tuitrain.remote",
+                                    "tuitrain.runs", "tuitrain.checkpoints", "tuitrain.headless"])
 def test_headless_modules_import_no_ui(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in {UI!r}))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
