@@ -203,7 +203,10 @@ class Dashboard(Screen):
         self.history.state = "failed"
         self.query_one(StatusLine).show(self.history)
         banner = self.query_one("#banner", Static)
-        banner.update(f"Training failed: {type(error).__name__}: {error}\nPress r to try again, or q to quit.")
+        from tuitrain.errors import TuitrainError
+
+        what = str(error) if isinstance(error, TuitrainError) else f"{type(error).__name__}: {error}"
+        banner.update(f"Training failed: {what}\nPress r to try again, or q to quit.")
         banner.set_class(True, "error")
         banner.display = True
         self.notify(str(error), title="Training failed", severity="error", timeout=8)
