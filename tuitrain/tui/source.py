@@ -96,7 +96,7 @@ class LiveSource:
 
     @property
     def lr(self) -> float | None:
-        return None if self.trainer is None else self.trainer.lr
+        return self.config.train.lr if self.trainer is None else self.trainer.lr
 
     def request_inspection(self) -> None:
         self._call("request_inspection")

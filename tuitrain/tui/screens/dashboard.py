@@ -77,7 +77,7 @@ class Dashboard(Screen):
         super().__init__()
         self.source = source
         self.show_speed = show_speed
-        self.history = RunHistory()
+        self.history = self.fresh_history()
         self._pending: deque[tuple[int, Any]] = deque()
         self._generation = 0
         self._charts_dirty = False
@@ -109,11 +109,15 @@ class Dashboard(Screen):
         self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect)
         self.start_run()
 
+    def fresh_history(self) -> RunHistory:
+        """What the status line can say before the run's start event (or when it fails before one)."""
+        return RunHistory(preset=self.source.title, lr=self.source.lr or 0.0)
+
     # ------------------------------------------------------------------ events in
     def start_run(self, restart: bool = False) -> None:
         self._generation += 1
         generation = self._generation
-        self.history = RunHistory()
+        self.history = self.fresh_history()
         self._inspect_pending = False
         self.query_one("#banner").display = False
 
