@@ -24,7 +24,7 @@ def vm_rss_kib() -> int:
 
 def rss(argv: list[str]) -> None:
     """Run the `rings` preset through the Trainer, sampling resident memory after every epoch."""
-    from tuitrain.cli import resolve_config
+    from tuitrain.config import resolve_config
     from tuitrain.engine import Trainer
     from tuitrain.events import EpochEnded
 
@@ -103,9 +103,10 @@ def dashboard(argv: list[str]) -> None:
     @cli.training_options
     @click.option("--out", default="runs")
     def command(preset: str, out: str, **overrides: object) -> None:
+        from tuitrain.config import resolve_config
         from tuitrain.tui import launch
 
-        launch.open_train(cli.resolve_config(preset, **overrides), out)  # what `tuitrain train` runs
+        launch.open_train(resolve_config(preset, **overrides), out)  # what `tuitrain train` runs
 
     command.main(argv, standalone_mode=False)
     with open(result_path, "w") as handle:

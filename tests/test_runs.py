@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from tuitrain import checkpoints, engine, runs
 from tuitrain.checkpoints import CheckpointError
-from tuitrain.cli import cli, resolve_config
+from tuitrain.cli import cli
+from tuitrain.config import resolve_config
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
 from tuitrain.events import EpochEnded, StepProgress

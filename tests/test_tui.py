@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tuitrain.cli import resolve_config
+from tuitrain.config import resolve_config
 from tuitrain.engine import Trainer
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.dashboard import Dashboard
@@ -289,7 +289,7 @@ def test_series_memory_is_bounded_and_smoothing_is_unbiased():
 
 def test_events_round_trip_through_json_lines():
     from tuitrain.events import EpochEnded, Metrics, RunEnded, event_to_dict
-    from tuitrain.tui.source import event_from_dict
+    from tuitrain.events import event_from_dict
 
     epoch = EpochEnded(3, 33, Metrics(0.5, 0.8), Metrics(0.6, 0.75), 0.01, 1.0, 1000.0, 3.0)
     assert event_from_dict(event_to_dict(epoch)) == epoch

@@ -29,10 +29,6 @@ def training_options(func: Any) -> Any:
     return func
 
 
-def resolve_config(preset: str, **overrides: Any) -> cfgmod.Config:
-    return cfgmod.apply_overrides(cfgmod.load_preset(preset), **overrides)
-
-
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tuitrain")
 @click.pass_context
@@ -71,7 +67,7 @@ def list_presets() -> None:
 @training_options
 def show(preset: str, **overrides: Any) -> None:
     """Print PRESET's resolved configuration (with any overrides) as TOML."""
-    click.echo(resolve_config(preset, **overrides).to_toml(), nl=False)
+    click.echo(cfgmod.resolve_config(preset, **overrides).to_toml(), nl=False)
 
 
 @cli.command()
@@ -128,7 +124,7 @@ def train(preset: str, out: str, **overrides: Any) -> None:
     Takes the same overrides as `run`; bad input fails here with exit code 2. The run is saved
     to OUT/<YYYYmmdd-HHMMSS>-<preset>/ like a headless one (`s` or `q` save a checkpoint).
     """
-    config = resolve_config(preset, **overrides)
+    config = cfgmod.resolve_config(preset, **overrides)
     from tuitrain.tui.launch import open_train
 
     open_train(config, out)

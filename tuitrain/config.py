@@ -228,6 +228,11 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
 
 # ----------------------------------------------------------------------------- TOML out
 
+def resolve_config(preset: str, **overrides: Any) -> Config:
+    """PRESET (a name or a TOML path) with the command line's overrides applied and checked."""
+    return apply_overrides(load_preset(preset), **overrides)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -119,3 +119,26 @@ def metrics_from_dict(data: dict[str, Any] | None) -> Metrics | None:
     if data is None:
         return None
     return Metrics(loss=data.get("loss", float("nan")), accuracy=data.get("accuracy"))
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """A metrics.jsonl line (the shape of events.event_to_dict) back into its event object, or None."""
+    kinds = {"start": RunStarted, "step": StepProgress, "epoch": EpochEnded, "state": StateChanged,
+             "end": RunEnded}
+    cls = kinds.get(data.get("event", ""))
+    if cls is None:
+        return None
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "event" or f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in ("train", "valid", "test"):
+            value = metrics_from_dict(value)
+        elif value is None and f.type in ("float", float):
+            value = float("nan")
+        values[f.name] = value
+    try:
+        return cls(**values)
+    except TypeError:  # a line from another version with missing fields
+        return None

@@ -108,7 +108,7 @@ def run_command(preset: str | None, resume: str | None, out: str | None, json_mo
     else:
         if preset is None:
             raise UsageError("missing PRESET (or --resume RUN_DIR)")
-        from tuitrain.cli import resolve_config
+        from tuitrain.config import resolve_config
         from tuitrain.engine import Trainer
 
         config = resolve_config(preset, **overrides)

@@ -6,6 +6,7 @@ import threading
 from typing import Any, Callable
 
 from tuitrain.config import Config
+from tuitrain.events import event_from_dict
 
 Sink = Callable[[Any], None]
 
@@ -107,33 +108,6 @@ class LiveSource:
     def inspect_now(self) -> Any:
         """For a run that is not stepping (finished or stopped): inspect directly."""
         return None if self.trainer is None else self.trainer.inspect()
-
-
-def event_from_dict(data: dict[str, Any]) -> Any:
-    """A metrics.jsonl line (the shape of events.event_to_dict) back into its event object, or None."""
-    import dataclasses
-
-    from tuitrain import events as ev
-
-    kinds = {"start": ev.RunStarted, "step": ev.StepProgress, "epoch": ev.EpochEnded, "state": ev.StateChanged,
-             "end": ev.RunEnded}
-    cls = kinds.get(data.get("event", ""))
-    if cls is None:
-        return None
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name == "event" or f.name not in data:
-            continue
-        value = data[f.name]
-        if f.name in ("train", "valid", "test"):
-            value = ev.metrics_from_dict(value)
-        elif value is None and f.type in ("float", float):
-            value = float("nan")
-        values[f.name] = value
-    try:
-        return cls(**values)
-    except TypeError:  # a line from another version with missing fields
-        return None
 
 
 class WatchSource:

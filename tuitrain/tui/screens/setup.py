@@ -177,7 +177,7 @@ class SetupScreen(Screen):
         return out
 
     def resolved(self) -> cfgmod.Config:
-        from tuitrain.cli import resolve_config
+        from tuitrain.config import resolve_config
 
         return resolve_config(self.preset, **self.overrides())
 
