@@ -75,8 +75,7 @@ def dashboard(argv: list[str]) -> None:
             if "first_chart_time" not in seen:
                 seen["first_chart_time"] = time.time()  # the first chart holding a step point
                 if until_first_chart:
-                    self.source.stop()
-                    self.app.exit()
+                    self.shutdown()
 
     def ending(self: Dashboard, event: object) -> None:
         show_end(self, event)
@@ -85,18 +84,18 @@ def dashboard(argv: list[str]) -> None:
 
     Dashboard.draw_charts, Dashboard.show_end = drawing, ending  # type: ignore[method-assign]
 
-    from tuitrain.tui.source import LiveSource
+    from tuitrain.tui.source import LiveRun
 
-    run = LiveSource.run
+    follow = LiveRun.follow
 
-    def running(self: LiveSource, sink: Any, restart: bool = False) -> Any:  # sees what the app receives
-        def both(event: object) -> None:
+    def following(self: LiveRun, sink: Any) -> None:  # sees what the app receives
+        def both(event: Any) -> None:
             consumer(event)
             sink(event)
 
-        return run(self, both, restart)
+        follow(self, both)
 
-    LiveSource.run = running  # type: ignore[method-assign]
+    LiveRun.follow = following  # type: ignore[method-assign]
 
     @click.command()
     @click.argument("preset")

@@ -156,7 +156,7 @@ def test_pause_step_lr_inspect_stop_from_another_thread():
         trainer.stop()
         worker.join(TIMEOUT)
     end = recorder.events[-1]
-    assert isinstance(end, RunEnded) and end.status == "stopped" and end.test is not None
+    assert isinstance(end, RunEnded) and end.status == "interrupted" and end.test is not None
 
 
 def test_inspection_costs_nothing_unasked():

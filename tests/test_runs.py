@@ -19,8 +19,11 @@ from tuitrain.config import resolve_config
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
 from tuitrain.events import EpochEnded, StepProgress
-from tuitrain.runcmd import GracefulStop
-from tuitrain.runs import RunWriter, read_events, trainer_from_run
+from tuitrain.runs import read_events
+from tuitrain import session
+from tuitrain.session import trainer_from_run
+from tuitrain.signals import GracefulStop
+from tuitrain.writer import RunWriter
 
 
 def small(epochs: int = 3, hidden: list[int] | None = None, optimizer: str | None = None):
@@ -44,11 +47,9 @@ class Recorder:
 
 
 def train(tmp_path, config, **writer_args):
-    trainer = Trainer(config)
-    writer = RunWriter(trainer, tmp_path / "out", **writer_args)
+    trainer, writer = session.new_run(config, tmp_path / "out", **writer_args)
     rec = Recorder()
-    trainer.consumers = [writer, rec]
-    ended = trainer.run()
+    ended = trainer.run(rec)
     return trainer, writer, rec, ended
 
 
@@ -57,11 +58,9 @@ def params(trainer):
 
 
 def resume(run_dir, epochs=None):
-    trainer = trainer_from_run(run_dir, "last", epochs=epochs)
-    writer = RunWriter(trainer, run_dir=run_dir, resume=True)
+    trainer, _ = session.resume_run(run_dir, epochs=epochs)
     rec = Recorder()
-    trainer.consumers = [writer, rec]
-    return trainer, rec, trainer.run()
+    return trainer, rec, trainer.run(rec)
 
 
 # ----------------------------------------------------------------------------- layout and exactness

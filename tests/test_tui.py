@@ -1,32 +1,36 @@
-"""Pilot tests of the Textual app: setup, dashboard controls, look-inside panels, snapshots."""
+"""Pilot tests of the Textual app: setup, dashboard controls, look-inside panels, snapshots.
+
+The key flows run twice: in-process (the test can look at the model) and in a child process
+(what users run).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from html import unescape
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from tuitrain.config import resolve_config
-from tuitrain.engine import Trainer
+from tuitrain.events import event_from_dict, event_to_dict
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.dialogs import ConfirmQuit
 from tuitrain.tui.screens.setup import SetupScreen
-from tuitrain.tui.source import LiveSource
+from tuitrain.tui.source import InProcess, LiveRun, WatchedRun, child_process
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-TIMEOUT = 20.0
+TIMEOUT = 30.0
+MODES = ["in-process", "child-process"]
+CELL_WIDTH = 12.2  # pixels per terminal column in Textual's SVG screenshots
 
 
 async def until(pilot, condition, timeout: float = TIMEOUT, what: str = "condition") -> None:
@@ -38,44 +42,56 @@ async def until(pilot, condition, timeout: float = TIMEOUT, what: str = "conditi
         await pilot.pause(0.02)
 
 
-def live_app(preset: str = "rings", show_speed: bool = True, **overrides):
+def live_app(preset: str = "rings", mode: str = "in-process", show_speed: bool = True, **overrides):
+    """An app on a live run; `factory.trainer` is the model at hand in-process."""
     config = resolve_config(preset, **overrides)
-    source = LiveSource(config, Trainer(config))
-    return make_app(source, show_speed=show_speed), source
+    factory = InProcess() if mode == "in-process" else child_process
+    source = LiveRun(config, factory=factory)
+    return make_app(source, show_speed=show_speed), source, factory
+
+
+CELL = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" '
+                  r'clip-path="url\(#[^)]*-line-(\d+)\)">(.*?)</text>')
 
 
 def screen_text(app) -> str:
-    """The screen as plain text (what a snapshot compares)."""
+    """What the screen shows, as plain text, read from the public screenshot API's SVG."""
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
-                      color_system="truecolor", legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens,
-                                                       simplify=True))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).rstrip() + "\n"
+    rows = [[" "] * width for _ in range(height)]
+    for x, _length, line, text in CELL.findall(app.export_screenshot()):
+        column = round(float(x) / CELL_WIDTH)
+        for offset, char in enumerate(unescape(text).replace("\xa0", " ")):
+            if 0 <= int(line) < height and 0 <= column + offset < width:
+                rows[int(line)][column + offset] = char
+    return "\n".join("".join(row).rstrip() for row in rows).rstrip() + "\n"
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 def check_snapshot(name: str, text: str) -> None:
+    """Compare with tests/snapshots/NAME.txt; UPDATE_SNAPSHOTS=1 writes it (a missing one fails)."""
     path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with UPDATE_SNAPSHOTS=1 and review it"
     assert text == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_SNAPSHOTS=1 to accept)"
 
 
 async def test_setup_start_charts_receive_points():
     app = make_app(preset="rings")
     updates = []
-    async with app.run_test(size=(100, 30), message_hook=lambda m: updates.append(m)) as pilot:
+    async with app.run_test(size=(100, 30), message_hook=updates.append) as pilot:
         await until(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup screen")
         text = screen_text(app)
         assert "rings" in text and "neuron" in text and "Optimizer" in text and "ready" in text
-        epochs = app.screen.query_one("#epochs")
-        epochs.value = "2"
+        app.screen.query_one("#epochs").value = "2"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, Dashboard), what="dashboard")
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="run end")
-        assert dash.history.state == "finished"
+        assert dash.history.state == "completed"
         assert len(dash.history.valid_loss) == 2 and len(dash.history.epoch_valid) == 2
         assert any(isinstance(m, Dashboard.RunUpdated) for m in updates)
         assert dash.query_one("#banner").display
@@ -86,46 +102,57 @@ async def test_setup_shows_error_for_missing_data(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup screen")
         screen = app.screen
-        text = screen_text(app)
-        assert "will download" in text  # mnist is not on this machine
+        assert "will download" in screen_text(app)  # mnist is not on this machine
         screen.query_one("#lr").value = "-3"
         await pilot.pause()
         assert "out of range" in str(screen.query_one("#setup-error").render())
 
 
-async def test_pause_resume_step_and_lr():
-    app, source = live_app("rings")
+@pytest.mark.parametrize("mode", MODES)
+async def test_pause_step_lr_stop(mode):
+    app, source, _ = live_app("rings", mode, epochs=100_000)
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, what="running")
         await pilot.press("space")
         await until(pilot, lambda: dash.history.state == "paused", what="paused")
-        step = source.trainer.step
-        await pilot.pause(0.3)
-        assert source.trainer.step == step  # no steps while paused
+        before = dash.history.step
+        await pilot.press("n")  # the single step reports its step at once
+        await until(pilot, lambda: dash.history.step > before, what="a single step shown")
+        step = dash.history.step
         await pilot.press("n")
-        await until(pilot, lambda: source.trainer.step == step + 1, what="one step")
+        await until(pilot, lambda: dash.history.step == step + 1, what="one step")
+        await pilot.pause(0.3)
+        assert dash.history.step == step + 1  # and no more while paused
         await pilot.press("plus")
-        await until(pilot, lambda: abs(source.trainer.lr - 0.02) < 1e-12, what="lr x2 in the engine")
-        await until(pilot, lambda: abs(dash.history.lr - 0.02) < 1e-12, what="lr shown")
+        await until(pilot, lambda: abs(dash.history.lr - 0.02) < 1e-12, what="lr x2 applied by the engine")
         await pilot.press("minus", "minus")
-        await until(pilot, lambda: abs(source.trainer.lr - 0.005) < 1e-12, what="lr /4 in the engine")
+        await until(pilot, lambda: abs(dash.history.lr - 0.005) < 1e-12, what="lr /4 applied by the engine")
+        assert abs(source.controls.lr - 0.005) < 1e-12
         await pilot.press("space")
-        await until(pilot, lambda: source.trainer.step > step + 5, what="steps after resume")
+        await until(pilot, lambda: dash.history.step > step + 5, what="steps after resume")
         assert dash.history.state == "running"
         await pilot.press("s")
-        await until(pilot, lambda: dash.history.state == "stopped", what="stopped")
+        await until(pilot, lambda: dash.history.state == "interrupted", what="stopped")
+        run_dir = Path(source.controls.run_dir)
+        await until(pilot, lambda: json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted",
+                    what="summary written")
+        assert (run_dir / "last.pt").is_file()
 
 
-async def test_parameter_table_matches_model_and_drilldown():
-    app, source = live_app("rings")
+@pytest.mark.parametrize("mode", MODES)
+async def test_parameter_table_and_drilldown(mode):
+    app, source, factory = live_app("rings", mode, epochs=100_000)
     async with app.run_test(size=(120, 36)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.step > 0, what="steps")
         await pilot.press("tab")
         table = dash.query_one(ParamTable)
         await until(pilot, lambda: dash.history.inspection is not None and table.row_count, what="inspection")
-        names = [name for name, _ in source.trainer.model.named_parameters()]
+        names = ["layers.1.weight", "layers.1.bias", "layers.3.weight", "layers.3.bias", "layers.5.weight",
+                 "layers.5.bias"]
+        if mode == "in-process":
+            assert names == [name for name, _ in factory.trainer.model.named_parameters()]
         assert [str(key.value) for key in table.rows] == names
         first = table.get_row_at(0)
         assert first[0] == names[0] and first[1] == "100×2"
@@ -134,11 +161,11 @@ async def test_parameter_table_matches_model_and_drilldown():
         await until(pilot, lambda: "heatmap" in screen_text(app), what="heatmap drawn")
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is dash, what="back")
-        source.stop()
+        source.controls.stop()
 
 
 async def test_neuron_drilldown_shows_line():
-    app, source = live_app("neuron", epochs=3)
+    app, _, _ = live_app("neuron", epochs=3)
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="run end")
@@ -150,44 +177,61 @@ async def test_neuron_drilldown_shows_line():
         assert "w1" in text and "w2" in text and "x2 =" in text
 
 
-async def test_prediction_viewer_images(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+async def test_prediction_viewer_images(tmp_path, mode):
     from tests.conftest import make_idx_set
 
     folder = make_idx_set(tmp_path / "fashion")
-    app, source = live_app("mlp", dataset="fashion-mnist", data_dir=str(folder), epochs=1)
+    app, _, _ = live_app("mlp", mode, dataset="fashion-mnist", data_dir=str(folder), epochs=1)
     async with app.run_test(size=(100, 34)) as pilot:
         dash = app.screen
         await pilot.press("3")
         panel = dash.query_one(PredictionPanel)
-        await until(pilot, lambda: panel.predictions is not None, what="predictions")
         await until(pilot, lambda: dash.history.ended, what="run end")
+        await until(pilot, lambda: panel.predictions is not None and dash.history.inspection is not None
+                    and dash.history.inspection.step == dash.history.step, what="predictions of the final network")
         await pilot.pause()
         text = screen_text(app)
-        names = source.trainer.data.class_names
+        names = panel.predictions.class_names
         assert sum(name in text for name in names) >= 3  # true/predicted labels under the images
-        assert "page 1/" in text and "confusion" not in text or True
+        assert "page 1/" in text
+        pages = panel.visible_indices()[1]
+        await pilot.press("full_stop")
+        assert panel.page == (1 if pages > 1 else 0)
         await pilot.press("m")
         assert panel.mistakes_only
-        await pilot.press("full_stop")
-        assert panel.page in (0, 1)
 
 
 async def test_decision_regions_for_points():
-    app, source = live_app("rings", epochs=2)
+    app, _, _ = live_app("rings", epochs=2)
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await pilot.press("3")
         await until(pilot, lambda: dash.history.ended, what="run end")
         panel = dash.query_one(PredictionPanel)
-        await until(pilot, lambda: panel.predictions is not None and panel.predictions.step if False else
-                    panel.predictions is not None, what="predictions")
+        await until(pilot, lambda: panel.predictions is not None, what="predictions")
         await pilot.pause()
         assert "decision regions" in screen_text(app)
         assert panel.predictions.kind == "points"
 
 
-async def test_quit_asks_while_training():
-    app, source = live_app("rings")
+@pytest.mark.parametrize("mode", MODES)
+async def test_restart_starts_a_new_run_directory(mode):
+    app, source, _ = live_app("rings", mode, epochs=100_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0 and source.controls.run_dir, what="first run")
+        first = source.controls.run_dir
+        await pilot.press("r")
+        await until(pilot, lambda: source.controls is not None and source.controls.run_dir not in (None, first)
+                    and dash.history.step > 0, what="a new run")
+        assert json.loads((Path(first) / "summary.json").read_text())["status"] == "interrupted"
+        source.controls.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_quit_asks_while_training_and_saves(mode):
+    app, source, _ = live_app("rings", mode, epochs=100_000)
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.state == "running", what="running")
@@ -195,16 +239,34 @@ async def test_quit_asks_while_training():
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirmation")
         await pilot.press("n")
         await until(pilot, lambda: app.screen is dash, what="back to dashboard")
-        assert source.trainer.state == "running"
+        assert source.controls.state == "running"
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: source.trainer.state == "finished", what="trainer stopped")
-    assert app.return_code in (0, None)
-    # quitting saved the run like Ctrl-C does headless: checkpoint, summary, resumable
-    summary = json.loads((source.writer.run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    assert (source.writer.run_dir / "last.pt").is_file()
+        await until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.return_code == 0
+    run_dir = Path(source.controls.run_dir)  # quitting saved the run like Ctrl-C does headless
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and (run_dir / "last.pt").is_file()
+    if mode == "child-process":
+        source.controls.process.join(TIMEOUT)
+        assert source.controls.process.exitcode == 0
+
+
+async def test_keys_that_do_nothing_say_why():
+    app, source, _ = live_app("neuron", epochs=2)
+    notes = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        app.notify = lambda message, **kw: notes.append(message)  # what the toast would say
+        await until(pilot, lambda: dash.history.ended, what="run end")
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "Restart" in footer and "Pause" not in footer and "Stop" not in footer
+        await pilot.press("space")
+        await pilot.press("n")
+        await pilot.pause()
+        assert len(notes) == 2 and all("ended" in note for note in notes)
 
 
 async def test_snapshot_setup_screen(monkeypatch):
@@ -217,7 +279,7 @@ async def test_snapshot_setup_screen(monkeypatch):
 
 
 async def test_snapshot_finished_neuron_parameters():
-    app, source = live_app("neuron", show_speed=False, epochs=2, seed=0)
+    app, _, _ = live_app("neuron", show_speed=False, epochs=2, seed=0)
     async with app.run_test(size=(100, 24)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="run end")
@@ -288,8 +350,7 @@ def test_series_memory_is_bounded_and_smoothing_is_unbiased():
 
 
 def test_events_round_trip_through_json_lines():
-    from tuitrain.events import EpochEnded, Metrics, RunEnded, event_to_dict
-    from tuitrain.events import event_from_dict
+    from tuitrain.events import EpochEnded, Metrics, RunEnded
 
     epoch = EpochEnded(3, 33, Metrics(0.5, 0.8), Metrics(0.6, 0.75), 0.01, 1.0, 1000.0, 3.0)
     assert event_from_dict(event_to_dict(epoch)) == epoch
@@ -299,47 +360,20 @@ def test_events_round_trip_through_json_lines():
 
 
 async def test_watch_run_directory(tmp_path):
-    from tuitrain.runs import RunWriter
-    from tuitrain.tui.source import WatchSource
+    from tuitrain.session import new_run
 
-    config = resolve_config("rings", epochs=3)
-    trainer = Trainer(config)
-    writer = RunWriter(trainer, out_dir=tmp_path)
-    trainer.consumers.insert(0, writer)
+    trainer, writer = new_run(resolve_config("rings", epochs=3), tmp_path)
     trainer.run()
-    app = make_app(WatchSource(str(writer.run_dir)))
+    app = make_app(WatchedRun(str(writer.run_dir)))
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="the run's end event")
-        assert dash.history.state == "finished" and len(dash.history.epoch_valid) == 3
+        assert dash.history.state == "completed" and len(dash.history.epoch_valid) == 3
         await pilot.press("space")  # controls do nothing on a watched run
-        assert dash.history.state == "finished"
+        assert dash.history.state == "completed"
         await pilot.press("2")
         await until(pilot, lambda: dash.history.inspection is not None, what="checkpoint inspection")
         names = [name for name, _ in trainer.model.named_parameters()]
         assert [str(k.value) for k in dash.query_one(ParamTable).rows] == names
         await pilot.press("q")
     assert not app.is_running
-
-
-
-async def test_child_process_run_pauses_and_quits_with_a_checkpoint(tmp_path):
-    """The default mode (`tuitrain train`, the setup screen): training in a child process."""
-    config = resolve_config("rings", epochs=100_000)
-    source = LiveSource(config, out_dir=str(tmp_path))
-    app = make_app(source)
-    async with app.run_test(size=(100, 30)) as pilot:
-        dash = app.screen
-        await until(pilot, lambda: dash.history.step > 0, what="steps from the child")
-        await pilot.press("space")
-        await until(pilot, lambda: dash.history.state == "paused", what="paused")
-        await pilot.press("plus")
-        await until(pilot, lambda: source.lr == 2 * config.train.lr, what="lr doubled")
-        await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirmation")
-        await pilot.press("y")
-    run_dir = Path(source.trainer.run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and (run_dir / "last.pt").is_file()
-    source.trainer.process.join(TIMEOUT)
-    assert source.trainer.process.exitcode == 0

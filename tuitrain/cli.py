@@ -86,7 +86,7 @@ def run(preset: str | None, json_mode: bool, out: str | None, resume: str | None
     Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged, 130/143/129 interrupted
     by SIGINT/SIGTERM/SIGHUP.
     """
-    from tuitrain.runcmd import run_command
+    from tuitrain.commands import run_command
 
     sys.exit(run_command(preset, resume, out, json_mode, overrides))
 
@@ -97,7 +97,7 @@ def run(preset: str | None, json_mode: bool, out: str | None, resume: str | None
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per run.")
 def list_runs(out: str, json_mode: bool) -> None:
     """List runs: preset, status, epochs, best validation metric, age."""
-    from tuitrain.runcmd import runs_command
+    from tuitrain.commands import runs_command
 
     sys.exit(runs_command(out, json_mode))
 
@@ -108,7 +108,7 @@ def list_runs(out: str, json_mode: bool) -> None:
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object on stdout.")
 def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
     """Report a run's test (and validation) metrics from its best or last checkpoint."""
-    from tuitrain.runcmd import eval_command
+    from tuitrain.commands import eval_command
 
     sys.exit(eval_command(run_dir, which, json_mode))
 

@@ -22,6 +22,10 @@ IDX_FILES = {
 }
 # torchvision class names double as the cache folder names it downloads into
 TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+# input shape and output count per data set, known without loading it (network summaries)
+DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "blobs": ((2,), 1), "rings": ((2,), 3), "square": ((1,), 1), "wave": ((1,), 1),
+    "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",

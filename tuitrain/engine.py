@@ -14,8 +14,8 @@ from tuitrain import inspection
 from tuitrain.config import Config
 from tuitrain.data import Dataset, load_dataset
 from tuitrain.errors import TuitrainError, UsageError
-from tuitrain.events import (Consumer, EpochEnded, Event, Inspection, Metrics, RunEnded, RunStarted,
-                             StateChanged, StepProgress)
+from tuitrain.events import (Consumer, EndStatus, EpochEnded, Event, Inspection, Metrics, RunEnded, RunStarted,
+                             StateChanged, StepProgress, TrainerState)
 from tuitrain.models import build_model, parameter_count
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
@@ -60,10 +60,13 @@ def correct_count(task: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 
 class Trainer:
-    """One training run. `run()` blocks; the control methods may be called from any thread."""
+    """One training run in this process (a `RunControl`). `run()` blocks; the control methods may
+    be called from any thread. `run_dir` is the directory its RunWriter keeps, named in RunStarted."""
 
-    def __init__(self, config: Config, consumers: Iterable[Consumer] = (), data: Dataset | None = None):
+    def __init__(self, config: Config, consumers: Iterable[Consumer] = (), data: Dataset | None = None,
+                 run_dir: str | None = None):
         self.config = config
+        self.run_dir = run_dir
         tc = config.train
         self.device = resolve_device(tc.device)
         self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
@@ -79,7 +82,7 @@ class Trainer:
         self.step = 0  # optimizer steps in all
         self.train_seconds = 0.0
         self.samples_seen = 0
-        self.state = "idle"  # idle | running | paused | finished
+        self.state: TrainerState = "idle"
         self._epoch_rng: torch.Tensor | None = None  # shuffle state at the start of the epoch in progress
         self._last_emit = 0.0  # perf_counter of the last StepProgress
         self._sample = inspection.sample_indices(self.data, seed=tc.seed)
@@ -87,7 +90,7 @@ class Trainer:
         self._lock = threading.Condition()
         self._attention = False  # one cheap read per step tells the loop to look at the flags below
         self._paused = False
-        self._stop_status: str | None = None
+        self._stop_status: EndStatus | None = None
         self._lr_request: float | None = None
         self._single_steps = 0
         self._inspect_requested = False
@@ -107,11 +110,19 @@ class Trainer:
     def resume(self) -> None:
         self._signal(_paused=False)
 
-    def stop(self, status: str = "stopped") -> None:
+    def stop(self, status: EndStatus = "interrupted") -> None:
         self._signal(_stop_status=status)
 
     def set_lr(self, lr: float) -> None:
-        self._signal(_lr_request=float(lr))
+        """Takes effect at the next step boundary; at once before the run starts."""
+        if self.state == "idle":
+            self._apply_lr(float(lr))
+        else:
+            self._signal(_lr_request=float(lr))
+
+    def _apply_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def step_once(self) -> None:
         """While paused: run exactly one more optimizer step, then stay paused."""
@@ -126,7 +137,10 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def close(self) -> None:
+        """Nothing to release: the run lives in this process."""
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:
@@ -140,7 +154,10 @@ class Trainer:
                           inspection.predictions(self.model, self.data, self._sample))
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> RunEnded:
+    def run(self, consumer: Consumer | None = None) -> RunEnded:
+        """Train to the end; `consumer` gets this run's events after the trainer's own consumers."""
+        if consumer is not None:
+            self.consumers.append(consumer)
         tc, d = self.config.train, self.data
         self.state = "running"
         steps = math.ceil(len(d.train) / tc.batch_size)
@@ -148,15 +165,16 @@ class Trainer:
             preset=self.config.name, config=self.config.to_dict(), device=str(self.device), task=d.task,
             train_samples=len(d.train), valid_samples=len(d.valid), test_samples=len(d.test),
             steps_per_epoch=steps, epochs=tc.epochs, start_epoch=self.epoch,
-            parameters=parameter_count(self.model), data_source=d.source))
-        status, message = "completed", ""
+            parameters=parameter_count(self.model), data_source=d.source, run_dir=self.run_dir))
+        status: EndStatus = "completed"
+        message = ""
         try:
             while self.epoch < tc.epochs:
                 result = self._train_epoch(steps)
                 if isinstance(result, RunEnded):
                     return self._finish(result)
                 if result is None:
-                    status = self._stop_status or "stopped"
+                    status = self._stop_status or "interrupted"
                     break
                 train, seconds, samples = result
                 self.epoch, self.epoch_step = self.epoch + 1, 0
@@ -174,7 +192,7 @@ class Trainer:
             return self._finish(self._diverged())
         return self._finish(self._ended(status, test, message))
 
-    def _ended(self, status: str, test: Metrics | None, message: str = "") -> RunEnded:
+    def _ended(self, status: EndStatus, test: Metrics | None, message: str = "") -> RunEnded:
         return RunEnded(status, self.epoch, self.step, test, self.train_seconds,
                         self.samples_seen / max(self.train_seconds, 1e-9), message)
 
@@ -269,8 +287,7 @@ class Trainer:
         with self._lock:
             while True:
                 if self._lr_request is not None:
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = self._lr_request
+                    self._apply_lr(self._lr_request)
                     self._lr_request = None
                     self._emit(StateChanged("paused" if self._paused else "running", self.lr))
                 if self._stop_status is not None:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Literal, Union
 
+# The run's vocabulary, defined once for the engine, the run files and the app.
+TrainerState = Literal["idle", "running", "paused", "finished"]
+EndStatus = Literal["completed", "stopped", "interrupted", "diverged", "failed"]
+# summary.json's status: an end status, or running while a process trains it; aborted after a
+# second Ctrl-C; crashed when its process died without a word (kill -9, power loss).
+RunStatus = Literal["running", "completed", "stopped", "interrupted", "diverged", "failed", "aborted", "crashed"]
+END_STATUSES: tuple[EndStatus, ...] = ("completed", "stopped", "interrupted", "diverged", "failed")
 
 @dataclass
 class Metrics:
@@ -69,7 +76,7 @@ class EpochEnded:
 class StateChanged:
     """Pause, resume and learning-rate changes, so every consumer shows the same state."""
 
-    state: str  # running | paused
+    state: Literal["running", "paused"]
     lr: float
     event: str = "state"
 
@@ -87,7 +94,7 @@ class Inspection:
 
 @dataclass
 class RunEnded:
-    status: str  # completed | stopped | interrupted | diverged | failed
+    status: EndStatus
     epoch: int
     step: int
     test: Metrics | None

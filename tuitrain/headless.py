@@ -5,31 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from tuitrain.events import EpochEnded, Event, Metrics, RunEnded, RunStarted, StepProgress, event_to_dict
+from tuitrain.fmt import fmt_age, fmt_metrics, fmt_score, plural
 
 JSON_EVENTS = ("start", "epoch", "end")
-
-
-def fmt_metrics(m: Metrics | None) -> str:
-    if m is None:
-        return "loss      -"
-    text = f"loss {m.loss:9.4g}"
-    return text + (f"  acc {m.accuracy:7.2%}" if m.accuracy is not None else "")
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def describe_start(e: RunStarted) -> str:
     return (f"{e.preset}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
             f"{e.valid_samples:,} valid / {e.test_samples:,} test ({e.data_source}); "
-            f"{e.epochs} epochs x {e.steps_per_epoch} steps")
+            f"{plural(e.epochs, 'epoch')} x {plural(e.steps_per_epoch, 'step')}")
 
 
 def describe_end(e: RunEnded) -> str:
@@ -140,9 +127,66 @@ class RichProgress:
             self.plain(event)
 
 
-def make_printer(json_mode: bool, stream: IO[str] | None = None) -> Any:
+def make_printer(json_mode: bool, stream: IO[str] | None = None) -> Callable[[Event], None]:
+    """JSON lines, a live bar on a terminal, or plain lines; nothing at all when stdout is closed."""
+    out = stream or sys.stdout
+    if out is None:  # started with stdout closed (`>&-`)
+        return lambda event: None
     if json_mode:
-        return JsonPrinter(stream)
-    if (stream or sys.stdout).isatty():
-        return RichProgress()
-    return PlainPrinter(stream)
+        return JsonPrinter(out)
+    try:
+        terminal = out.isatty()
+    except (OSError, ValueError):
+        terminal = False
+    return RichProgress() if terminal and stream is None else PlainPrinter(out)
+
+
+class OutputGuard:
+    """Wraps a printer so output that cannot be written (a closed SSH session, a full log disk,
+    a closed stdout) never ends training: the first failure warns once on stderr, then printing stops."""
+
+    def __init__(self, printer: Callable[[Event], None], warn: Callable[[str], None] | None = None):
+        self.printer: Callable[[Event], None] | None = printer
+        self.warn = warn or stderr_line
+
+    def __call__(self, event: Event) -> None:
+        if self.printer is None:
+            return
+        try:
+            self.printer(event)
+        except (OSError, ValueError, AttributeError) as exc:  # EIO/EPIPE/ENOSPC, closed file, no stream
+            self.printer = None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self.warn(f"Warning: cannot write progress output ({reason}); training and its run directory go on")
+
+
+def stderr_line(text: str) -> None:
+    """One line on stderr, best effort (stderr may be closed or full too)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def stdout_line(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# ----------------------------------------------------------------------------- runs, eval
+
+def runs_table(rows: list[dict[str, Any]], now: float | None = None) -> list[str]:
+    """`tuitrain runs`: one aligned line per run under a header."""
+    now = time.time() if now is None else now
+    table = [("RUN", "PRESET", "STATUS", "EPOCHS", "BEST VALID", "AGE")]
+    for r in rows:
+        epochs = f"{r['epoch'] if r['epoch'] is not None else '?'}/{r['epochs'] if r['epochs'] is not None else '?'}"
+        best = fmt_score((r.get("best") or {}).get("valid"))
+        table.append((r["name"], str(r["preset"]), r["status"], epochs, best, fmt_age(now - r["updated_at"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+
+
+def eval_lines(name: str, which: str, epoch: int, epoch_step: int, step: int, valid: Metrics, test: Metrics) -> list[str]:
+    where = f"epoch {epoch}" + (f" (+{epoch_step} steps)" if epoch_step else "")
+    return [f"{name}, {which} checkpoint at {where}, step {step}", f"valid {fmt_metrics(valid)}",
+            f"test  {fmt_metrics(test)}"]

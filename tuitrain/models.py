@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -75,14 +76,35 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], outputs: int) ->
     return model
 
 
-def describe(model: nn.Module) -> list[tuple[str, str, int]]:
-    """(layer, detail, parameter count) rows for a network summary."""
+@dataclass(frozen=True)
+class Layer:
+    """One row of a network summary."""
+
+    name: str
+    kind: str  # the module's class name
+    detail: str  # sizes in words: "2→100", "1→6, 5×5 kernel"
+    parameters: int
+
+
+def _layer_detail(module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return f"{module.in_features}→{module.out_features}"
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return f"{module.in_channels}→{module.out_channels}, {kh}×{kw} kernel"
+    if isinstance(module, nn.MaxPool2d):
+        return f"{module.kernel_size}×{module.kernel_size}" if isinstance(module.kernel_size, int) else ""
+    return ""
+
+
+def describe(model: nn.Module) -> list[Layer]:
+    """The network's leaf layers, in order, with their parameter counts."""
     rows = []
     for name, module in model.named_modules():
         if any(True for _ in module.children()) or isinstance(module, nn.Flatten):
             continue
         count = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append((name or "model", f"{type(module).__name__}({module.extra_repr()})", count))
+        rows.append(Layer(name or "model", type(module).__name__, _layer_detail(module), count))
     return rows
 
 

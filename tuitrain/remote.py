@@ -1,8 +1,9 @@
-"""Provides a Trainer in a child process, driven with the same control calls, for the live app.
+"""Provides RemoteTrainer: a RunControl whose Trainer runs in a child process, for the live app.
 
 Why a process: in the app's process, training shares the interpreter lock with the UI and runs
 on a non-main thread; both cost up to 3x in samples/s on small CPU networks. In a child it runs
 on that process's main thread at headless speed, and the app only reads events from a pipe.
+Commands go down the pipe as tuitrain.control dataclasses; events and errors come back.
 """
 
 from __future__ import annotations
@@ -10,11 +11,35 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
-from typing import Any, Callable
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
 
 from tuitrain.config import Config
+from tuitrain.control import Close, Command, Inspect, Pause, RequestInspection, Resume, SetLr, StepOnce, Stop, apply
 from tuitrain.errors import TuitrainError
-from tuitrain.events import Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.events import (Consumer, EndStatus, Event, Inspection, RunEnded, RunStarted, StateChanged, StepProgress,
+                             TrainerState)
+
+HEARTBEAT = 1.0  # seconds between the child's "still here" messages
+POLL = 0.5  # seconds the reader waits on the pipe before checking that the child is alive
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The child could not build or run its Trainer; `message` is one line for the user."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Alive:
+    """The child's heartbeat: its resident memory, CPU use and GPU memory (the app shows them)."""
+
+    rss_bytes: int
+    cpu_percent: float
+    cuda_bytes: int | None = None
 
 
 def prepare() -> None:
@@ -29,9 +54,11 @@ class RemoteTrainer:
 
     def __init__(self, config: Config, out_dir: str = "runs", run_dir: str | None = None):
         self.config = config
-        self.state = "idle"  # idle | running | paused | finished
-        self.lr = config.train.lr
-        self.run_dir = run_dir
+        self._state: TrainerState = "idle"
+        self._lr = config.train.lr
+        self._run_dir = run_dir
+        self.last_heard = time.monotonic()
+        self.vitals: Alive | None = None
         ctx = multiprocessing.get_context("spawn")  # fork would copy the app's threads and OpenMP state
         self._conn, child_end = ctx.Pipe()
         self._send_lock = threading.Lock()
@@ -40,68 +67,99 @@ class RemoteTrainer:
         self.process.start()
         child_end.close()
 
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @property
+    def state(self) -> TrainerState:
+        return self._state
+
+    @property
+    def run_dir(self) -> str | None:
+        return self._run_dir
+
+    def silent_for(self) -> float:
+        """Seconds since the child last said anything (a heartbeat comes every second)."""
+        return time.monotonic() - self.last_heard
+
     # ------------------------------------------------------------------ control (any thread)
-    def _send(self, *message: Any) -> None:
+    def _send(self, command: Command) -> None:
         with self._send_lock:
             try:
-                self._conn.send(message)
+                self._conn.send(command)
             except (OSError, ValueError):  # the child has gone; its end event said why
                 pass
 
     def pause(self) -> None:
-        self._send("pause")
+        self._send(Pause())
 
     def resume(self) -> None:
-        self._send("resume")
+        self._send(Resume())
 
-    def stop(self, status: str = "stopped") -> None:
-        self._send("stop", status)
+    def stop(self, status: EndStatus = "interrupted") -> None:
+        self._send(Stop(status))
 
     def step_once(self) -> None:
-        self._send("step_once")
+        self._send(StepOnce())
 
     def set_lr(self, lr: float) -> None:
-        self.lr = float(lr)  # at once, so a second key press builds on the first
-        self._send("set_lr", float(lr))
+        self._lr = float(lr)  # at once, so a second key press builds on the first
+        self._send(SetLr(float(lr)))
 
     def request_inspection(self) -> None:
-        self._send("request_inspection")
+        self._send(RequestInspection())
 
     # ------------------------------------------------------------------ events
-    def _receive(self) -> Any:
-        try:
-            kind, payload = self._conn.recv()
-        except (EOFError, OSError):
-            self.state = "finished"
-            self.process.join(5)
-            raise TuitrainError(f"the training process ended unexpectedly (exit code {self.process.exitcode})") from None
-        if kind == "error":
-            self.state = "finished"
-            raise TuitrainError(payload)
-        if isinstance(payload, StateChanged):
-            self.state, self.lr = payload.state, payload.lr
-        elif isinstance(payload, StepProgress):
-            self.lr = payload.lr
-        elif isinstance(payload, RunStarted):
-            self.run_dir = payload.run_dir
-        elif isinstance(payload, RunEnded):
-            self.state = "finished"
-        return payload
+    def _receive(self) -> Event:
+        while True:
+            try:
+                ready = self._conn.poll(POLL)
+                message = self._conn.recv() if ready else None
+            except (EOFError, OSError):
+                message = None
+                ready = True
+            if ready and message is None or not ready and not self.process.is_alive():
+                self._state = "finished"
+                self.process.join(1)
+                raise TuitrainError(f"the training process ended unexpectedly (exit code {self.process.exitcode})")
+            if message is None:
+                continue
+            self.last_heard = time.monotonic()
+            if isinstance(message, Alive):
+                self.vitals = message
+                continue
+            if isinstance(message, Failed):
+                self._state = "finished"
+                raise TuitrainError(message.message)
+            return self._note(message)
 
-    def run(self, consumer: Callable[[Any], None]) -> RunEnded:
+    def _note(self, event: Event) -> Event:
+        if isinstance(event, StateChanged):
+            self._state, self._lr = event.state, event.lr
+        elif isinstance(event, StepProgress):
+            self._lr = event.lr
+        elif isinstance(event, RunStarted):
+            self._run_dir = event.run_dir
+        elif isinstance(event, RunEnded):
+            self._state = "finished"
+        return event
+
+    def run(self, consumer: Consumer | None = None) -> RunEnded:
         """Blocks (in the app's worker thread) until the child's run ends."""
-        self.state = "running"
+        self._state = "running"
         while True:
             event = self._receive()
-            consumer(event)
+            if consumer is not None:
+                consumer(event)
             if isinstance(event, RunEnded):
                 return event
 
     def inspect(self) -> Inspection | None:
         """After the run: parameters and predictions of the final network (the child stays up for this)."""
-        if self.state != "finished" or not self.process.is_alive():
+        if self._state != "finished" or not self.process.is_alive():
             return None
-        self._send("inspect")
+        self._send(Inspect())
         while True:
             event = self._receive()
             if isinstance(event, Inspection):
@@ -109,7 +167,7 @@ class RemoteTrainer:
 
     def close(self) -> None:
         """Let the child exit once its run has ended (it saves first when still training)."""
-        self._send("close")
+        self._send(Close())
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
@@ -120,31 +178,27 @@ class RemoteTrainer:
             pass
 
 
-def serve(config: Config, out_dir: str, run_dir: str | None, conn: Any) -> None:
-    """The child: build and run the Trainer on this process's main thread, obey control messages."""
-    from tuitrain.engine import Trainer
-    from tuitrain.runs import RunWriter
+def serve(config: Config, out_dir: str, run_dir: str | None, conn: Connection) -> None:
+    """The child: build and run the Trainer on this process's main thread, obey control commands."""
+    from tuitrain.session import new_run
 
     send_lock = threading.Lock()
 
-    def send(kind: str, payload: Any) -> None:
+    def send(message: Any) -> None:
         with send_lock:
             try:
-                conn.send((kind, payload))
+                conn.send(message)
             except (OSError, ValueError):  # the app has gone: keep training to a saved stop
                 pass
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app; it stops us cleanly
     try:
-        trainer = Trainer(config)
-        writer = RunWriter(trainer, out_dir, run_dir=run_dir)
+        trainer, _ = new_run(config, out_dir, run_dir=run_dir)
     except TuitrainError as exc:
-        send("error", str(exc))
-        return
+        return send(Failed(str(exc)))
     except Exception as exc:  # noqa: BLE001 - reported to the app, which shows it
-        send("error", f"{type(exc).__name__}: {exc}")
-        return
-    trainer.consumers = [writer, lambda event: send("event", event)]
+        return send(Failed(f"{type(exc).__name__}: {exc}"))
+    trainer.consumers.append(send)
     done = threading.Event()
 
     def finish(*_: Any) -> None:  # SIGTERM/SIGHUP (terminal closed), or the app gone: save and leave
@@ -157,20 +211,27 @@ def serve(config: Config, out_dir: str, run_dir: str | None, conn: Any) -> None:
     def control() -> None:
         while True:
             try:
-                name, *args = conn.recv()
+                command = conn.recv()
             except (EOFError, OSError):
                 return finish()
-            if name == "close":
+            if isinstance(command, Close):
                 return done.set()
-            if name == "inspect":
-                send("event", trainer.inspect())
-            else:
-                getattr(trainer, name)(*args)
+            if isinstance(command, Inspect):
+                send(trainer.inspect())
+            elif isinstance(command, (Pause, Resume, Stop, StepOnce, SetLr, RequestInspection)):
+                apply(trainer, command)
+
+    def heartbeat() -> None:
+        from tuitrain.vitals import ProcessVitals
+
+        vitals = ProcessVitals()
+        while not done.wait(HEARTBEAT):
+            send(Alive(*vitals.sample()))
 
     threading.Thread(target=control, daemon=True, name="tuitrain-control").start()
+    threading.Thread(target=heartbeat, daemon=True, name="tuitrain-heartbeat").start()
     try:
         trainer.run()
     except Exception as exc:  # noqa: BLE001
-        send("error", f"{type(exc).__name__}: {exc}")
-        return
+        return send(Failed(f"{type(exc).__name__}: {exc}"))
     done.wait()

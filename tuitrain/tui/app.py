@@ -36,8 +36,9 @@ class TuitrainApp(App):
             dashboards[-1].action_quit_run()
         else:
             for dashboard in dashboards:
-                dashboard.source.stop()
-            self.exit()
+                dashboard.shutdown()
+            if not dashboards:
+                self.exit()
 
 
 def make_app(source: Any = None, preset: str | None = None, show_speed: bool = True) -> TuitrainApp:

@@ -6,12 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuitrain.events import EpochEnded, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.events import END_STATUSES, EpochEnded, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
 
 MAX_POINTS = 1500  # per series; older points are merged pairwise beyond this
 SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
-END_STATES = {"completed": "finished", "stopped": "stopped", "interrupted": "stopped",
-              "diverged": "diverged", "failed": "failed"}
 
 
 class Series:
@@ -63,7 +61,7 @@ class RunHistory:
     lr: float = 0.0
     samples_per_s: float = 0.0
     train_seconds: float = 0.0
-    state: str = "starting"  # starting | running | paused | finished | stopped | diverged | failed
+    state: str = "starting"  # starting | running | paused, then the run's end status (events.EndStatus)
     message: str = ""
     test: Any = None
     train_loss: Series = field(default_factory=Series)  # per progress event, x = step
@@ -79,7 +77,7 @@ class RunHistory:
 
     @property
     def ended(self) -> bool:
-        return self.state in ("finished", "stopped", "diverged", "failed")
+        return self.state in END_STATUSES
 
     @property
     def total_steps(self) -> int:
@@ -121,7 +119,7 @@ class RunHistory:
             self.inspection = event
             self.step = max(self.step, event.step)  # single steps while paused send no progress event
         elif isinstance(event, RunEnded):
-            self.state = END_STATES.get(event.status, event.status)
+            self.state = event.status
             self.message, self.test = event.message, event.test
             self.step, self.epochs_done = event.step, event.epoch
             if event.samples_per_s:

@@ -16,21 +16,22 @@ def open_train(config: Any, out_dir: str = "runs") -> None:
     dashboard; training starts in a child process and its errors show in the app."""
     from tuitrain.runs import create_run_dir
     from tuitrain.tui.app import make_app
-    from tuitrain.tui.source import LiveSource
+    from tuitrain.tui.source import LiveRun
 
     run_dir = create_run_dir(out_dir, config.name)
-    source = LiveSource(config, out_dir=out_dir, run_dir=str(run_dir))
+    source = LiveRun(config, out_dir=out_dir, run_dir=str(run_dir))
     app = make_app(source)
     try:
         app.run()
     finally:
         source.close()
-    print(f"run directory: {source.trainer.run_dir if source.trainer else run_dir}")
+    controls = source.controls
+    print(f"run directory: {controls.run_dir if controls is not None and controls.run_dir else run_dir}")
 
 
 def open_watch(run_dir: str) -> None:
     """Follow a run directory written by `tuitrain run` (charts live; look-inside from last.pt)."""
     from tuitrain.tui.app import make_app
-    from tuitrain.tui.source import WatchSource
+    from tuitrain.tui.source import WatchedRun
 
-    make_app(WatchSource(run_dir)).run()
+    make_app(WatchedRun(run_dir)).run()

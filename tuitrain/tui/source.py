@@ -1,134 +1,139 @@
-"""Provides the dashboard's event sources: a live Trainer, or a run directory being watched."""
+"""Provides what a dashboard follows: a live run it can steer, or a run directory it watches."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tuitrain.config import Config
-from tuitrain.events import event_from_dict
+from tuitrain.control import RunControl
+from tuitrain.events import Consumer, Inspection, event_from_dict
 
-Sink = Callable[[Any], None]
+if TYPE_CHECKING:  # the app's process imports torch only when it trains or looks in-process
+    from tuitrain.data import Dataset
+    from tuitrain.engine import Trainer
+
+ControlFactory = Callable[[Config, str, "str | None"], RunControl]
 
 
-class LiveSource:
-    """Drives a training run: `run(sink)` blocks in a worker thread; the controls work from any thread.
+class Source(Protocol):
+    """A dashboard's view of a run: its title, its events, its controls (None when only watched)."""
 
-    By default the run trains in a child process (tuitrain.remote) at headless speed; given a
-    Trainer, it trains in this process instead (tests, and anything that needs the model at hand).
-    Every run (and restart) keeps a run directory under `out_dir`, as headless runs do.
-    """
+    @property
+    def title(self) -> str: ...
 
-    live = True
+    @property
+    def controls(self) -> RunControl | None: ...
 
-    def __init__(self, config: Config, trainer: Any = None, out_dir: str = "runs", writer: Any = None,
-                 run_dir: str | None = None):
+    def follow(self, sink: Consumer) -> None:
+        """Block (in a worker thread), handing every event to `sink`, until the run or the watching ends."""
+        ...
+
+    def inspect(self) -> Inspection | None:
+        """Parameters and predictions of a run that is not stepping (None when there is nothing new)."""
+        ...
+
+    def close(self) -> None:
+        """Stop following; let a finished child process go."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the run in progress has ended and saved; False on timeout."""
+        ...
+
+
+def child_process(config: Config, out_dir: str, run_dir: str | None) -> RunControl:
+    """What users get: the run trains in a child process at headless speed (tuitrain.remote)."""
+    from tuitrain.remote import RemoteTrainer
+
+    return RemoteTrainer(config, out_dir, run_dir)
+
+
+class InProcess:
+    """Trains in this process (tests that look at the model directly); restarts reuse the data."""
+
+    def __init__(self) -> None:
+        self.data: Dataset | None = None
+        self.data_key: Any = None
+        self.trainer: Trainer | None = None
+
+    def __call__(self, config: Config, out_dir: str, run_dir: str | None) -> RunControl:
+        from tuitrain.session import new_run
+
+        key = (config.data, config.train.seed, config.train.device)
+        data = self.data if key == self.data_key else None
+        self.trainer, _ = new_run(config, out_dir, run_dir=run_dir, data=data)
+        self.data, self.data_key = self.trainer.data, key
+        return self.trainer
+
+
+class LiveRun:
+    """A run the dashboard starts and steers; every `follow` (a restart too) is a new run directory."""
+
+    def __init__(self, config: Config, out_dir: str = "runs", run_dir: str | None = None,
+                 factory: ControlFactory = child_process):
         self.config = config
-        self.trainer = trainer
-        self.in_process = trainer is not None
         self.out_dir = out_dir
-        self.writer = writer  # in-process: may be made up front, so an unwritable --out fails early
-        self.run_dir = run_dir  # child process: made up front by open_train for the same reason
-        self._finished = threading.Event()
-        self._finished.set()
+        self.first_run_dir = run_dir  # made up front by open_train, so an unwritable --out fails early
+        self.factory = factory
+        self._controls: RunControl | None = None
+        self._running = threading.Lock()  # held while a run is followed: a restart waits for the old one
 
     @property
     def title(self) -> str:
         return self.config.name
 
-    def run(self, sink: Sink, restart: bool = False) -> Any:
-        self._finished.clear()
-        try:
-            return self._run_in_process(sink, restart) if self.in_process else self._run_in_child(sink, restart)
-        finally:
-            self._finished.set()
+    @property
+    def controls(self) -> RunControl | None:
+        return self._controls
 
-    def _run_in_child(self, sink: Sink, restart: bool) -> Any:
-        from tuitrain.remote import RemoteTrainer
+    def follow(self, sink: Consumer) -> None:
+        with self._running:
+            if self._controls is not None:
+                self._controls.close()
+            run_dir, self.first_run_dir = self.first_run_dir, None
+            self._controls = None
+            self._controls = self.factory(self.config, self.out_dir, run_dir)
+            self._controls.run(sink)
 
-        if self.trainer is not None:
-            self.trainer.close()
-            self.run_dir = None  # a restart is a new run with a directory of its own
-        self.trainer = RemoteTrainer(self.config, self.out_dir, self.run_dir)
-        return self.trainer.run(sink)
-
-    def _run_in_process(self, sink: Sink, restart: bool) -> Any:
-        from tuitrain.engine import Trainer
-        from tuitrain.runs import RunWriter
-
-        if restart or self.trainer.state != "idle":
-            self.trainer = Trainer(self.config, [sink], data=self.trainer.data)
-            self.writer = None
-        else:
-            self.trainer.consumers.append(sink)
-        if self.writer is None:
-            self.writer = RunWriter(self.trainer, self.out_dir)
-        self.trainer.consumers.insert(0, self.writer)
-        return self.trainer.run()
+    def inspect(self) -> Inspection | None:
+        return None if self._controls is None else self._controls.inspect()
 
     def close(self) -> None:
-        """Let a child process go once its run has saved."""
-        if not self.in_process and self.trainer is not None:
-            self.trainer.close()
+        if self._controls is not None:
+            self._controls.close()
 
     def wait(self, timeout: float) -> bool:
-        """Block until the run in progress has ended (its checkpoint and summary written)."""
-        return self._finished.wait(timeout)
-
-    # control, safe from the UI thread
-    def _call(self, name: str, *args: Any) -> None:
-        if self.trainer is not None:
-            getattr(self.trainer, name)(*args)
-
-    def pause(self) -> None:
-        self._call("pause")
-
-    def resume(self) -> None:
-        self._call("resume")
-
-    def stop(self) -> None:
-        self._call("stop", "interrupted")  # like Ctrl-C headless: checkpoint saved, resumable
-
-    def step_once(self) -> None:
-        self._call("step_once")
-
-    def set_lr(self, lr: float) -> None:
-        self._call("set_lr", lr)
-
-    @property
-    def lr(self) -> float | None:
-        return self.config.train.lr if self.trainer is None else self.trainer.lr
-
-    def request_inspection(self) -> None:
-        self._call("request_inspection")
-
-    def running(self) -> bool:
-        return self.trainer is not None and self.trainer.state in ("running", "paused")
-
-    def inspect_now(self) -> Any:
-        """For a run that is not stepping (finished or stopped): inspect directly."""
-        return None if self.trainer is None else self.trainer.inspect()
+        if not self._running.acquire(timeout=timeout):
+            return False
+        self._running.release()
+        return True
 
 
-class WatchSource:
-    """Follows a run directory: polls metrics.jsonl about twice a second, reloads last.pt for inspections."""
+class WatchedRun:
+    """Follows a run directory: polls metrics.jsonl about twice a second, reloads last.pt to look inside."""
 
-    live = False
     POLL = 0.5  # seconds between reads of metrics.jsonl
     RELOAD = 3.0  # seconds between checkpoint reloads for the look-inside panels
 
     def __init__(self, run_dir: str):
-        import threading
-        from pathlib import Path
-
         self.run_dir = Path(run_dir)
-        self.trainer: Any = None
+        self.trainer: Trainer | None = None
         self._stop = threading.Event()
         self._checkpoint_mtime = 0.0
         self._last_reload = 0.0
-        self.title = self.run_dir.name
 
-    def run(self, sink: Sink, restart: bool = False) -> None:
+    @property
+    def title(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def controls(self) -> RunControl | None:
+        return None  # a watched run is steered by its own process
+
+    def follow(self, sink: Consumer) -> None:
         from tuitrain.runs import METRICS, read_events
 
         offset = 0
@@ -140,20 +145,11 @@ class WatchSource:
                     sink(event)
             self._stop.wait(self.POLL)
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def running(self) -> bool:
-        return False
-
-    lr = None
-
-    def inspect_now(self) -> Any:
+    def inspect(self) -> Inspection | None:
         """Inspect the latest checkpoint; None when there is none yet or it has not changed."""
-        import time
-
         from tuitrain import checkpoints
-        from tuitrain.runs import CHECKPOINTS, trainer_from_run
+        from tuitrain.runs import CHECKPOINTS
+        from tuitrain.session import trainer_from_run
 
         path = self.run_dir / CHECKPOINTS["last"]
         if not path.is_file():
@@ -170,9 +166,8 @@ class WatchSource:
         self._checkpoint_mtime = mtime
         return self.trainer.inspect()
 
-    # the controls do nothing: a watched run is steered by its own process
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def step_once(self) -> None: ...
-    def set_lr(self, lr: float) -> None: ...
-    def request_inspection(self) -> None: ...
+    def close(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float) -> bool:
+        return True

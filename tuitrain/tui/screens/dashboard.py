@@ -16,10 +16,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from tuitrain.events import Inspection, RunEnded, RunStarted, StateChanged
+from tuitrain.control import RunControl
+from tuitrain.errors import TuitrainError
+from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen
 from tuitrain.tui.screens.param_detail import ParamDetail
+from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
@@ -41,22 +44,33 @@ class Dashboard(Screen):
     """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
 
     BINDINGS = [  # footer order: the most needed first, so narrow terminals still show them
-        Binding("question_mark", "help", "Keys"),
-        Binding("q", "quit_run", "Quit"),
-        Binding("space", "toggle_pause", "Pause", priority=True),
-        Binding("tab", "panel(1)", "Panel", priority=True),
-        Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True),
-        Binding("n", "step", "Step"),
-        Binding("plus,equals_sign", "lr(2.0)", "LR×2", key_display="+"),
-        Binding("minus", "lr(0.5)", "LR÷2", key_display="-"),
-        Binding("s", "stop", "Stop"),
-        Binding("r", "restart", "Restart"),
-        Binding("l", "log_y", "Log-y", show=False),
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", show=False),
-        Binding("1", "show_panel('charts')", show=False),
-        Binding("2", "show_panel('params')", show=False),
-        Binding("3", "show_panel('predictions')", show=False),
+        Binding("question_mark", "help", "Keys", tooltip="this list of keys"),
+        Binding("q", "quit_run", "Quit", tooltip="quit (asks first while training; saves a checkpoint)"),
+        Binding("space", "toggle_pause", "Pause", priority=True, tooltip="pause / resume training"),
+        Binding("tab", "panel(1)", "Panel", priority=True, tooltip="next panel"),
+        Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True, tooltip="previous panel"),
+        Binding("n", "step", "Step", tooltip="one optimizer step (while paused)"),
+        Binding("plus,equals_sign", "lr(2.0)", "LR×2", key_display="+",
+                tooltip="learning rate ×2 (live; after the end, for the next start)"),
+        Binding("minus", "lr(0.5)", "LR÷2", key_display="-",
+                tooltip="learning rate ÷2 (live; after the end, for the next start)"),
+        Binding("s", "stop", "Stop", tooltip="stop the run and save a resumable checkpoint"),
+        Binding("r", "restart", "Restart", tooltip="start again with the same settings (a new run directory)"),
+        Binding("l", "log_y", "Log-y", show=False, tooltip="log scale on the loss chart"),
+        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False,
+                tooltip="less smoothing of the training loss"),
+        Binding("right_square_bracket", "smoothing(1)", "Smooth+", show=False,
+                tooltip="more smoothing of the training loss"),
+        Binding("1", "show_panel('charts')", "Charts", show=False, tooltip="charts panel"),
+        Binding("2", "show_panel('params')", "Parameters", show=False, tooltip="parameters panel"),
+        Binding("3", "show_panel('predictions')", "Predictions", show=False, tooltip="predictions panel"),
+        # when a steering key does nothing in this state, these say why instead of staying silent
+        Binding("space", "unavailable('toggle_pause')", show=False, priority=True),
+        Binding("n", "unavailable('step')", show=False),
+        Binding("plus,equals_sign", "unavailable('lr')", show=False),
+        Binding("minus", "unavailable('lr')", show=False),
+        Binding("s", "unavailable('stop')", show=False),
+        Binding("r", "unavailable('restart')", show=False),
     ]
 
     @dataclass
@@ -73,7 +87,7 @@ class Dashboard(Screen):
             super().__init__()
             self.history, self.count = history, count
 
-    def __init__(self, source: Any, show_speed: bool = True):
+    def __init__(self, source: Source, show_speed: bool = True):
         super().__init__()
         self.source = source
         self.show_speed = show_speed
@@ -88,6 +102,7 @@ class Dashboard(Screen):
         self._params_seen = False
         self.smoothing_index = 2
         self.log_y = False
+        self._shown_state = ""
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status", show_speed=self.show_speed)
@@ -111,17 +126,26 @@ class Dashboard(Screen):
 
     def fresh_history(self) -> RunHistory:
         """What the status line can say before the run's start event (or when it fails before one)."""
-        return RunHistory(preset=self.source.title, lr=self.source.lr or 0.0)
+        lr = self.source.config.train.lr if isinstance(self.source, LiveRun) else 0.0
+        return RunHistory(preset=self.source.title, lr=lr)
+
+    @property
+    def steerable(self) -> bool:
+        """A run this dashboard started (not one it only watches)."""
+        return isinstance(self.source, LiveRun)
+
+    def controls(self) -> RunControl | None:
+        return self.source.controls
 
     # ------------------------------------------------------------------ events in
-    def start_run(self, restart: bool = False) -> None:
+    def start_run(self) -> None:
         self._generation += 1
         generation = self._generation
         self.history = self.fresh_history()
         self._inspect_pending = False
         self.query_one("#banner").display = False
 
-        def sink(event: Any) -> None:  # runs in the training thread: keep it cheap
+        def sink(event: Event) -> None:  # runs in the training thread: keep it cheap
             self._pending.append((generation, event))
             if isinstance(event, URGENT):
                 try:
@@ -130,11 +154,11 @@ class Dashboard(Screen):
                     pass
 
         self._charts_dirty = True
-        self.run_source(sink, restart)
+        self.follow_source(sink)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
-    def run_source(self, sink: Any, restart: bool) -> Any:
-        return self.source.run(sink, restart=restart)
+    def follow_source(self, sink: Any) -> None:
+        self.source.follow(sink)
 
     def on_dashboard_wake(self, message: Wake) -> None:
         self.flush()
@@ -159,6 +183,9 @@ class Dashboard(Screen):
         if charted:
             self._charts_dirty = True
         if count:
+            if self.history.state != self._shown_state:
+                self._shown_state = self.history.state
+                self.refresh_bindings()  # the footer shows the keys that work in this state
             self.query_one(StatusLine).show(self.history)
             self.post_message(self.RunUpdated(self.history, count))
         if inspection is not None:
@@ -186,7 +213,7 @@ class Dashboard(Screen):
                 test = f"test loss {event.test.loss:.4g}"
                 if event.test.accuracy is not None:
                     test += f", accuracy {event.test.accuracy:.2%}"
-            keys = "r: restart  q: quit" if self.source.live else "q: quit"
+            keys = "r: restart  q: quit" if self.steerable else "q: quit"
             epochs = f"{event.epoch} epoch" + ("" if event.epoch == 1 else "s")
             banner.update(f"Run {h.state} after {epochs} ({event.step:,} steps). {test}  {keys}")
             banner.set_class(False, "error")
@@ -207,8 +234,6 @@ class Dashboard(Screen):
         self.history.state = "failed"
         self.query_one(StatusLine).show(self.history)
         banner = self.query_one("#banner", Static)
-        from tuitrain.errors import TuitrainError
-
         what = str(error) if isinstance(error, TuitrainError) else f"{type(error).__name__}: {error}"
         banner.update(f"Training failed: {what}\nPress r to try again, or q to quit.")
         banner.set_class(True, "error")
@@ -229,11 +254,12 @@ class Dashboard(Screen):
         if self._inspect_pending and now - self._inspect_asked < 5:
             return
         self._inspect_asked = now
-        if self.source.live and self.history.state in ("running", "paused") and self.source.running():
+        controls = self.controls()
+        if controls is not None and self.history.state in ("running", "paused") and self.training():
             self._inspect_pending = True
-            self.source.request_inspection()
-        elif not self.source.live or (self.history.ended and (self.history.inspection is None
-                                                               or self._needs_final_look())):
+            controls.request_inspection()
+        elif not self.steerable or (self.history.ended and (self.history.inspection is None
+                                                            or self._needs_final_look())):
             self._inspect_pending = True
             self.inspect_directly(self._generation)
 
@@ -244,7 +270,7 @@ class Dashboard(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
     def inspect_directly(self, generation: int) -> None:
         try:
-            inspection = self.source.inspect_now()
+            inspection = self.source.inspect()
         finally:
             self._inspect_pending = False
         if inspection is not None:
@@ -278,44 +304,73 @@ class Dashboard(Screen):
         self.maybe_inspect()
 
     # ------------------------------------------------------------------ actions
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if not self.source.live and action in ("toggle_pause", "step", "lr", "stop", "restart"):
-            return False  # hidden: a watched run is steered by its own process
+    STEERING = ("toggle_pause", "step", "lr", "stop", "restart")
+
+    def unavailable_reason(self, action: str) -> str | None:
+        """Why a steering key does nothing right now (None: it works)."""
+        if not self.steerable:
+            return "a watched run is steered by its own process (read-only here)"
+        h, running = self.history, self.training()
+        if action in ("toggle_pause", "stop", "step") and h.ended:
+            return f"the run has ended ({h.state}); r starts it again"
+        if action in ("toggle_pause", "stop", "step") and not running:
+            return "the run is still starting"
+        if action == "step" and h.state != "paused":
+            return "n steps once while paused: press space first"
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.STEERING:
+            return self.unavailable_reason(action) is None
+        if action == "unavailable":  # the fallback for a key whose action does nothing now
+            return self.unavailable_reason(str(parameters[0])) is not None
         return True
 
+    def action_unavailable(self, action: str) -> None:
+        self.notify(self.unavailable_reason(action) or "not available now", timeout=3)
+
+    def training(self) -> bool:
+        controls = self.controls()
+        return controls is not None and controls.state in ("running", "paused")
+
     def action_toggle_pause(self) -> None:
-        if not self.source.live or self.history.ended:
+        controls = self.controls()
+        if controls is None:
             return
         if self.history.state == "paused":
-            self.source.resume()
+            controls.resume()
         else:
-            self.source.pause()
+            controls.pause()
 
     def action_step(self) -> None:
-        if self.source.live and self.history.state == "paused":
-            self.source.step_once()
+        controls = self.controls()
+        if controls is not None:
+            controls.step_once()
 
     def action_lr(self, factor: float) -> None:
-        if not self.source.live:
+        controls = self.controls()
+        if self.history.ended or controls is None or not self.training():  # settings of the next start
+            train = self.source.config.train if isinstance(self.source, LiveRun) else None
+            if train is not None:
+                train.lr *= factor
+                self.history.lr = train.lr
+                self.query_one(StatusLine).show(self.history)
+                self.notify(f"r restarts with learning rate {train.lr:.4g}", timeout=3)
             return
-        if self.history.ended or self.source.lr is None:  # change the settings of the next restart
-            train = self.source.config.train
-            train.lr *= factor
-            self.notify(f"r restarts with learning rate {train.lr:.4g}", timeout=3)
-            return
-        lr = self.source.lr * factor
-        self.source.set_lr(lr)
+        lr = controls.lr * factor
+        controls.set_lr(lr)
         self.notify(f"learning rate → {lr:.4g}", timeout=2)
 
     def action_stop(self) -> None:
-        if self.source.live and not self.history.ended:
-            self.source.stop()
+        controls = self.controls()
+        if controls is not None:
+            controls.stop("interrupted")  # like Ctrl-C headless: checkpoint saved, resumable
 
     def action_restart(self) -> None:
-        if not self.source.live:
-            return
-        self.source.stop()
-        self.start_run(restart=True)
+        controls = self.controls()
+        if controls is not None and self.training():
+            controls.stop("interrupted")
+        self.start_run()
 
     def action_log_y(self) -> None:
         self.log_y = not self.log_y
@@ -336,7 +391,7 @@ class Dashboard(Screen):
         self.app.push_screen(HelpScreen())
 
     def action_quit_run(self) -> None:
-        if self.source.live and self.history.state in ("running", "paused", "starting") and self.source.running():
+        if self.training() and not self.history.ended:
             def answer(quit_now: bool | None) -> None:
                 if quit_now:
                     self.shutdown()
@@ -346,11 +401,21 @@ class Dashboard(Screen):
             self.shutdown()
 
     def shutdown(self) -> None:
-        self.source.stop()
-        if self.source.live:
-            self.source.wait(15)  # the last checkpoint and summary are written before the app goes
-            self.source.close()
-        self.app.exit()
+        """Stop the run and leave once its checkpoint and summary are written (waiting off the UI thread)."""
+        controls = self.controls()
+        if controls is not None and self.training():
+            controls.stop("interrupted")
+            self.notify("saving a checkpoint before quitting …", timeout=10)
+        self.wait_then_exit()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="shutdown")
+    def wait_then_exit(self) -> None:
+        saved = self.source.wait(15)
+        self.source.close()
+        self.app.call_from_thread(self.app.exit, None, 0 if saved else 1)
 
     def on_unmount(self) -> None:
-        self.source.stop()  # however the app ends, the training thread must not outlive it
+        controls = self.controls()
+        if controls is not None and self.training():
+            controls.stop("interrupted")  # however the app ends, training must not outlive it unsaved
+        self.source.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import functools
 from typing import Any
 
 from rich.table import Table
@@ -18,9 +18,6 @@ from textual.worker import Worker, WorkerState
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
 
-# input shape and output count per data set, so the summary needs no data loaded
-SHAPES = {"blobs": ((2,), 1), "rings": ((2,), 3), "square": ((1,), 1), "wave": ((1,), 1),
-          "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
 FIELDS = ("optimizer", "lr", "batch_size", "epochs", "activation", "device", "seed", "dataset")
 
 
@@ -33,44 +30,38 @@ def device_options() -> list[tuple[str, str]]:
 
 
 def data_line(dataset: str, data_dir: str = "") -> Text:
-    from tuitrain.data import cache_dir, data_status
+    from tuitrain.data import TORCHVISION_NAMES, cache_dir, data_status
 
     if data_status(dataset, data_dir) == "ready":
         return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated")
-    folder = cache_dir() / {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}.get(dataset, dataset) / "raw"
+    folder = cache_dir() / TORCHVISION_NAMES.get(dataset, dataset) / "raw"
     return Text.assemble(("● will download", "bold yellow"), f"  {dataset} is fetched on first use (needs internet). ",
                          ("Offline: not available - copy the four IDX files to ", "dim"), str(folder),
                          (" or pass --data-dir.", "dim"))
 
 
-def short_detail(detail: str) -> str:
-    """Linear(in_features=2, out_features=1, bias=True) -> Linear 2→1, and so on."""
-    kind, _, args = detail.partition("(")
-    args = args.rstrip(")")
-    if kind == "Linear":
-        numbers = re.findall(r"\d+", args)
-        return f"Linear {numbers[0]}→{numbers[1]}"
-    if kind.startswith("Conv"):
-        numbers = re.findall(r"\d+", args)
-        return f"{kind} {numbers[0]}→{numbers[1]}, {numbers[2]}×{numbers[3]} kernel"
-    if kind.startswith("MaxPool"):
-        size = re.findall(r"kernel_size=(\d+)", args)
-        return f"{kind} {size[0] if size else ''}"
-    return detail
+@functools.lru_cache(maxsize=64)
+def network_layers(kind: str, hidden: tuple[int, ...], activation: str, dataset: str) -> tuple[Any, ...]:
+    """The summary rows of a network (built once per distinct setting, not on every keystroke)."""
+    from tuitrain.config import ModelConfig
+    from tuitrain.data import DATASET_SHAPES
+    from tuitrain.models import build_model, describe
+
+    shape, outputs = DATASET_SHAPES[dataset]
+    model = build_model(ModelConfig(kind=kind, hidden=list(hidden), activation=activation), shape, outputs)
+    return tuple(describe(model))
 
 
 def network_summary(config: cfgmod.Config) -> Table:
-    from tuitrain.models import build_model, describe, parameter_count
-
-    shape, outputs = SHAPES[config.data.dataset]
-    model = build_model(config.model, shape, outputs)
+    m = config.model
+    layers = network_layers(m.kind, tuple(m.hidden), m.activation, config.data.dataset)
     table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
     table.add_column("layer", no_wrap=True)
     table.add_column("detail")
     table.add_column("params", justify="right")
-    for name, detail, count in describe(model):
-        table.add_row(name, short_detail(detail), f"{count:,}" if count else "")
-    table.add_row("", Text("total", "bold"), Text(f"{parameter_count(model):,}", "bold"))
+    for layer in layers:
+        table.add_row(layer.name, f"{layer.kind} {layer.detail}".rstrip(), f"{layer.parameters:,}" if layer.parameters else "")
+    table.add_row("", Text("total", "bold"), Text(f"{sum(layer.parameters for layer in layers):,}", "bold"))
     return table
 
 
@@ -234,7 +225,7 @@ class SetupScreen(Screen):
             self.show_error(f"Cannot start: {hint}{error}")
             return
         from tuitrain.tui.screens.dashboard import Dashboard
-        from tuitrain.tui.source import LiveSource
+        from tuitrain.tui.source import LiveRun
 
         config, _ = event.worker.result
-        self.app.push_screen(Dashboard(LiveSource(config)))
+        self.app.push_screen(Dashboard(LiveRun(config)))

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from tuitrain.tui.history import RunHistory
 
-STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan",
+STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "completed": "bold cyan", "interrupted": "bold magenta",
                 "stopped": "bold magenta", "diverged": "bold red", "failed": "bold red", "starting": "dim"}
 
 

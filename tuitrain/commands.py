@@ -1,0 +1,97 @@
+"""Provides the headless commands behind the CLI (`run`, `runs`, `eval`); each returns its exit code."""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+from tuitrain.errors import UsageError
+from tuitrain.events import RunEnded
+from tuitrain.headless import OutputGuard, eval_lines, make_printer, runs_table, stderr_line, stdout_line
+from tuitrain.signals import GracefulStop
+
+EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
+RESUME_OPTIONS = ("epochs", "lr")  # what --resume may change
+
+
+def warn(message: str) -> None:
+    stderr_line(f"Warning: {message}")
+
+
+def run_command(preset: str | None, resume: str | None, out: str | None, json_mode: bool,
+                overrides: dict[str, Any]) -> int:
+    """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code."""
+    from tuitrain import session
+    from tuitrain.config import resolve_config
+
+    if resume is not None:
+        if preset is not None:
+            raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
+        fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in RESUME_OPTIONS]
+        if fixed:
+            raise UsageError(f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs and --lr)")
+        if out is not None:
+            raise UsageError("--out does not apply to --resume: the run continues in its own directory")
+        trainer, writer = session.resume_run(resume, epochs=overrides.get("epochs"), lr=overrides.get("lr"), warn=warn)
+    else:
+        if preset is None:
+            raise UsageError("missing PRESET (or --resume RUN_DIR)")
+        config = resolve_config(preset, **overrides)
+        trainer, writer = session.new_run(config, out or "runs", warn=warn)
+    trainer.consumers.append(OutputGuard(make_printer(json_mode), warn=stderr_line))
+    stopper = GracefulStop(trainer, notice=warn).install()
+    try:
+        ended = trainer.run()
+    except (SystemExit, KeyboardInterrupt):  # a second signal: leave at once
+        writer.abort(f"stopped at once by a second {signal.Signals(stopper.signum or signal.SIGINT).name}")
+        raise
+    finally:
+        stopper.uninstall()
+        writer.close()
+    return exit_code(ended, writer.errors, stopper.exit_code, json_mode)
+
+
+def exit_code(ended: RunEnded, write_errors: list[str], signal_code: int | None, json_mode: bool) -> int:
+    if ended.status == "diverged" and not json_mode:
+        stderr_line(f"Error: {ended.message}")
+    if write_errors and ended.status != "diverged":
+        stderr_line(f"Error: {write_errors[-1]}")
+        return 1
+    if ended.status == "interrupted" and signal_code is not None:
+        return signal_code
+    return EXIT_CODES.get(ended.status, 1)
+
+
+def runs_command(out: str, json_mode: bool) -> int:
+    from tuitrain import runs
+
+    rows = runs.list_runs(out)
+    if json_mode:
+        for row in rows:
+            stdout_line(json.dumps(row))
+    elif not rows:
+        stderr_line(f"no runs in {out}")
+    else:
+        for line in runs_table(rows):
+            stdout_line(line)
+    return 0
+
+
+def eval_command(run_dir: str, which: str, json_mode: bool) -> int:
+    from tuitrain import runs, session
+
+    path = runs.check_run_dir(run_dir)
+    if which == "best" and not (path / runs.CHECKPOINTS["best"]).exists() and (path / runs.CHECKPOINTS["last"]).exists():
+        which = "last"  # stopped before its first validation: there is no best yet
+    trainer = session.trainer_from_run(path, "best" if which == "best" else "last")
+    test = trainer.evaluate(trainer.data.test)
+    valid = trainer.evaluate(trainer.data.valid)
+    if json_mode:
+        stdout_line(json.dumps({"event": "eval", "run_dir": str(run_dir), "checkpoint": which,
+                                "epoch": trainer.epoch, "step": trainer.step,
+                                "valid": valid.to_dict(), "test": test.to_dict()}))
+    else:
+        for line in eval_lines(trainer.config.name, which, trainer.epoch, trainer.epoch_step, trainer.step, valid, test):
+            stdout_line(line)
+    return 0

@@ -1,0 +1,59 @@
+"""Provides GracefulStop: the first stop signal ends a run at the next step, a second one at once."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+from tuitrain.control import RunControl
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the SSH session or terminal closed
+
+
+def _stderr(message: str) -> None:
+    try:
+        print(f"Warning: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # stderr closed or gone
+        pass
+
+
+class GracefulStop:
+    """First SIGINT/SIGTERM/SIGHUP: stop at the next step boundary; a second one: exit at once.
+
+    Installed only in the main thread of the headless CLI. Exit code 128 + signal number.
+    """
+
+    def __init__(self, trainer: RunControl, notice: Callable[[str], None] = _stderr):
+        self.trainer = trainer
+        self.notice = notice
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)
+                # an ignored signal stays ignored: `nohup` (SIGHUP) and `cmd &` in scripts (SIGINT)
+                if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+
+    def handle(self, signum: int, frame: Any = None) -> None:
+        if self.signum is not None:
+            raise SystemExit(128 + signum)  # second signal: at once (every file on disk is whole)
+        self.signum = signum
+        self.trainer.stop("interrupted")
+        if signum != getattr(signal, "SIGHUP", None):
+            self.notice(f"{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+                        "(again to quit at once)")
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.signum is None else 128 + self.signum

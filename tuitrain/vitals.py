@@ -1,0 +1,45 @@
+"""Provides ProcessVitals: this process's resident memory, CPU use and GPU memory, sampled cheaply."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+
+def resident_bytes() -> int:
+    """Current resident set size (peak size where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def cuda_bytes() -> int | None:
+    """Device memory held by torch's allocator, when this process has used CUDA."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return int(torch.cuda.memory_reserved())
+
+
+class ProcessVitals:
+    """`sample()` → (resident bytes, CPU % since the last sample, CUDA bytes or None)."""
+
+    def __init__(self) -> None:
+        self._cpu = self._cpu_seconds()
+        self._wall = time.monotonic()
+
+    @staticmethod
+    def _cpu_seconds() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def sample(self) -> tuple[int, float, int | None]:
+        cpu, wall = self._cpu_seconds(), time.monotonic()
+        percent = 100.0 * (cpu - self._cpu) / max(wall - self._wall, 1e-6)
+        self._cpu, self._wall = cpu, wall
+        return resident_bytes(), percent, cuda_bytes()
