@@ -1,4 +1,4 @@
-"""Provides the two quickstart commands: `python3 dev.py start` and `python3 dev.py test`.
+"""Provides the quickstart commands: `python3 dev.py start`, `python3 dev.py test` and `python3 dev.py lint`.
 
 Both create ./.venv on first use and install tuitrain into it through constraints.txt,
 which pins the torch/torchvision pair known to work. Extra arguments are passed on
@@ -34,6 +34,23 @@ def ensure_installed(extra: str) -> None:
     stamp.write_text(digest)
 
 
+def lint(args: list[str]) -> int:
+    """ruff (lint and format check), mypy (strict on the UI-free core), import-linter contracts."""
+    checks = [
+        ("ruff check", [str(BIN / "ruff"), "check", "tuitrain", "tests", "bench", "dev.py", *args]),
+        ("ruff format", [str(BIN / "ruff"), "format", "--check", "tuitrain", "tests", "bench", "dev.py"]),
+        ("mypy", [str(BIN / "mypy")]),
+        ("import-linter", [str(BIN / "lint-imports"), "--no-cache"]),
+    ]
+    failed = []
+    for name, command in checks:
+        print(f"== {name}", flush=True)
+        if subprocess.call(command, cwd=ROOT) != 0:
+            failed.append(name)
+    print("lint: " + (f"FAILED: {', '.join(failed)}" if failed else "all checks passed"), flush=True)
+    return 1 if failed else 0
+
+
 def main() -> int:
     command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("start", [])
     if command == "start":
@@ -42,6 +59,9 @@ def main() -> int:
     if command == "test":
         ensure_installed("test")
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT)
+    if command == "lint":
+        ensure_installed("lint")
+        return lint(args)
     print(__doc__.strip(), file=sys.stderr)
     return 2
 

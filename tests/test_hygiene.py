@@ -7,12 +7,14 @@ import sys
 
 import pytest
 
-UI = ("textual", "rich")
+UI = ("textual", "rich", "click")
+CORE = ["tuitrain.engine", "tuitrain.events", "tuitrain.data", "tuitrain.models", "tuitrain.inspection",
+        "tuitrain.config", "tuitrain.control", "tuitrain.remote", "tuitrain.runs", "tuitrain.writer",
+        "tuitrain.session", "tuitrain.signals", "tuitrain.checkpoints", "tuitrain.vitals", "tuitrain.fmt",
+        "tuitrain.headless", "tuitrain.commands"]
 
 
-@pytest.mark.parametrize("module", ["tuitrain.engine", "tuitrain.events", "tuitrain.data", "tuitrain.models",
-                                    "tuitrain.inspection", "tuitrain.config", "tuitrain.remote",
-                                    "tuitrain.runs", "tuitrain.checkpoints", "tuitrain.headless"])
+@pytest.mark.parametrize("module", CORE)
 def test_headless_modules_import_no_ui(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in {UI!r}))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
