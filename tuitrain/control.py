@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, Union, runtime_checkable
 
 from tuitrain.events import Consumer, EndStatus, Inspection, RunEnded, TrainerState
+from tuitrain.vitals import Vitals
 
 
 @runtime_checkable
@@ -59,6 +60,10 @@ class RunControl(Protocol):
 
     def close(self) -> None:
         """Release what the run holds (a child process) once it has ended; it saves first if not."""
+        ...
+
+    def vitals(self) -> Vitals | None:
+        """Memory and CPU of the process that trains, and how long since it last answered."""
         ...
 
 

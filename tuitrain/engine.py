@@ -17,6 +17,7 @@ from tuitrain.errors import TuitrainError, UsageError
 from tuitrain.events import (Consumer, EndStatus, EpochEnded, Event, Inspection, Metrics, RunEnded, RunStarted,
                              StateChanged, StepProgress, TrainerState)
 from tuitrain.models import build_model, parameter_count
+from tuitrain.vitals import ProcessVitals, Vitals
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
 EVAL_BATCH = 8192  # samples per forward pass when evaluating
@@ -95,6 +96,7 @@ class Trainer:
         self._single_steps = 0
         self._inspect_requested = False
         self._report_next_step = False
+        self._vitals = ProcessVitals()
 
     # ------------------------------------------------------------------ control (any thread)
     def _signal(self, **changes: Any) -> None:
@@ -141,6 +143,9 @@ class Trainer:
 
     def close(self) -> None:
         """Nothing to release: the run lives in this process."""
+
+    def vitals(self) -> Vitals:
+        return self._vitals.sample()
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:

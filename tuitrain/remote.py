@@ -8,6 +8,7 @@ Commands go down the pipe as tuitrain.control dataclasses; events and errors com
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import signal
 import threading
@@ -21,6 +22,7 @@ from tuitrain.control import Close, Command, Inspect, Pause, RequestInspection, 
 from tuitrain.errors import TuitrainError
 from tuitrain.events import (Consumer, EndStatus, Event, Inspection, RunEnded, RunStarted, StateChanged, StepProgress,
                              TrainerState)
+from tuitrain.vitals import ProcessVitals, Vitals
 
 HEARTBEAT = 1.0  # seconds between the child's "still here" messages
 POLL = 0.5  # seconds the reader waits on the pipe before checking that the child is alive
@@ -35,11 +37,9 @@ class Failed:
 
 @dataclass(frozen=True)
 class Alive:
-    """The child's heartbeat: its resident memory, CPU use and GPU memory (the app shows them)."""
+    """The child's heartbeat, with its vitals (the app shows them)."""
 
-    rss_bytes: int
-    cpu_percent: float
-    cuda_bytes: int | None = None
+    vitals: Vitals
 
 
 def prepare() -> None:
@@ -58,7 +58,7 @@ class RemoteTrainer:
         self._lr = config.train.lr
         self._run_dir = run_dir
         self.last_heard = time.monotonic()
-        self.vitals: Alive | None = None
+        self._vitals: Vitals | None = None
         ctx = multiprocessing.get_context("spawn")  # fork would copy the app's threads and OpenMP state
         self._conn, child_end = ctx.Pipe()
         self._send_lock = threading.Lock()
@@ -79,9 +79,12 @@ class RemoteTrainer:
     def run_dir(self) -> str | None:
         return self._run_dir
 
-    def silent_for(self) -> float:
-        """Seconds since the child last said anything (a heartbeat comes every second)."""
-        return time.monotonic() - self.last_heard
+    def vitals(self) -> Vitals | None:
+        """The child's last heartbeat, and for how long it has said nothing (one comes every second)."""
+        silent = time.monotonic() - self.last_heard if self._state in ("running", "paused") else 0.0
+        if self._vitals is None:
+            return Vitals(0, 0.0, None, silent) if silent > 3 * HEARTBEAT else None
+        return dataclasses.replace(self._vitals, silent_seconds=silent)
 
     # ------------------------------------------------------------------ control (any thread)
     def _send(self, command: Command) -> None:
@@ -127,7 +130,7 @@ class RemoteTrainer:
                 continue
             self.last_heard = time.monotonic()
             if isinstance(message, Alive):
-                self.vitals = message
+                self._vitals = message.vitals
                 continue
             if isinstance(message, Failed):
                 self._state = "finished"
@@ -222,11 +225,9 @@ def serve(config: Config, out_dir: str, run_dir: str | None, conn: Connection) -
                 apply(trainer, command)
 
     def heartbeat() -> None:
-        from tuitrain.vitals import ProcessVitals
-
         vitals = ProcessVitals()
         while not done.wait(HEARTBEAT):
-            send(Alive(*vitals.sample()))
+            send(Alive(vitals.sample()))
 
     threading.Thread(target=control, daemon=True, name="tuitrain-control").start()
     threading.Thread(target=heartbeat, daemon=True, name="tuitrain-heartbeat").start()

@@ -6,6 +6,17 @@ import os
 import resource
 import sys
 import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Vitals:
+    """How the process that trains a run is doing, as the app shows it."""
+
+    rss_bytes: int  # resident memory of the training process
+    cpu_percent: float  # its CPU use since the previous sample (100 = one core busy)
+    cuda_bytes: int | None = None  # GPU memory held by torch, when it uses CUDA
+    silent_seconds: float = 0.0  # since the training process last answered
 
 
 def resident_bytes() -> int:
@@ -27,7 +38,7 @@ def cuda_bytes() -> int | None:
 
 
 class ProcessVitals:
-    """`sample()` → (resident bytes, CPU % since the last sample, CUDA bytes or None)."""
+    """`sample()` → this process's Vitals, CPU % measured since the previous sample."""
 
     def __init__(self) -> None:
         self._cpu = self._cpu_seconds()
@@ -38,8 +49,8 @@ class ProcessVitals:
         t = os.times()
         return t.user + t.system
 
-    def sample(self) -> tuple[int, float, int | None]:
+    def sample(self) -> Vitals:
         cpu, wall = self._cpu_seconds(), time.monotonic()
         percent = 100.0 * (cpu - self._cpu) / max(wall - self._wall, 1e-6)
         self._cpu, self._wall = cpu, wall
-        return resident_bytes(), percent, cuda_bytes()
+        return Vitals(resident_bytes(), percent, cuda_bytes())

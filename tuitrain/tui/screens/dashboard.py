@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState
 from tuitrain.control import RunControl
 from tuitrain.errors import TuitrainError
 from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged
+from tuitrain.vitals import Vitals
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen
 from tuitrain.tui.screens.param_detail import ParamDetail
@@ -32,6 +33,8 @@ FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
 CHART_INTERVAL = 0.3  # seconds between chart redraws at least (plotext rendering holds the GIL)
 CHART_BUDGET = 0.04  # and at most this fraction of the time, so training keeps its speed
 INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible
+VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
+SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so
 PANELS = ("charts", "params", "predictions")
 URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
 ADVICE = {
@@ -103,6 +106,8 @@ class Dashboard(Screen):
         self.smoothing_index = 2
         self.log_y = False
         self._shown_state = ""
+        self._silence_reported = False
+        self.vitals: Vitals | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status", show_speed=self.show_speed)
@@ -122,6 +127,7 @@ class Dashboard(Screen):
         self.query_one("#banner").display = False
         self.set_interval(FLUSH_INTERVAL, self.flush)
         self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect)
+        self.set_interval(VITALS_INTERVAL, self.check_vitals)
         self.start_run()
 
     def fresh_history(self) -> RunHistory:
@@ -239,6 +245,19 @@ class Dashboard(Screen):
         banner.set_class(True, "error")
         banner.display = True
         self.notify(str(error), title="Training failed", severity="error", timeout=8)
+
+    def check_vitals(self) -> None:
+        """Show the training process's memory and CPU; say so when it stops answering."""
+        controls = self.controls()
+        vitals = controls.vitals() if controls is not None and self.training() else None
+        self.vitals = vitals
+        self.query_one(StatusLine).show_vitals(vitals)
+        silent = vitals is not None and vitals.silent_seconds >= SILENT_WARNING
+        if silent and not self._silence_reported:
+            self.notify(f"The training process has not answered for {vitals.silent_seconds:.0f} s (busy or hung). "
+                        "q quits; its last checkpoint stays on disk.", title="Not answering", severity="warning",
+                        timeout=10)
+        self._silence_reported = silent
 
     # ------------------------------------------------------------------ looking inside
     def looking_inside(self) -> bool:

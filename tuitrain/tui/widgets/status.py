@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import resource
-
 from rich.text import Text
 from textual.widgets import Static
 
+from tuitrain.fmt import fmt_duration
 from tuitrain.tui.history import RunHistory
+from tuitrain.vitals import Vitals
 
 STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "completed": "bold cyan", "interrupted": "bold magenta",
                 "stopped": "bold magenta", "diverged": "bold red", "failed": "bold red", "starting": "dim"}
 
 
-def memory_in_use(device: str = "cpu") -> str:
-    """Resident memory of this process (plus CUDA memory allocated by torch, when on a GPU)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            rss = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    text = f"{rss / 2**20:,.0f} MiB"
-    if device.startswith("cuda"):
-        try:
-            import torch
-
-            text += f" + GPU {torch.cuda.memory_allocated() / 2**20:,.0f} MiB"
-        except Exception:  # noqa: BLE001 - memory display must never break the UI
-            pass
-    return text
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
+def fmt_vitals(vitals: Vitals | None) -> str:
+    """The training process's resident memory and CPU (and GPU memory on CUDA)."""
+    if vitals is None or not vitals.rss_bytes:
         return "-"
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    text = f"{vitals.rss_bytes / 2**20:,.0f} MiB  cpu {vitals.cpu_percent:.0f}%"
+    if vitals.cuda_bytes is not None:
+        text += f"  gpu {vitals.cuda_bytes / 2**20:,.0f} MiB"
+    return text
 
 
 class StatusLine(Static):
@@ -47,6 +29,13 @@ class StatusLine(Static):
     def __init__(self, *args, show_speed: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.show_speed = show_speed
+        self.vitals: Vitals | None = None
+
+    def show_vitals(self, vitals: Vitals | None) -> None:
+        if vitals != self.vitals:
+            self.vitals = vitals
+            if getattr(self, "history", None) is not None:
+                self.show(self.history)
 
     def show(self, h: RunHistory) -> None:
         self.history = h
@@ -63,7 +52,9 @@ class StatusLine(Static):
         tail = Text(no_wrap=True, overflow="ellipsis")
         tail.append(f"{h.samples_per_s:,.0f}").append(" samples/s", "dim")
         tail.append("  ETA ", "dim").append(fmt_duration(h.eta_seconds()))
-        tail.append("  mem ", "dim").append(memory_in_use(h.device))
+        tail.append("  train process ", "dim").append(fmt_vitals(self.vitals))
+        if self.vitals is not None and self.vitals.silent_seconds >= 5:
+            tail.append(f"  not answering for {self.vitals.silent_seconds:.0f} s", "bold red")
         width = self.content_size.width or 80
         if head.cell_len + 2 + tail.cell_len <= width:
             self.update(head + Text("  ") + tail)
