@@ -377,3 +377,26 @@ async def test_watch_run_directory(tmp_path):
         assert [str(k.value) for k in dash.query_one(ParamTable).rows] == names
         await pilot.press("q")
     assert not app.is_running
+
+
+async def test_an_internal_error_saves_the_run_and_logs_the_traceback(monkeypatch):
+    from tuitrain.tui.widgets.charts import LossChart
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("math domain error")
+
+    app, source, _ = live_app("rings", "child-process", epochs=100_000)
+    with pytest.raises(ValueError):
+        async with app.run_test(size=(100, 30)) as pilot:
+            dash = app.screen
+            await until(pilot, lambda: dash.history.step > 0 and source.controls.run_dir, what="training")
+            monkeypatch.setattr(LossChart, "draw", broken)
+            await pilot.press("l")
+            await until(pilot, lambda: not app.is_running, what="the app to stop")
+    assert app.return_code == 1
+    run_dir = Path(source.controls.run_dir)
+    assert app.crash.startswith("tuitrain stopped on an internal error (ValueError: math domain error)")
+    assert str(run_dir / "crash.log") in app.crash and "\n" not in app.crash
+    assert "Traceback" in (run_dir / "crash.log").read_text()
+    assert source.wait(TIMEOUT)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"

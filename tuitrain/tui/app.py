@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+import traceback
+from pathlib import Path
 
 from textual.app import App
 
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.setup import SetupScreen
+from tuitrain.tui.source import Source
+
+CRASH_LOG = "crash.log"
 
 
-class TuitrainApp(App):
+def state_dir() -> Path:
+    """$XDG_STATE_HOME/tuitrain (default ~/.local/state/tuitrain): logs of crashes outside a run."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "tuitrain"
+
+
+class TuitrainApp(App[None]):
     """Opens the setup screen, or a dashboard on a source when one is given."""
 
     CSS_PATH = "app.tcss"
     TITLE = "tuitrain"
     ENABLE_COMMAND_PALETTE = False
 
-    def __init__(self, source: Any = None, preset: str | None = None, show_speed: bool = True):
+    def __init__(self, source: Source | None = None, preset: str | None = None, show_speed: bool = True):
         super().__init__()
         self.source = source
         self.preset = preset
         self.show_speed = show_speed
+        self.crash: str | None = None  # one line for the shell: what happened, where the traceback is
+        self.saving: list[Source] = []  # runs stopped by a crash: the launcher waits for their checkpoints
 
     def on_mount(self) -> None:
         if self.source is not None:
@@ -40,8 +53,40 @@ class TuitrainApp(App):
             if not dashboards:
                 self.exit()
 
+    def _handle_exception(self, error: Exception) -> None:
+        """A bug: stop training (it saves), write the traceback to a log, leave with one line and exit 1."""
+        dashboards = [screen for screen in self.screen_stack if isinstance(screen, Dashboard)]
+        run_dir = None
+        for dashboard in dashboards:
+            controls = dashboard.source.controls
+            if controls is not None:
+                run_dir = controls.run_dir or run_dir
+                if controls.state in ("running", "paused"):
+                    controls.stop("interrupted")
+                    self.saving.append(dashboard.source)
+        log = write_crash_log(error, Path(run_dir) if run_dir else None)
+        where = f"the traceback is in {log}" if log else "the traceback could not be written"
+        saved = "; the run was saved and can be resumed" if run_dir else ""
+        self.crash = f"tuitrain stopped on an internal error ({type(error).__name__}: {error}){saved}; {where}"
+        super()._handle_exception(error)
+        self._exit_renderables.clear()  # the traceback went to the log, not over the user's shell
 
-def make_app(source: Any = None, preset: str | None = None, show_speed: bool = True) -> TuitrainApp:
+
+def write_crash_log(error: BaseException, run_dir: Path | None) -> Path | None:
+    text = "".join(traceback.format_exception(error))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in ([run_dir / CRASH_LOG] if run_dir else []) + [state_dir() / f"crash-{stamp}.log"]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(f"{stamp} tuitrain crashed:\n{text}\n")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def make_app(source: Source | None = None, preset: str | None = None, show_speed: bool = True) -> TuitrainApp:
     from tuitrain.remote import prepare
 
     prepare()  # while stdout/stderr are still the real ones: runs train in child processes

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+
+from typing import TYPE_CHECKING
+
+from tuitrain.config import Config
+
+if TYPE_CHECKING:
+    from tuitrain.tui.app import TuitrainApp
+
+
+def run_app(app: TuitrainApp) -> None:
+    """Run the app; an internal error ends with one line on stderr and exit 1, never a traceback."""
+    app.run()
+    for source in app.saving:  # a crash stopped these runs: let them write their checkpoints
+        source.wait(15)
+        source.close()
+    if app.crash:
+        print(app.crash, file=sys.stderr)
+        sys.exit(1)
+    if app.return_code:
+        sys.exit(app.return_code)
 
 
 def open_setup(preset: str | None = None) -> None:
     from tuitrain.tui.app import make_app
 
-    make_app(preset=preset).run()
+    run_app(make_app(preset=preset))
 
 
-def open_train(config: Any, out_dir: str = "runs") -> None:
+def open_train(config: Config, out_dir: str = "runs") -> None:
     """Make the run directory first (an unwritable --out fails here, like `run`), then open the
     dashboard; training starts in a child process and its errors show in the app."""
     from tuitrain.runs import create_run_dir
@@ -20,13 +40,12 @@ def open_train(config: Any, out_dir: str = "runs") -> None:
 
     run_dir = create_run_dir(out_dir, config.name)
     source = LiveRun(config, out_dir=out_dir, run_dir=str(run_dir))
-    app = make_app(source)
     try:
-        app.run()
+        run_app(make_app(source))
     finally:
         source.close()
-    controls = source.controls
-    print(f"run directory: {controls.run_dir if controls is not None and controls.run_dir else run_dir}")
+        controls = source.controls
+        print(f"run directory: {controls.run_dir if controls is not None and controls.run_dir else run_dir}")
 
 
 def open_watch(run_dir: str) -> None:
@@ -34,4 +53,4 @@ def open_watch(run_dir: str) -> None:
     from tuitrain.tui.app import make_app
     from tuitrain.tui.source import WatchedRun
 
-    make_app(WatchedRun(run_dir)).run()
+    run_app(make_app(WatchedRun(run_dir)))

@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState
 from tuitrain.control import RunControl
 from tuitrain.errors import TuitrainError
 from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged
+from tuitrain.fmt import fmt_result, plural
 from tuitrain.vitals import Vitals
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen
@@ -214,14 +215,10 @@ class Dashboard(Screen):
         h = self.history
         banner = self.query_one("#banner", Static)
         if event.status in ("completed", "stopped", "interrupted"):
-            test = ""
-            if event.test is not None:
-                test = f"test loss {event.test.loss:.4g}"
-                if event.test.accuracy is not None:
-                    test += f", accuracy {event.test.accuracy:.2%}"
+            test = f"test {fmt_result(event.test)}" if event.test is not None else ""
             keys = "r: restart  q: quit" if self.steerable else "q: quit"
-            epochs = f"{event.epoch} epoch" + ("" if event.epoch == 1 else "s")
-            banner.update(f"Run {h.state} after {epochs} ({event.step:,} steps). {test}  {keys}")
+            banner.update(f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}). "
+                          f"{test}  {keys}")
             banner.set_class(False, "error")
         else:
             banner.update(f"Run {event.status}: {event.message or 'see the log'}\n{ADVICE.get(event.status, '')}")

@@ -29,14 +29,6 @@ class ParamTable(DataTable):
         for column in COLUMNS:
             self.add_column(column, key=column)
 
-    def set_names(self, named: list[tuple[str, tuple[int, ...], int]]) -> None:
-        """Fill the rows from the model before the first inspection arrives."""
-        if self.row_count:
-            return
-        for name, shape, count in named:
-            cells = [name, "×".join(map(str, shape)), Text(f"{count:,}", justify="right")] + ["…"] * 6
-            self.add_row(*cells, key=name)
-
     def show(self, params: list[Any]) -> None:
         names = {p.name for p in params}
         if {str(k.value) for k in self.rows} != names:
