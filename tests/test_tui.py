@@ -400,3 +400,34 @@ async def test_an_internal_error_saves_the_run_and_logs_the_traceback(monkeypatc
     assert "Traceback" in (run_dir / "crash.log").read_text()
     assert source.wait(TIMEOUT)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+
+
+async def test_help_lists_every_key_and_scrolls_at_80x24():
+    from tuitrain.tui.screens.dialogs import HelpScreen
+
+    app, source, _ = live_app("rings", epochs=100_000)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, what="training")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause()
+        text = screen_text(app)
+        for keys, _ in Dashboard.key_rows()[:12]:  # the first screenful
+            assert f" {keys} " in text, keys
+        dialog = app.screen.query_one("#dialog")
+        assert dialog.max_scroll_y > 0  # more keys than fit: it scrolls
+        await pilot.press("end")
+        await pilot.pause()
+        assert "ctrl+q" in screen_text(app)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is dash, what="closed")
+        source.controls.stop()
+
+
+def test_readme_key_table_is_the_bindings():
+    from tuitrain.tui.screens.dialogs import keys_markdown
+
+    table = keys_markdown(Dashboard.key_rows())
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert table in readme, f"README's key table drifted from the bindings; it should read:\n{table}"

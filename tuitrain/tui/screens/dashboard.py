@@ -22,7 +22,7 @@ from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChange
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.vitals import Vitals
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
-from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen
+from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.param_detail import ParamDetail
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
@@ -403,8 +403,17 @@ class Dashboard(Screen):
     def action_show_panel(self, panel: str) -> None:
         self.query_one("#panels", TabbedContent).active = panel
 
+    @classmethod
+    def key_rows(cls) -> list[KeyRow]:
+        """Every key of the dashboard, its panels and the tensor drill-down (the help and README's table)."""
+        return (key_rows(list(cls.BINDINGS)) + [("enter", "(parameters) open the selected tensor")]
+                + key_rows(list(ParamDetail.BINDINGS), "tensor")
+                + key_rows(list(PredictionPanel.BINDINGS), "predictions")
+                + [("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
+                   ("ctrl+q", "quit (asks first while training)")])
+
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen(self.key_rows(), "Dashboard keys"))
 
     def action_quit_run(self) -> None:
         if self.training() and not self.history.ended:

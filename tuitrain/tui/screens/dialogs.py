@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.keys import format_key
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-KEYS = [
-    ("space", "pause / resume training"),
-    ("n", "one optimizer step (while paused)"),
-    ("+ / -", "learning rate ×2 / ÷2, applied live"),
-    ("s", "stop the run (charts stay on screen)"),
-    ("r", "restart with the same settings"),
-    ("tab / shift+tab", "next / previous panel (1 2 3 jump to one)"),
-    ("l", "log scale on the loss axes"),
-    ("[ / ]", "less / more smoothing of the training loss"),
-    ("enter", "parameters: open the selected tensor (histogram, heatmap)"),
-    (", / .  pgup/pgdn", "predictions: previous / next page of images"),
-    ("m", "predictions: show only mistakes"),
-    ("escape", "close a dialog or the drill-down"),
-    ("?", "this help"),
-    ("q", "quit (asks first while training)"),
-]
+KeyRow = tuple[str, str]
+
+
+def key_label(binding: Binding) -> str:
+    if binding.key_display:
+        return binding.key_display
+    return " / ".join(format_key(key.strip()) for key in binding.key.split(","))
+
+
+def key_rows(bindings: list[Binding], context: str = "") -> list[KeyRow]:
+    """One (keys, what it does) row per documented binding; keys sharing an action are merged."""
+    merged: dict[str, tuple[list[str], str]] = {}
+    for binding in bindings:
+        what = binding.tooltip or binding.description
+        if not what or binding.action.startswith("unavailable"):
+            continue
+        keys, _ = merged.setdefault(binding.action, ([], f"({context}) {what}" if context else what))
+        keys.append(key_label(binding))
+    return [(", ".join(keys), what) for keys, what in merged.values()]
+
+
+def keys_markdown(rows: list[KeyRow]) -> str:
+    """README's key table: the same rows as the help dialog."""
+    lines = ["| key | action |", "|---|---|"]
+    lines += [f"| {keys} | {what} |" for keys, what in rows]
+    return "\n".join(lines) + "\n"
 
 
 class ConfirmQuit(ModalScreen[bool]):
@@ -50,19 +62,27 @@ class ConfirmQuit(ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Lists every key of the dashboard."""
+    """Lists every key of the screen that opened it, from that screen's bindings."""
 
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
+    def __init__(self, rows: list[KeyRow], title: str = "Keys"):
+        super().__init__()
+        self.rows = rows
+        self.title_text = title
+
     def compose(self) -> ComposeResult:
-        table = Table(box=None, show_header=False, padding=(0, 2))
+        table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
         table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
-        for key, what in KEYS:
-            table.add_row(key, what)
-        with VerticalScroll(id="dialog"):
-            yield Static("[b]Keys[/b]  (escape closes)")
-            yield Static(table)
+        table.add_column(ratio=1)
+        for keys, what in self.rows:
+            table.add_row(keys, what)
+        with VerticalScroll(id="dialog", classes="help"):
+            yield Static(Text.assemble((self.title_text, "bold"), ("   ↑/↓ scroll, escape closes", "dim")))
+            yield Static(table, id="help-table")
+
+    def on_mount(self) -> None:
+        self.query_one("#dialog").focus()
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
