@@ -22,7 +22,7 @@ from tuitrain.config import resolve_config
 from tuitrain.events import event_from_dict, event_to_dict
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.dashboard import Dashboard
-from tuitrain.tui.screens.dialogs import ConfirmQuit
+from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
 from tuitrain.tui.screens.setup import SetupScreen
 from tuitrain.tui.source import InProcess, LiveRun, WatchedRun, child_process
 from tuitrain.tui.widgets.params import ParamTable
@@ -223,6 +223,10 @@ async def test_restart_starts_a_new_run_directory(mode):
         await until(pilot, lambda: dash.history.step > 0 and source.controls.run_dir, what="first run")
         first = source.controls.run_dir
         await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, Confirm), what="asks first: the run is training")
+        await pilot.press("y")
+        await until(pilot, lambda: app.screen is dash, what="dialog closed")
+        assert dash.history.state in ("starting", "running")  # the new run at once, not the old one's end
         await until(pilot, lambda: source.controls is not None and source.controls.run_dir not in (None, first)
                     and dash.history.step > 0, what="a new run")
         assert json.loads((Path(first) / "summary.json").read_text())["status"] == "interrupted"

@@ -12,23 +12,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from tuitrain.control import RunControl
 from tuitrain.errors import TuitrainError
 from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged
 from tuitrain.fmt import fmt_result, plural
-from tuitrain.vitals import Vitals
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
-from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
+from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.param_detail import ParamDetail
+from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 from tuitrain.tui.widgets.status import StatusLine
+from tuitrain.vitals import Vitals
 
 FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
 CHART_INTERVAL = 0.3  # seconds between chart redraws at least (plotext rendering holds the GIL)
@@ -44,7 +43,7 @@ ADVICE = {
 }
 
 
-class Dashboard(Screen):
+class Dashboard(Steering):
     """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
 
     BINDINGS = [  # footer order: the most needed first, so narrow terminals still show them
@@ -136,13 +135,7 @@ class Dashboard(Screen):
         lr = self.source.config.train.lr if isinstance(self.source, LiveRun) else 0.0
         return RunHistory(preset=self.source.title, lr=lr)
 
-    @property
-    def steerable(self) -> bool:
-        """A run this dashboard started (not one it only watches)."""
-        return isinstance(self.source, LiveRun)
 
-    def controls(self) -> RunControl | None:
-        return self.source.controls
 
     # ------------------------------------------------------------------ events in
     def start_run(self) -> None:
@@ -162,6 +155,11 @@ class Dashboard(Screen):
 
         self._charts_dirty = True
         self.follow_source(sink)
+        self.query_one(StatusLine).show(self.history)  # STARTING at once, not the last run's end
+        self._shown_state = self.history.state
+        self.refresh_bindings()
+        if self.query_one("#panels", TabbedContent).active == "charts":
+            self.draw_charts()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
     def follow_source(self, sink: Any) -> None:
@@ -319,75 +317,7 @@ class Dashboard(Screen):
         self._inspect_asked = 0.0
         self.maybe_inspect()
 
-    # ------------------------------------------------------------------ actions
-    STEERING = ("toggle_pause", "step", "lr", "stop", "restart")
-
-    def unavailable_reason(self, action: str) -> str | None:
-        """Why a steering key does nothing right now (None: it works)."""
-        if not self.steerable:
-            return "a watched run is steered by its own process (read-only here)"
-        h, running = self.history, self.training()
-        if action in ("toggle_pause", "stop", "step") and h.ended:
-            return f"the run has ended ({h.state}); r starts it again"
-        if action in ("toggle_pause", "stop", "step") and not running:
-            return "the run is still starting"
-        if action == "step" and h.state != "paused":
-            return "n steps once while paused: press space first"
-        return None
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self.STEERING:
-            return self.unavailable_reason(action) is None
-        if action == "unavailable":  # the fallback for a key whose action does nothing now
-            return self.unavailable_reason(str(parameters[0])) is not None
-        return True
-
-    def action_unavailable(self, action: str) -> None:
-        self.notify(self.unavailable_reason(action) or "not available now", timeout=3)
-
-    def training(self) -> bool:
-        controls = self.controls()
-        return controls is not None and controls.state in ("running", "paused")
-
-    def action_toggle_pause(self) -> None:
-        controls = self.controls()
-        if controls is None:
-            return
-        if self.history.state == "paused":
-            controls.resume()
-        else:
-            controls.pause()
-
-    def action_step(self) -> None:
-        controls = self.controls()
-        if controls is not None:
-            controls.step_once()
-
-    def action_lr(self, factor: float) -> None:
-        controls = self.controls()
-        if self.history.ended or controls is None or not self.training():  # settings of the next start
-            train = self.source.config.train if isinstance(self.source, LiveRun) else None
-            if train is not None:
-                train.lr *= factor
-                self.history.lr = train.lr
-                self.query_one(StatusLine).show(self.history)
-                self.notify(f"r restarts with learning rate {train.lr:.4g}", timeout=3)
-            return
-        lr = controls.lr * factor
-        controls.set_lr(lr)
-        self.notify(f"learning rate → {lr:.4g}", timeout=2)
-
-    def action_stop(self) -> None:
-        controls = self.controls()
-        if controls is not None:
-            controls.stop("interrupted")  # like Ctrl-C headless: checkpoint saved, resumable
-
-    def action_restart(self) -> None:
-        controls = self.controls()
-        if controls is not None and self.training():
-            controls.stop("interrupted")
-        self.start_run()
-
+    # ------------------------------------------------------------------ views
     def action_log_y(self) -> None:
         self.log_y = not self.log_y
         self.draw_charts()
@@ -414,30 +344,6 @@ class Dashboard(Screen):
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows(), "Dashboard keys"))
-
-    def action_quit_run(self) -> None:
-        if self.training() and not self.history.ended:
-            def answer(quit_now: bool | None) -> None:
-                if quit_now:
-                    self.shutdown()
-
-            self.app.push_screen(ConfirmQuit(), answer)
-        else:
-            self.shutdown()
-
-    def shutdown(self) -> None:
-        """Stop the run and leave once its checkpoint and summary are written (waiting off the UI thread)."""
-        controls = self.controls()
-        if controls is not None and self.training():
-            controls.stop("interrupted")
-            self.notify("saving a checkpoint before quitting …", timeout=10)
-        self.wait_then_exit()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="shutdown")
-    def wait_then_exit(self) -> None:
-        saved = self.source.wait(15)
-        self.source.close()
-        self.app.call_from_thread(self.app.exit, None, 0 if saved else 1)
 
     def on_unmount(self) -> None:
         controls = self.controls()

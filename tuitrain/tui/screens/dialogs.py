@@ -6,8 +6,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.keys import format_key
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -39,17 +39,21 @@ def keys_markdown(rows: list[KeyRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class ConfirmQuit(ModalScreen[bool]):
-    """Asks before quitting while a run is in progress; dismisses with True to quit."""
+class Confirm(ModalScreen[bool]):
+    """Asks a yes/no question; dismisses with True for yes."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Quit"), Binding("n,escape", "answer(False)", "Keep training")]
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No"):
+        super().__init__()
+        self.question, self.yes, self.no = question, yes, no
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label("Training is still running. Stop it and quit?", id="question")
+            yield Label(self.question, id="question")
             with Horizontal(id="buttons"):
-                yield Button("Quit (y)", variant="error", id="yes")
-                yield Button("Keep training (n)", variant="primary", id="no")
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button(f"{self.no} (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -59,6 +63,14 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class ConfirmQuit(Confirm):
+    """Asks before quitting while a run is in progress."""
+
+    def __init__(self) -> None:
+        super().__init__("Training is still running. Save a checkpoint and quit?", "Quit",
+                         "Keep training")
 
 
 class HelpScreen(ModalScreen[None]):

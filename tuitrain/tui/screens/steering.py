@@ -1,0 +1,159 @@
+"""Provides the dashboard's steering: pause, step, learning rate, stop, restart and quit, by key or command."""
+
+from __future__ import annotations
+
+import math
+
+from textual import work
+from textual.screen import Screen
+
+from tuitrain.config import apply_overrides
+from tuitrain.control import RunControl
+from tuitrain.errors import TuitrainError
+from tuitrain.tui.history import RunHistory
+from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
+from tuitrain.tui.source import LiveRun, Source
+from tuitrain.tui.widgets.status import StatusLine
+
+
+class Steering(Screen[None]):
+    """The Dashboard's base: everything that changes the run rather than the view."""
+
+    source: Source
+    history: RunHistory
+
+    def start_run(self) -> None:
+        """Follow a new run from the start (the Dashboard fills this in)."""
+        raise NotImplementedError
+
+    @property
+    def steerable(self) -> bool:
+        """A run this dashboard started (not one it only watches)."""
+        return isinstance(self.source, LiveRun)
+
+    def controls(self) -> RunControl | None:
+        return self.source.controls
+
+    STEERING = ("toggle_pause", "step", "lr", "stop", "restart")
+
+    def unavailable_reason(self, action: str) -> str | None:
+        """Why a steering key does nothing right now (None: it works)."""
+        if not self.steerable:
+            return "a watched run is steered by its own process (read-only here)"
+        h, running = self.history, self.training()
+        if action in ("toggle_pause", "stop", "step") and h.ended:
+            return f"the run has ended ({h.state}); r starts it again"
+        if action in ("toggle_pause", "stop", "step") and not running:
+            return "the run is still starting"
+        if action == "step" and h.state != "paused":
+            return "n steps once while paused: press space first"
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.STEERING:
+            return self.unavailable_reason(action) is None
+        if action == "unavailable":  # the fallback for a key whose action does nothing now
+            return self.unavailable_reason(str(parameters[0])) is not None
+        return True
+
+    def action_unavailable(self, action: str) -> None:
+        self.notify(self.unavailable_reason(action) or "not available now", timeout=3)
+
+    def training(self) -> bool:
+        controls = self.controls()
+        return controls is not None and controls.state in ("running", "paused")
+
+    def action_toggle_pause(self) -> None:
+        controls = self.controls()
+        if controls is None:
+            return
+        if self.history.state == "paused":
+            controls.resume()
+        else:
+            controls.pause()
+
+    def action_step(self) -> None:
+        controls = self.controls()
+        if controls is not None:
+            controls.step_once()
+
+    def action_lr(self, factor: float) -> None:
+        controls = self.controls()
+        if self.history.ended or controls is None or not self.training():  # settings of the next start
+            train = self.source.config.train if isinstance(self.source, LiveRun) else None
+            if train is not None:
+                train.lr *= factor
+                self.history.lr = train.lr
+                self.query_one(StatusLine).show(self.history)
+                self.notify(f"r restarts with learning rate {train.lr:.4g}", timeout=3)
+            return
+        lr = controls.lr * factor
+        controls.set_lr(lr)
+        self.notify(f"learning rate → {lr:.4g}", timeout=2)
+
+    def action_stop(self) -> None:
+        controls = self.controls()
+        if controls is not None:
+            controls.stop("interrupted")  # like Ctrl-C headless: checkpoint saved, resumable
+
+    def action_restart(self) -> None:
+        """Start again with the same settings; while training, ask first (the run is saved, resumable)."""
+        if not (self.training() and not self.history.ended):
+            self.start_run()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                controls = self.controls()
+                if controls is not None:
+                    controls.stop("interrupted")
+                self.start_run()
+
+        self.app.push_screen(Confirm("Stop this run (saved, resumable) and start a new one?",
+                                     "Restart", "Keep training"), answer)
+
+    def set_lr_to(self, lr: float) -> None:
+        """A typed learning rate (command palette): checked like --lr, live or for the next start."""
+        source = self.source
+        try:
+            if not math.isfinite(lr):
+                raise TuitrainError("the learning rate must be a finite number")
+            if isinstance(source, LiveRun):
+                apply_overrides(source.config, lr=lr)
+        except TuitrainError as exc:
+            self.notify(str(exc), title="Learning rate", severity="error", timeout=5)
+            return
+        controls = self.controls()
+        if controls is not None and self.training() and not self.history.ended:
+            controls.set_lr(lr)
+            self.notify(f"learning rate → {lr:.4g}", timeout=2)
+        elif isinstance(source, LiveRun):
+            source.config.train.lr = lr
+            self.history.lr = lr
+            self.query_one(StatusLine).show(self.history)
+            self.notify(f"r restarts with learning rate {lr:.4g}", timeout=3)
+
+    def action_quit_run(self) -> None:
+        if self.training() and not self.history.ended:
+            def answer(quit_now: bool | None) -> None:
+                if quit_now:
+                    self.shutdown()
+
+            self.app.push_screen(ConfirmQuit(), answer)
+        else:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the run and leave once its checkpoint and summary are written (waiting off the UI thread)."""
+        controls = self.controls()
+        if controls is not None and self.training():
+            controls.stop("interrupted")
+            self.notify("saving a checkpoint before quitting …", timeout=10)
+        self.wait_then_exit()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="shutdown")
+    def wait_then_exit(self) -> None:
+        saved = self.source.wait(15)
+        self.source.close()
+        self.app.call_from_thread(self.app.exit, None, 0 if saved else 1)
+
