@@ -435,3 +435,35 @@ def test_readme_key_table_is_the_bindings():
     table = keys_markdown(Dashboard.key_rows())
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert table in readme, f"README's key table drifted from the bindings; it should read:\n{table}"
+
+
+async def test_command_palette_sets_a_typed_learning_rate_and_opens_a_tensor():
+    from textual.command import CommandPalette
+
+    app, source, _ = live_app("rings", epochs=100_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.state == "running", what="running")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"lr 0.0625")
+        await until(pilot, lambda: "Set learning rate to 0.0625" in screen_text(app), what="the typed command")
+        await pilot.press("enter")
+        await until(pilot, lambda: abs(dash.history.lr - 0.0625) < 1e-12, what="lr applied by the engine")
+        await pilot.press("2")
+        await until(pilot, lambda: dash.history.inspection is not None, what="parameters")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"open tensor layers.3.weight")
+        await until(pilot, lambda: "Open tensor layers.3.weight" in screen_text(app), what="the tensor command")
+        await pilot.press("enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "ParamDetail", what="drill-down")
+        assert app.screen.param_name == "layers.3.weight"
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"lr abc")
+        await pilot.pause(0.3)
+        assert "Set learning rate" not in screen_text(app)  # nothing to set from text that is not a number
+        await pilot.press("escape")
+        source.controls.stop()

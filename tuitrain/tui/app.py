@@ -26,7 +26,7 @@ class TuitrainApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "tuitrain"
-    ENABLE_COMMAND_PALETTE = False
+    COMMAND_PALETTE_BINDING = "ctrl+p"
 
     def __init__(self, source: Source | None = None, preset: str | None = None, show_speed: bool = True):
         super().__init__()

@@ -300,7 +300,10 @@ class Dashboard(Steering):
             self.app.screen.show(inspection)
 
     def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
-        name = str(event.row_key.value)
+        self.open_tensor(str(event.row_key.value))
+
+    def open_tensor(self, name: str) -> None:
+        self.query_one("#panels", TabbedContent).active = "params"
         detail = ParamDetail(name)
         self.app.push_screen(detail)
         if self.history.inspection is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from textual import work
 from textual.screen import Screen
@@ -12,13 +13,22 @@ from tuitrain.control import RunControl
 from tuitrain.errors import TuitrainError
 from tuitrain.tui.history import RunHistory
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
+from tuitrain.tui.screens.palette import Command, ScreenCommands
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.status import StatusLine
+
+
+def typed_number(query: str) -> float | None:
+    """0.05, "lr 0.05", "learning rate = 1e-3" → the number; anything else → None."""
+    match = re.fullmatch(r"\s*(?:(?:set\s+)?(?:lr|learning\s*rate)\s*(?:to|=)?\s*)?([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*",
+                         query, re.IGNORECASE)
+    return float(match.group(1)) if match else None
 
 
 class Steering(Screen[None]):
     """The Dashboard's base: everything that changes the run rather than the view."""
 
+    COMMANDS = {ScreenCommands}
     source: Source
     history: RunHistory
 
@@ -111,6 +121,41 @@ class Steering(Screen[None]):
 
         self.app.push_screen(Confirm("Stop this run (saved, resumable) and start a new one?",
                                      "Restart", "Keep training"), answer)
+
+    def palette_commands(self, query: str) -> list[Command]:
+        """Every action by name for the command palette (ctrl+p); a typed number sets the learning rate."""
+        run = self.run_action
+        commands = [
+            Command("Panel: charts", "loss and accuracy charts", lambda: run("show_panel('charts')")),
+            Command("Panel: parameters", "the table of parameter tensors", lambda: run("show_panel('params')")),
+            Command("Panel: predictions", "test predictions, confusion matrix", lambda: run("show_panel('predictions')")),
+            Command("Toggle log scale (loss chart)", "l", lambda: run("log_y")),
+            Command("More smoothing", "]", lambda: run("smoothing(1)")),
+            Command("Less smoothing", "[", lambda: run("smoothing(-1)")),
+            Command("Keys: list every key", "?", lambda: run("help")),
+        ]
+        if self.steerable:
+            commands += [
+                Command("Pause / resume", "space", lambda: run("toggle_pause")),
+                Command("Single step (while paused)", "n", lambda: run("step")),
+                Command("Learning rate ×2", "+", lambda: run("lr(2.0)")),
+                Command("Learning rate ÷2", "-", lambda: run("lr(0.5)")),
+                Command("Stop the run (saves a resumable checkpoint)", "s", lambda: run("stop")),
+                Command("Restart with the same settings", "r", lambda: run("restart")),
+            ]
+            lr = typed_number(query)
+            if lr is not None:
+                commands.insert(0, Command(f"Set learning rate to {lr:g}", "live while training; else for the next start",
+                                           lambda: self.set_lr_to(lr)))
+        inspection = self.history.inspection
+        for param in inspection.params if inspection is not None else []:
+            commands.append(Command(f"Open tensor {param.name}", "histogram and heatmap",
+                                    lambda name=param.name: self.open_tensor(name)))
+        return commands
+
+    def open_tensor(self, name: str) -> None:
+        """Filled in by the Dashboard: the drill-down of one parameter tensor."""
+        raise NotImplementedError
 
     def set_lr_to(self, lr: float) -> None:
         """A typed learning rate (command palette): checked like --lr, live or for the next start."""
