@@ -467,3 +467,17 @@ async def test_command_palette_sets_a_typed_learning_rate_and_opens_a_tensor():
         assert "Set learning rate" not in screen_text(app)  # nothing to set from text that is not a number
         await pilot.press("escape")
         source.controls.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
+    app, source, _ = live_app("square", mode, lr=100.0, epochs=50)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.state == "diverged", what="divergence")
+        first = source.controls.run_dir
+        await pilot.press("R")
+        await until(pilot, lambda: dash.history.state in ("running", "diverged", "completed")
+                    and source.controls.run_dir == first and dash.history.lr == 50.0, what="resumed at half the rate")
+        assert source.controls.run_dir == first  # the same run goes on, from its checkpoint
+        await until(pilot, lambda: dash.history.ended, what="the recovered run's end")

@@ -75,9 +75,13 @@ def show(preset: str, **overrides: Any) -> None:
 @training_options
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout (start, epoch, end).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for run directories (default ./runs).")
+@click.option("--on-diverge", type=click.Choice(["stop", "recover"]), default="stop", show_default=True,
+              help="recover: on a NaN/Inf loss, go back to the last good checkpoint at half the learning rate "
+                   "(at most 3 times).")
 @click.option("--resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue a stopped run in its own directory (with --epochs N to train further).")
-def run(preset: str | None, json_mode: bool, out: str | None, resume: str | None, **overrides: Any) -> None:
+def run(preset: str | None, json_mode: bool, out: str | None, on_diverge: str, resume: str | None,
+        **overrides: Any) -> None:
     """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
 
     PRESET is a preset name (see `tuitrain list`) or a path to a TOML file. Each run writes
@@ -88,7 +92,7 @@ def run(preset: str | None, json_mode: bool, out: str | None, resume: str | None
     """
     from tuitrain.commands import run_command
 
-    sys.exit(run_command(preset, resume, out, json_mode, overrides))
+    sys.exit(run_command(preset, resume, out, json_mode, overrides, on_diverge))
 
 
 @cli.command("runs")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from tuitrain.errors import UsageError
-from tuitrain.events import RunEnded
-from tuitrain.headless import OutputGuard, eval_lines, make_printer, runs_table, stderr_line, stdout_line
+from tuitrain.events import Event, Recovery, RunEnded
+from tuitrain.headless import (BackgroundPrinter, OutputGuard, eval_lines, make_printer, runs_table, stderr_line,
+                               stdout_line)
 from tuitrain.signals import GracefulStop
+
+if TYPE_CHECKING:
+    from tuitrain.engine import Trainer
+    from tuitrain.writer import RunWriter
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
 RESUME_OPTIONS = ("epochs", "lr")  # what --resume may change
@@ -19,8 +24,11 @@ def warn(message: str) -> None:
     stderr_line(f"Warning: {message}")
 
 
+MAX_RECOVERIES = 3  # --on-diverge recover: at most this many rollbacks in one run
+
+
 def run_command(preset: str | None, resume: str | None, out: str | None, json_mode: bool,
-                overrides: dict[str, Any]) -> int:
+                overrides: dict[str, Any], on_diverge: str = "stop") -> int:
     """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code."""
     from tuitrain import session
     from tuitrain.config import resolve_config
@@ -39,17 +47,38 @@ def run_command(preset: str | None, resume: str | None, out: str | None, json_mo
             raise UsageError("missing PRESET (or --resume RUN_DIR)")
         config = resolve_config(preset, **overrides)
         trainer, writer = session.new_run(config, out or "runs", warn=warn)
-    trainer.consumers.append(OutputGuard(make_printer(json_mode), warn=stderr_line))
+    printer = BackgroundPrinter(OutputGuard(make_printer(json_mode), warn=stderr_line))
     stopper = GracefulStop(trainer, notice=warn).install()
     try:
-        ended = trainer.run()
+        for attempt in range(1, MAX_RECOVERIES + 2):
+            trainer.consumers.append(printer)
+            stopper.trainer = trainer
+            ended = trainer.run()
+            if ended.status != "diverged" or on_diverge != "recover" or attempt > MAX_RECOVERIES:
+                break
+            trainer, writer = recover(trainer, writer, ended, attempt, printer)
     except (SystemExit, KeyboardInterrupt):  # a second signal: leave at once
         writer.abort(f"stopped at once by a second {signal.Signals(stopper.signum or signal.SIGINT).name}")
         raise
     finally:
         stopper.uninstall()
         writer.close()
+        printer.close()
     return exit_code(ended, writer.errors, stopper.exit_code, json_mode)
+
+
+def recover(trainer: Trainer, writer: RunWriter, ended: RunEnded, attempt: int,
+            printer: Callable[[Event], None]) -> tuple[Trainer, RunWriter]:
+    """Back to the run's last good checkpoint at half the learning rate, recorded in its metrics."""
+    from tuitrain import session
+
+    run_dir, lr = writer.run_dir, trainer.lr
+    writer.close()
+    resumed, resumed_writer = session.resume_run(run_dir, lr=lr / 2, warn=warn)
+    note = Recovery(ended.step, resumed.step, resumed.epoch, lr, lr / 2, attempt)
+    resumed_writer(note)
+    printer(note)
+    return resumed, resumed_writer
 
 
 def exit_code(ended: RunEnded, write_errors: list[str], signal_code: int | None, json_mode: bool) -> int:

@@ -192,6 +192,7 @@ class Trainer:
         except torch.OutOfMemoryError:
             status, message = "failed", f"out of memory on {self.device}: try a smaller --batch-size"
             return self._finish(self._ended(status, None, message))
+        self.state = "testing"
         test = self.evaluate(d.test)
         if status == "completed" and not math.isfinite(test.loss):
             return self._finish(self._diverged())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union
 
 # The run's vocabulary, defined once for the engine, the run files and the app.
-TrainerState = Literal["idle", "running", "paused", "finished"]
+TrainerState = Literal["idle", "running", "paused", "testing", "finished"]  # testing: the final test evaluation
 EndStatus = Literal["completed", "stopped", "interrupted", "diverged", "failed"]
 # summary.json's status: an end status, or running while a process trains it; aborted after a
 # second Ctrl-C; crashed when its process died without a word (kill -9, power loss).
@@ -104,7 +104,20 @@ class RunEnded:
     event: str = "end"
 
 
-Event = Union[RunStarted, StepProgress, EpochEnded, StateChanged, Inspection, RunEnded]
+@dataclass
+class Recovery:
+    """--on-diverge recover: the run went back to its last good checkpoint at a lower learning rate."""
+
+    diverged_step: int  # where the loss became NaN or infinite
+    step: int  # the checkpoint's step, where training continues
+    epoch: int
+    lr: float  # the learning rate that diverged
+    new_lr: float
+    attempt: int  # 1, 2, ... up to the limit
+    event: str = "recovery"
+
+
+Event = Union[RunStarted, StepProgress, EpochEnded, StateChanged, Inspection, RunEnded, Recovery]
 Consumer = Callable[[Event], None]
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 from typing import IO, Any, Callable
 
-from tuitrain.events import EpochEnded, Event, Metrics, RunEnded, RunStarted, StepProgress, event_to_dict
+from tuitrain.events import EpochEnded, Event, Metrics, Recovery, RunEnded, RunStarted, StepProgress, event_to_dict
 from tuitrain.fmt import fmt_age, fmt_metrics, fmt_score, plural
 
-JSON_EVENTS = ("start", "epoch", "end")
+JSON_EVENTS = ("start", "epoch", "recovery", "end")
 
 
 def describe_start(e: RunStarted) -> str:
@@ -23,6 +25,11 @@ def describe_end(e: RunEnded) -> str:
     head = f"{e.status}: {fmt_metrics(e.test).replace('loss', 'test loss', 1)}" if e.test else e.status
     tail = f"  ({e.train_seconds:.2f}s training, {e.samples_per_s:,.0f} samples/s)"
     return head + tail + (f"\n{e.message}" if e.message else "")
+
+
+def describe_recovery(e: Recovery) -> str:
+    return (f"diverged at step {e.diverged_step:,} (lr {e.lr:g}): back to the checkpoint at step {e.step:,} "
+            f"(epoch {e.epoch}) with lr {e.new_lr:g} [recovery {e.attempt}]")
 
 
 class JsonPrinter:
@@ -74,6 +81,8 @@ class PlainPrinter:
             self.write(self.header())
         elif isinstance(event, EpochEnded):
             self.write(self.row(event))
+        elif isinstance(event, Recovery):
+            self.write(describe_recovery(event))
         elif isinstance(event, RunEnded):
             self.write(describe_end(event))
 
@@ -107,6 +116,8 @@ class RichProgress:
             self.start = event
             self.plain(event)
             done = event.start_epoch * event.steps_per_epoch
+            if self.task is not None:  # a recovery starts over from a checkpoint: one bar, not two
+                self.progress.remove_task(self.task)
             self.progress.start()
             self.task = self.progress.add_task("train", total=event.epochs * event.steps_per_epoch,
                                                completed=done, label=f"epoch {event.start_epoch + 1}/{event.epochs}",
@@ -122,6 +133,8 @@ class RichProgress:
                 self.plain(event)
             if self.task is not None:
                 self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.start.epochs}")
+        elif isinstance(event, Recovery):
+            self.plain(event)
         elif isinstance(event, RunEnded):
             self.progress.stop()
             self.plain(event)
@@ -158,6 +171,38 @@ class OutputGuard:
             self.printer = None
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             self.warn(f"Warning: cannot write progress output ({reason}); training and its run directory go on")
+
+
+class BackgroundPrinter:
+    """Prints from a thread of its own, in order: training (and its signal handling) never waits on a
+    slow or blocked terminal or pipe. When the queue is full, step events are dropped first."""
+
+    CAPACITY = 10_000  # events waiting to be printed
+
+    def __init__(self, printer: Callable[[Event], None]):
+        self.printer = printer
+        self.queue: queue.Queue[Event | None] = queue.Queue(self.CAPACITY)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._print, daemon=True, name="tuitrain-printer")
+        self.thread.start()
+
+    def __call__(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def _print(self) -> None:
+        while (event := self.queue.get()) is not None:
+            self.printer(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let what is queued be printed, waiting at most `timeout` seconds for a blocked output."""
+        try:
+            self.queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self.thread.join(timeout)
 
 
 def stderr_line(text: str) -> None:

@@ -52,7 +52,8 @@ def prepare() -> None:
 class RemoteTrainer:
     """Starts `serve` in a spawned child; `run(consumer)` forwards its events until the run ends."""
 
-    def __init__(self, config: Config, out_dir: str = "runs", run_dir: str | None = None):
+    def __init__(self, config: Config, out_dir: str = "runs", run_dir: str | None = None,
+                 resume_lr: float | None = None):
         self.config = config
         self._state: TrainerState = "idle"
         self._lr = config.train.lr
@@ -62,7 +63,7 @@ class RemoteTrainer:
         ctx = multiprocessing.get_context("spawn")  # fork would copy the app's threads and OpenMP state
         self._conn, child_end = ctx.Pipe()
         self._send_lock = threading.Lock()
-        self.process = ctx.Process(target=serve, args=(config, out_dir, run_dir, child_end), daemon=True,
+        self.process = ctx.Process(target=serve, args=(config, out_dir, run_dir, resume_lr, child_end), daemon=True,
                                    name="tuitrain-training")
         self.process.start()
         child_end.close()
@@ -181,9 +182,12 @@ class RemoteTrainer:
             pass
 
 
-def serve(config: Config, out_dir: str, run_dir: str | None, conn: Connection) -> None:
-    """The child: build and run the Trainer on this process's main thread, obey control commands."""
-    from tuitrain.session import new_run
+def serve(config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None, conn: Connection) -> None:
+    """The child: build and run the Trainer on this process's main thread, obey control commands.
+
+    With `resume_lr`, it continues `run_dir` from its last checkpoint at that rate (after a divergence).
+    """
+    from tuitrain.session import new_run, resume_run
 
     send_lock = threading.Lock()
 
@@ -196,7 +200,10 @@ def serve(config: Config, out_dir: str, run_dir: str | None, conn: Connection) -
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app; it stops us cleanly
     try:
-        trainer, _ = new_run(config, out_dir, run_dir=run_dir)
+        if resume_lr is not None and run_dir is not None:
+            trainer, _ = resume_run(run_dir, lr=resume_lr)
+        else:
+            trainer, _ = new_run(config, out_dir, run_dir=run_dir)
     except TuitrainError as exc:
         return send(Failed(str(exc)))
     except Exception as exc:  # noqa: BLE001 - reported to the app, which shows it

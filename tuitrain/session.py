@@ -57,8 +57,8 @@ def restore_trainer(run_dir: str | os.PathLike, which: Checkpoint = "last",
         raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{which}'")
     path = check_run_dir(run_dir)
     config = load_run_config(path)
-    if epochs is not None:
-        config.train.epochs = epochs
+    if epochs is not None:  # checked like a new setting: config.toml is only rewritten with valid values
+        config = apply_overrides(config, epochs=epochs)
     state = checkpoints.load(path / CHECKPOINTS[which])  # before the data: fail fast
     trainer = Trainer(config)
     checkpoints.restore(trainer, state, path / CHECKPOINTS[which])
@@ -87,9 +87,8 @@ def check_resume(run_dir: str | os.PathLike, epochs: int | None) -> None:
 def resume_run(run_dir: str | os.PathLike, *, epochs: int | None = None, lr: float | None = None,
                warn: Warn | None = None) -> tuple[Trainer, RunWriter]:
     """Continue a run in its own directory from its last checkpoint (optionally longer, or at another rate)."""
+    apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr)  # checked like new settings, first
     check_resume(run_dir, epochs)
-    if lr is not None:  # checked like a new setting before anything loads
-        apply_overrides(load_run_config(run_dir), lr=lr)
     trainer, state = restore_trainer(run_dir, "last", epochs)
     if lr is not None:  # e.g. after a divergence: continue from the last good checkpoint more gently
         trainer.config = apply_overrides(trainer.config, lr=lr)

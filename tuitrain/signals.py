@@ -49,10 +49,15 @@ class GracefulStop:
         if self.signum is not None:
             raise SystemExit(128 + signum)  # second signal: at once (every file on disk is whole)
         self.signum = signum
+        testing = self.trainer.state in ("testing", "finished")
         self.trainer.stop("interrupted")
-        if signum != getattr(signal, "SIGHUP", None):
-            self.notice(f"{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
-                        "(again to quit at once)")
+        if signum == getattr(signal, "SIGHUP", None):
+            return
+        name = signal.Signals(signum).name
+        if testing:  # training is done: what is left is the test evaluation, then the run completes
+            self.notice(f"{name}: training has finished; completing the test evaluation (again to quit at once)")
+        else:
+            self.notice(f"{name}: stopping after this step and saving a checkpoint (again to quit at once)")
 
     @property
     def exit_code(self) -> int | None:

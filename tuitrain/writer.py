@@ -10,14 +10,29 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from tuitrain import checkpoints
 from tuitrain.events import EpochEnded, Event, Inspection, RunEnded, RunStarted, RunStatus, StepProgress, event_to_dict
-from tuitrain.runs import (CHECKPOINTS, CONFIG, DEFAULT_OUT, METRICS, SUMMARY, RunDirError, check_run_dir,
-                           create_run_dir, read_summary, repair_tail)
+from tuitrain.runs import (
+    CHECKPOINTS,
+    CONFIG,
+    DEFAULT_OUT,
+    METRICS,
+    SUMMARY,
+    RunDirError,
+    check_run_dir,
+    create_run_dir,
+    read_summary,
+    repair_tail,
+)
 
 log = logging.getLogger(__name__)
 
-STEP_LINE_INTERVAL = 0.5  # seconds between step events written to metrics.jsonl
+STEP_LINE_INTERVAL = 0.5  # seconds between step events written to metrics.jsonl, at first ...
+STEP_LINE_SHARE = 0.001  # ... then at most this fraction of the run's age: a long run's file stays small
+HEARTBEAT_INTERVAL = 10.0  # seconds between summary.json refreshes (pid, host, progress) while training
+LOCK = ".lock"  # pid and host of the process that writes the run directory
 CHECKPOINT_INTERVAL = 5.0  # at most one last.pt (and best.pt) per this many seconds at epoch ends
 MIDEPOCH_INTERVAL = 60.0  # a checkpoint inside a long epoch at most this often
 CHECKPOINT_BUDGET = 0.02  # and never more than this fraction of the time (slow disks, big models)
@@ -40,8 +55,9 @@ class RunWriter:
     stop training: they go to `warn` and to `self.errors`, and the previous files stay intact.
     """
 
-    def __init__(self, trainer: Any, out_dir: str | os.PathLike = DEFAULT_OUT, *, run_dir: str | os.PathLike | None = None,
-                 resume: bool = False, warn: Callable[[str], None] | None = None):
+    def __init__(self, trainer: Any, out_dir: str | os.PathLike[str] = DEFAULT_OUT, *,
+                 run_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+                 warn: Callable[[str], None] | None = None):
         self.trainer = trainer
         self.warn = warn or log.warning
         self.errors: list[str] = []
@@ -65,10 +81,14 @@ class RunWriter:
         self._ended = False
         if resume:  # last.pt holds the state just loaded
             self._saved_step, self._saved_epoch = trainer.step, (trainer.epoch, trainer.step, trainer.epoch_step)
+        self._started = time.monotonic()
+        self._last_heartbeat = self._started
+        self._lock = take_lock(self.run_dir)
         try:  # a run directory that cannot be written at the start is an error, not a warning
             checkpoints.atomic_write(self.run_dir / CONFIG, trainer.config.to_toml())
             self._metrics = open(self.run_dir / METRICS, "ab")
         except OSError as exc:
+            release_lock(self._lock)
             raise RunDirError(f"cannot write in run directory {self.run_dir}: {exc.strerror or exc}") from None
 
     # -------------------------------------------------------------- state carried in checkpoints
@@ -84,11 +104,13 @@ class RunWriter:
     def __call__(self, event: Event) -> None:
         now = time.monotonic()
         if isinstance(event, StepProgress):
-            if now - self._last_step_line >= STEP_LINE_INTERVAL:
+            if now - self._last_step_line >= max(STEP_LINE_INTERVAL, STEP_LINE_SHARE * (now - self._started)):
                 self._last_step_line = now
                 self._line(event)
             if now - self._last_save >= max(MIDEPOCH_INTERVAL, self._save_cost / CHECKPOINT_BUDGET):
                 self.save()
+            elif now - self._last_heartbeat >= HEARTBEAT_INTERVAL:
+                self._heartbeat(now)
         elif isinstance(event, EpochEnded):
             self._line(event)
             self.last_valid = event.valid.to_dict()
@@ -98,14 +120,21 @@ class RunWriter:
                 self._best_state = checkpoints.snapshot(self.trainer, **self.state_dict())
             if now - self._last_save >= max(CHECKPOINT_INTERVAL, self._save_cost / CHECKPOINT_BUDGET):
                 self.save()
+            elif now - self._last_heartbeat >= HEARTBEAT_INTERVAL:
+                self._heartbeat(now)
         elif isinstance(event, RunStarted):
             self._line(event)
+            if not (self.run_dir / CHECKPOINTS["last"]).exists():
+                self.save()  # so a run stopped or killed in its first seconds can still be resumed
             self._write_summary("running")
         elif isinstance(event, RunEnded):
             self._line(event)
-            # a diverged model holds NaNs: keep the last good checkpoint rather than overwrite it
-            self.save(last=event.status != "diverged" or not (self.run_dir / CHECKPOINTS["last"]).exists())
-            self._write_summary(event.status, event)
+            self.save(last=event.status != "diverged")  # diverged: the last good checkpoint stays
+            status, message = event.status, event.message
+            if status != "diverged" and self._saved_step != self.trainer.step:
+                status, message = "failed", f"the final checkpoint could not be written: {self.errors[-1]}" if \
+                    self.errors else "the final checkpoint could not be written"
+            self._write_summary(status, event, message)
             self._ended = True
             self.close()
         elif not isinstance(event, Inspection):  # inspections are large and for live viewers only
@@ -116,7 +145,13 @@ class RunWriter:
         message = f"cannot write {what} in {self.run_dir}: {exc.strerror or exc}"
         if message not in self.errors:
             self.errors.append(message)
-            self.warn(message + ("; the previous file is intact" if what.endswith(".pt") else ""))
+            kept = what.endswith(".pt") and (self.run_dir / what).exists()
+            self.warn(message + ("; the previous file is intact" if kept else ""))
+
+    def _heartbeat(self, now: float) -> None:
+        """Refresh summary.json's progress and update time, so others can tell a live run from a dead one."""
+        self._last_heartbeat = now
+        self._write_summary(self.summary.get("status", "running"), durable=False)
 
     def _write(self, name: str, data: str | bytes) -> bool:
         try:
@@ -149,14 +184,17 @@ class RunWriter:
                 self._best_state = None
         if last and self.trainer.step != self._saved_step:
             state = checkpoints.snapshot(self.trainer, **self.state_dict())
-            if self._write(CHECKPOINTS["last"], checkpoints.to_bytes(state)):
+            # never save a network with NaN/infinite weights: resuming it could only diverge again
+            if finite(state) and self._write(CHECKPOINTS["last"], checkpoints.to_bytes(state)):
                 self._saved_step = self.trainer.step
                 self._saved_epoch = (state["epoch"], state["step"], state["epoch_step"])
         self._write_summary(self.summary.get("status", "running"))
         end = time.monotonic()
-        self._save_cost, self._last_save = end - start, end
+        self._save_cost = end - start
+        self._last_save = self._last_heartbeat = end
 
-    def _write_summary(self, status: RunStatus, ended: RunEnded | None = None) -> None:
+    def _write_summary(self, status: RunStatus, ended: RunEnded | None = None, message: str | None = None,
+                       durable: bool = True) -> None:
         t, config = self.trainer, self.trainer.config
         summary = {
             "run_dir": str(self.run_dir), "preset": config.name, "status": status,
@@ -165,13 +203,19 @@ class RunWriter:
             "train_seconds": round(t.train_seconds, 3), "started_at": self.started_at, "updated_at": time.time(),
             "host": socket.gethostname(), "pid": os.getpid(),
             "checkpoints": {k: v for k, v in CHECKPOINTS.items() if (self.run_dir / v).exists()},
+            "checkpoint": {"epoch": self._saved_epoch[0], "step": self._saved_epoch[1]} if self._saved_epoch else None,
         }
         if ended is not None:
             summary.update(event_to_dict(ended), event=None, status=status)
             summary.pop("event")
             summary["ended_at"] = time.time()
+            if message is not None:
+                summary["message"] = message
         self.summary = summary
-        self._write(SUMMARY, json.dumps(summary, indent=2) + "\n")
+        try:
+            checkpoints.atomic_write(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n", durable=durable)
+        except OSError as exc:
+            self._fail(SUMMARY, exc)
 
     def abort(self, reason: str) -> None:
         """The process is leaving at once (a second Ctrl-C): no checkpoint, just say so in the summary."""
@@ -196,3 +240,73 @@ class RunWriter:
             except OSError as exc:
                 self._fail(METRICS, exc)
             self._metrics = None
+        release_lock(self._lock)
+        self._lock = None
+
+
+def finite(state: dict[str, Any]) -> bool:
+    """True when every floating-point weight of a checkpoint is a finite number."""
+    return all(bool(torch.isfinite(t).all()) for t in state["model"].values()
+               if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
+# ----------------------------------------------------------------------------- ownership
+
+def take_lock(run_dir: Path) -> Path:
+    """Own `run_dir` (one writing process at a time); a lock left by a dead process is taken over."""
+    path = run_dir / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = _read_lock(path)
+            if owner is not None and owner_alive(owner):
+                raise RunDirError(f"{run_dir} is in use by process {owner.get('pid')} on {owner.get('host')} "
+                                  "(one process trains a run at a time)") from None
+            try:
+                path.unlink()  # stale: its process is gone
+            except FileNotFoundError:
+                pass
+            continue
+        except OSError as exc:
+            raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        return path
+    raise RunDirError(f"{run_dir}: could not take its lock file {LOCK}")
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process named by a lock or summary (pid, host) still runs; True when it cannot tell."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+
+
+def release_lock(path: Path | None) -> None:
+    if path is None:
+        return
+    owner = _read_lock(path)
+    if owner is not None and owner.get("pid") == os.getpid():
+        try:
+            path.unlink()
+        except OSError:
+            pass

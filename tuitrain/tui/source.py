@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # the app's process imports torch only when it trains or look
     from tuitrain.data import Dataset
     from tuitrain.engine import Trainer
 
-ControlFactory = Callable[[Config, str, "str | None"], RunControl]
+# (config, out_dir, run_dir or None for a new one, learning rate to resume run_dir at or None)
+ControlFactory = Callable[[Config, str, "str | None", "float | None"], RunControl]
 
 
 class Source(Protocol):
@@ -44,11 +45,11 @@ class Source(Protocol):
         ...
 
 
-def child_process(config: Config, out_dir: str, run_dir: str | None) -> RunControl:
+def child_process(config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None) -> RunControl:
     """What users get: the run trains in a child process at headless speed (tuitrain.remote)."""
     from tuitrain.remote import RemoteTrainer
 
-    return RemoteTrainer(config, out_dir, run_dir)
+    return RemoteTrainer(config, out_dir, run_dir, resume_lr)
 
 
 class InProcess:
@@ -59,12 +60,15 @@ class InProcess:
         self.data_key: Any = None
         self.trainer: Trainer | None = None
 
-    def __call__(self, config: Config, out_dir: str, run_dir: str | None) -> RunControl:
-        from tuitrain.session import new_run
+    def __call__(self, config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None) -> RunControl:
+        from tuitrain.session import new_run, resume_run
 
         key = (config.data, config.train.seed, config.train.device)
         data = self.data if key == self.data_key else None
-        self.trainer, _ = new_run(config, out_dir, run_dir=run_dir, data=data)
+        if resume_lr is not None and run_dir is not None:
+            self.trainer, _ = resume_run(run_dir, lr=resume_lr)
+        else:
+            self.trainer, _ = new_run(config, out_dir, run_dir=run_dir, data=data)
         self.data, self.data_key = self.trainer.data, key
         return self.trainer
 
@@ -79,6 +83,7 @@ class LiveRun:
         self.first_run_dir = run_dir  # made up front by open_train, so an unwritable --out fails early
         self.factory = factory
         self._controls: RunControl | None = None
+        self._resume_lr: float | None = None  # set by recover(): the next follow continues the last run
         self._running = threading.Lock()  # held while a run is followed: a restart waits for the old one
 
     @property
@@ -94,9 +99,16 @@ class LiveRun:
             if self._controls is not None:
                 self._controls.close()
             run_dir, self.first_run_dir = self.first_run_dir, None
+            resume_lr, self._resume_lr = self._resume_lr, None
+            if resume_lr is not None and self._controls is not None:
+                run_dir = self._controls.run_dir
             self._controls = None
-            self._controls = self.factory(self.config, self.out_dir, run_dir)
+            self._controls = self.factory(self.config, self.out_dir, run_dir, resume_lr)
             self._controls.run(sink)
+
+    def recover(self, lr: float) -> None:
+        """Make the next `follow` continue the last run from its last good checkpoint at `lr`."""
+        self._resume_lr = lr
 
     def inspect(self) -> Inspection | None:
         return None if self._controls is None else self._controls.inspect()

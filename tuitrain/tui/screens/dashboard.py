@@ -38,7 +38,7 @@ SILENT_WARNING = 5.0  # seconds without a word from the training process before 
 PANELS = ("charts", "params", "predictions")
 URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
 ADVICE = {
-    "diverged": "Press - to halve the learning rate for the next start, then r to restart.",
+    "diverged": "Press R to go on from the last good checkpoint at half the learning rate, or - then r to start over.",
     "failed": "Press r to try again; for out-of-memory use a smaller --batch-size.",
 }
 
@@ -59,6 +59,7 @@ class Dashboard(Steering):
                 tooltip="learning rate ÷2 (live; after the end, for the next start)"),
         Binding("s", "stop", "Stop", tooltip="stop the run and save a resumable checkpoint"),
         Binding("r", "restart", "Restart", tooltip="start again with the same settings (a new run directory)"),
+        Binding("R", "recover", "Recover", tooltip="after a divergence: last good checkpoint, half the learning rate"),
         Binding("l", "log_y", "Log-y", show=False, tooltip="log scale on the loss chart"),
         Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False,
                 tooltip="less smoothing of the training loss"),
@@ -74,6 +75,7 @@ class Dashboard(Steering):
         Binding("minus", "unavailable('lr')", show=False),
         Binding("s", "unavailable('stop')", show=False),
         Binding("r", "unavailable('restart')", show=False),
+        Binding("R", "unavailable('recover')", show=False),
     ]
 
     @dataclass

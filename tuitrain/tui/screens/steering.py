@@ -44,7 +44,7 @@ class Steering(Screen[None]):
     def controls(self) -> RunControl | None:
         return self.source.controls
 
-    STEERING = ("toggle_pause", "step", "lr", "stop", "restart")
+    STEERING = ("toggle_pause", "step", "lr", "stop", "restart", "recover")
 
     def unavailable_reason(self, action: str) -> str | None:
         """Why a steering key does nothing right now (None: it works)."""
@@ -55,6 +55,8 @@ class Steering(Screen[None]):
             return f"the run has ended ({h.state}); r starts it again"
         if action in ("toggle_pause", "stop", "step") and not running:
             return "the run is still starting"
+        if action == "recover" and h.state != "diverged":
+            return "R goes back to the last good checkpoint after a divergence (NaN loss); this run has not diverged"
         if action == "step" and h.state != "paused":
             return "n steps once while paused: press space first"
         return None
@@ -142,6 +144,8 @@ class Steering(Screen[None]):
                 Command("Learning rate ÷2", "-", lambda: run("lr(0.5)")),
                 Command("Stop the run (saves a resumable checkpoint)", "s", lambda: run("stop")),
                 Command("Restart with the same settings", "r", lambda: run("restart")),
+                Command("Recover a diverged run (last good checkpoint, half the learning rate)", "R",
+                        lambda: run("recover")),
             ]
             lr = typed_number(query)
             if lr is not None:
@@ -156,6 +160,16 @@ class Steering(Screen[None]):
     def open_tensor(self, name: str) -> None:
         """Filled in by the Dashboard: the drill-down of one parameter tensor."""
         raise NotImplementedError
+
+    def action_recover(self) -> None:
+        """After a divergence: continue from the last good checkpoint at half the learning rate."""
+        source = self.source
+        if not isinstance(source, LiveRun):
+            return
+        lr = self.history.lr / 2
+        source.recover(lr)
+        self.notify(f"back to the last good checkpoint with learning rate {lr:.4g}", timeout=4)
+        self.start_run()
 
     def set_lr_to(self, lr: float) -> None:
         """A typed learning rate (command palette): checked like --lr, live or for the next start."""
