@@ -481,3 +481,23 @@ async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
                     and source.controls.run_dir == first and dash.history.lr == 50.0, what="resumed at half the rate")
         assert source.controls.run_dir == first  # the same run goes on, from its checkpoint
         await until(pilot, lambda: dash.history.ended, what="the recovered run's end")
+
+
+async def test_watch_says_crashed_when_the_training_process_was_killed(tmp_path):
+    from tests.test_runs_signals import tuitrain, wait_for_step
+
+    (tmp_path / "long.toml").write_text('name = "long"\n[model]\nkind = "mlp"\nhidden = [16]\n[data]\n'
+                                        'dataset = "rings"\nsamples = 2000\n[train]\nepochs = 1000000\n')
+    proc = tuitrain("run", "long.toml", "--out", "out", cwd=tmp_path)
+    try:
+        run_dir = wait_for_step(tmp_path / "out")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    app = make_app(WatchedRun(str(run_dir)))
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.state == "crashed", what="crashed, not RUNNING forever")
+        assert "--resume" in dash.history.message
+        assert "crashed" in screen_text(app).lower()
+        await pilot.press("q")

@@ -8,11 +8,12 @@ from typing import Any, Callable, Literal, Union
 
 # The run's vocabulary, defined once for the engine, the run files and the app.
 TrainerState = Literal["idle", "running", "paused", "testing", "finished"]  # testing: the final test evaluation
-EndStatus = Literal["completed", "stopped", "interrupted", "diverged", "failed"]
+# crashed: said by a watcher, not the engine, when the training process died without a word
+EndStatus = Literal["completed", "stopped", "interrupted", "diverged", "failed", "crashed"]
 # summary.json's status: an end status, or running while a process trains it; aborted after a
 # second Ctrl-C; crashed when its process died without a word (kill -9, power loss).
 RunStatus = Literal["running", "completed", "stopped", "interrupted", "diverged", "failed", "aborted", "crashed"]
-END_STATUSES: tuple[EndStatus, ...] = ("completed", "stopped", "interrupted", "diverged", "failed")
+END_STATUSES: tuple[EndStatus, ...] = ("completed", "stopped", "interrupted", "diverged", "failed", "crashed")
 
 @dataclass
 class Metrics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tuitrain.config import Config
 from tuitrain.control import RunControl
-from tuitrain.events import Consumer, Inspection, event_from_dict
+from tuitrain.events import (Consumer, EpochEnded, Inspection, RunEnded, RunStarted, StepProgress,
+                             event_from_dict)
 
 if TYPE_CHECKING:  # the app's process imports torch only when it trains or looks in-process
     from tuitrain.data import Dataset
@@ -129,6 +131,8 @@ class WatchedRun:
 
     POLL = 0.5  # seconds between reads of metrics.jsonl
     RELOAD = 3.0  # seconds between checkpoint reloads for the look-inside panels
+    PULSE = 2.0  # seconds between looks at summary.json: is its process still alive?
+    STALE = 60.0  # a run on another host whose summary is older than this is taken for dead
 
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
@@ -148,14 +152,46 @@ class WatchedRun:
     def follow(self, sink: Consumer) -> None:
         from tuitrain.runs import METRICS, read_events
 
-        offset = 0
+        offset, live, last_pulse = 0, False, 0.0
+        epoch = step = 0
+        seconds = 0.0
         while not self._stop.is_set():
             lines, offset = read_events(self.run_dir / METRICS, offset)
             for line in lines:
                 event = event_from_dict(line)
                 if event is not None:
                     sink(event)
+                    live = isinstance(event, RunStarted) or (live and not isinstance(event, RunEnded))
+                    if isinstance(event, StepProgress):
+                        step, seconds = event.step, event.seconds
+                    elif isinstance(event, EpochEnded):
+                        epoch, step, seconds = event.epoch, event.step, event.total_seconds
+            now = time.monotonic()
+            if live and now - last_pulse >= self.PULSE:
+                last_pulse = now
+                gone = self.gone()
+                if gone:  # killed (kill -9, power loss): say so instead of RUNNING with a frozen ETA
+                    sink(RunEnded("crashed", epoch, step, None, seconds, 0.0, gone))
+                    live = False
             self._stop.wait(self.POLL)
+
+    def gone(self) -> str:
+        """Why the run's training process is taken for dead ("" while it lives, or cannot be told)."""
+        from tuitrain.runs import read_summary
+        from tuitrain.writer import owner_alive
+
+        summary = read_summary(self.run_dir)
+        if summary.get("status") != "running":
+            return ""
+        resume = f"`tuitrain run --resume {self.run_dir}` continues from its last checkpoint"
+        if summary.get("host") == socket.gethostname():
+            if not owner_alive(summary):
+                return f"its training process ({summary.get('pid')}) is gone; {resume}"
+            return ""
+        updated = summary.get("updated_at")
+        if isinstance(updated, (int, float)) and time.time() - updated > self.STALE:
+            return f"no word from its process on {summary.get('host')} for {time.time() - updated:.0f} s; {resume}"
+        return ""
 
     def inspect(self) -> Inspection | None:
         """Inspect the latest checkpoint; None when there is none yet or it has not changed."""
