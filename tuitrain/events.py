@@ -160,6 +160,7 @@ def event_from_dict(data: dict[str, Any]) -> Event | None:
             value = float("nan")
         values[f.name] = value
     try:
-        return cls(**values)
+        event: Event = cls(**values)
     except TypeError:  # a line from another version with missing fields
         return None
+    return event

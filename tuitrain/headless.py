@@ -47,12 +47,13 @@ class JsonPrinter:
 class PlainPrinter:
     """Fixed-width columns, one row per epoch, no control characters: fit for nohup and log files."""
 
-    def __init__(self, stream: IO[str] | None = None):
+    def __init__(self, stream: IO[str] | None = None, write: Callable[[str], None] | None = None):
         self.stream = stream or sys.stdout
+        self.write = write or self.write_line
         self.epochs = 0
         self.accuracy = True
 
-    def write(self, text: str) -> None:
+    def write_line(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
 
@@ -103,9 +104,7 @@ class RichProgress:
             TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=True,
             expand=True)
         self.task: Any = None
-        self.start: RunStarted | None = None
-        self.plain = PlainPrinter()
-        self.plain.write = self.write  # same formatting, written through the live console
+        self.plain = PlainPrinter(write=self.write)  # same formatting, written through the live console
         self.last_row = 0.0
 
     def write(self, text: str) -> None:
@@ -113,7 +112,6 @@ class RichProgress:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self.start = event
             self.plain(event)
             done = event.start_epoch * event.steps_per_epoch
             if self.task is not None:  # a recovery starts over from a checkpoint: one bar, not two
@@ -124,7 +122,7 @@ class RichProgress:
                                                stats="")
         elif isinstance(event, StepProgress) and self.task is not None:
             acc = f" acc {event.accuracy:.2%}" if event.accuracy is not None else ""
-            self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.start.epochs}",
+            self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.plain.epochs}",
                                  stats=f"loss {event.loss:.4g}{acc}  {event.samples_per_s:,.0f} samples/s")
         elif isinstance(event, EpochEnded):
             now = time.monotonic()
@@ -132,7 +130,7 @@ class RichProgress:
                 self.last_row = now
                 self.plain(event)
             if self.task is not None:
-                self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.start.epochs}")
+                self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.plain.epochs}")
         elif isinstance(event, Recovery):
             self.plain(event)
         elif isinstance(event, RunEnded):

@@ -22,7 +22,7 @@ Checkpoint = Literal["last", "best"]
 Warn = Callable[[str], None]
 
 
-def attach_writer(trainer: Trainer, run_dir: str | os.PathLike, *, resume: bool = False,
+def attach_writer(trainer: Trainer, run_dir: str | os.PathLike[str], *, resume: bool = False,
                   warn: Warn | None = None) -> RunWriter:
     """Keep `run_dir` for `trainer`: the writer becomes its first consumer."""
     writer = RunWriter(trainer, run_dir=run_dir, resume=resume, warn=warn)
@@ -31,7 +31,7 @@ def attach_writer(trainer: Trainer, run_dir: str | os.PathLike, *, resume: bool 
     return writer
 
 
-def new_run(config: Config, out_dir: str | os.PathLike = DEFAULT_OUT, *, run_dir: str | os.PathLike | None = None,
+def new_run(config: Config, out_dir: str | os.PathLike[str] = DEFAULT_OUT, *, run_dir: str | os.PathLike[str] | None = None,
             data: Dataset | None = None, warn: Warn | None = None) -> tuple[Trainer, RunWriter]:
     """A Trainer for a new run in `run_dir` (made under `out_dir` when not given, before any data loads)."""
     made = run_dir is None
@@ -46,7 +46,7 @@ def new_run(config: Config, out_dir: str | os.PathLike = DEFAULT_OUT, *, run_dir
     return trainer, writer
 
 
-def restore_trainer(run_dir: str | os.PathLike, which: Checkpoint = "last",
+def restore_trainer(run_dir: str | os.PathLike[str], which: Checkpoint = "last",
                     epochs: int | None = None) -> tuple[Trainer, dict[str, Any]]:
     """A Trainer with the run's configuration and data, in the state of its `which` checkpoint.
 
@@ -65,12 +65,12 @@ def restore_trainer(run_dir: str | os.PathLike, which: Checkpoint = "last",
     return trainer, state
 
 
-def trainer_from_run(run_dir: str | os.PathLike, which: Checkpoint = "last", epochs: int | None = None) -> Trainer:
+def trainer_from_run(run_dir: str | os.PathLike[str], which: Checkpoint = "last", epochs: int | None = None) -> Trainer:
     """The network of a run's checkpoint, ready to evaluate or inspect."""
     return restore_trainer(run_dir, which, epochs)[0]
 
 
-def check_resume(run_dir: str | os.PathLike, epochs: int | None) -> None:
+def check_resume(run_dir: str | os.PathLike[str], epochs: int | None) -> None:
     """Refuse a resume that would train nothing, before any data loads."""
     path = check_run_dir(run_dir)
     target = load_run_config(path).train.epochs
@@ -84,7 +84,7 @@ def check_resume(run_dir: str | os.PathLike, epochs: int | None) -> None:
         raise UsageError(f"--epochs {epochs}: the run has done {done} epochs already; ask for more")
 
 
-def resume_run(run_dir: str | os.PathLike, *, epochs: int | None = None, lr: float | None = None,
+def resume_run(run_dir: str | os.PathLike[str], *, epochs: int | None = None, lr: float | None = None,
                warn: Warn | None = None) -> tuple[Trainer, RunWriter]:
     """Continue a run in its own directory from its last checkpoint (optionally longer, or at another rate)."""
     apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr)  # checked like new settings, first

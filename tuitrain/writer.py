@@ -42,7 +42,8 @@ def valid_score(valid: dict[str, Any] | None) -> tuple[float, float] | None:
     """Higher is better: accuracy first where there is one, then lower loss."""
     if not valid or valid.get("loss") is None:
         return None
-    return (valid.get("accuracy") if valid.get("accuracy") is not None else 0.0, -valid["loss"])
+    accuracy = valid.get("accuracy")
+    return (float(accuracy) if accuracy is not None else 0.0, -float(valid["loss"]))
 
 
 class RunWriter:
@@ -83,7 +84,7 @@ class RunWriter:
             self._saved_step, self._saved_epoch = trainer.step, (trainer.epoch, trainer.step, trainer.epoch_step)
         self._started = time.monotonic()
         self._last_heartbeat = self._started
-        self._lock = take_lock(self.run_dir)
+        self._lock: Path | None = take_lock(self.run_dir)
         try:  # a run directory that cannot be written at the start is an error, not a warning
             checkpoints.atomic_write(self.run_dir / CONFIG, trainer.config.to_toml())
             self._metrics = open(self.run_dir / METRICS, "ab")
@@ -114,8 +115,8 @@ class RunWriter:
         elif isinstance(event, EpochEnded):
             self._line(event)
             self.last_valid = event.valid.to_dict()
-            score = valid_score(self.last_valid)
-            if score is not None and (not self.best or score > valid_score(self.best.get("valid"))):
+            score, best = valid_score(self.last_valid), valid_score(self.best.get("valid"))
+            if score is not None and (best is None or score > best):
                 self.best = {"epoch": event.epoch, "step": event.step, "valid": self.last_valid}
                 self._best_state = checkpoints.snapshot(self.trainer, **self.state_dict())
             if now - self._last_save >= max(CHECKPOINT_INTERVAL, self._save_cost / CHECKPOINT_BUDGET):

@@ -250,7 +250,7 @@ class Dashboard(Steering):
         self.vitals = vitals
         self.query_one(StatusLine).show_vitals(vitals)
         silent = vitals is not None and vitals.silent_seconds >= SILENT_WARNING
-        if silent and not self._silence_reported:
+        if vitals is not None and silent and not self._silence_reported:
             self.notify(f"The training process has not answered for {vitals.silent_seconds:.0f} s (busy or hung). "
                         "q quits; its last checkpoint stays on disk.", title="Not answering", severity="warning",
                         timeout=10)
@@ -341,9 +341,8 @@ class Dashboard(Steering):
     @classmethod
     def key_rows(cls) -> list[KeyRow]:
         """Every key of the dashboard, its panels and the tensor drill-down (the help and README's table)."""
-        return (key_rows(list(cls.BINDINGS)) + [("enter", "(parameters) open the selected tensor")]
-                + key_rows(list(ParamDetail.BINDINGS), "tensor")
-                + key_rows(list(PredictionPanel.BINDINGS), "predictions")
+        return (key_rows(cls.BINDINGS) + [("enter", "(parameters) open the selected tensor")]
+                + key_rows(ParamDetail.BINDINGS, "tensor") + key_rows(PredictionPanel.BINDINGS, "predictions")
                 + [("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
                    ("ctrl+q", "quit (asks first while training)")])
 

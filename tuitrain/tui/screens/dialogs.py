@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.keys import format_key
 from textual.screen import ModalScreen
@@ -20,10 +20,12 @@ def key_label(binding: Binding) -> str:
     return " / ".join(format_key(key.strip()) for key in binding.key.split(","))
 
 
-def key_rows(bindings: list[Binding], context: str = "") -> list[KeyRow]:
+def key_rows(bindings: list[BindingType], context: str = "") -> list[KeyRow]:
     """One (keys, what it does) row per documented binding; keys sharing an action are merged."""
     merged: dict[str, tuple[list[str], str]] = {}
     for binding in bindings:
+        if not isinstance(binding, Binding):
+            continue
         what = binding.tooltip or binding.description
         if not what or binding.action.startswith("unavailable"):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -147,14 +148,15 @@ class Steering(Screen[None]):
                 Command("Recover a diverged run (last good checkpoint, half the learning rate)", "R",
                         lambda: run("recover")),
             ]
-            lr = typed_number(query)
-            if lr is not None:
+            typed = typed_number(query)
+            if typed is not None:
+                lr: float = typed
                 commands.insert(0, Command(f"Set learning rate to {lr:g}", "live while training; else for the next start",
                                            lambda: self.set_lr_to(lr)))
         inspection = self.history.inspection
         for param in inspection.params if inspection is not None else []:
             commands.append(Command(f"Open tensor {param.name}", "histogram and heatmap",
-                                    lambda name=param.name: self.open_tensor(name)))
+                                    functools.partial(self.open_tensor, param.name)))
         return commands
 
     def open_tensor(self, name: str) -> None:
