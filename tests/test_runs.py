@@ -308,6 +308,7 @@ def test_runs_marks_a_killed_run_as_aborted(done_run, tmp_path):
 def test_second_signal_exits_at_once():
     class Fake:
         stopped = None
+        state = "running"
 
         def stop(self, status):
             self.stopped = status
