@@ -7,6 +7,7 @@ import sys
 import time
 from typing import IO, Any
 
+from tuitrain.errors import escape
 from tuitrain.events import EpochEnded, Event, Metrics, RunEnded, RunStarted, StepProgress, event_to_dict
 
 JSON_EVENTS = ("start", "epoch", "end")
@@ -27,15 +28,16 @@ def fmt_duration(seconds: float) -> str:
 
 
 def describe_start(e: RunStarted) -> str:
-    return (f"{e.preset}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
-            f"{e.valid_samples:,} valid / {e.test_samples:,} test ({e.data_source}); "
+    """One line; names and paths have their control characters escaped, so none reaches the terminal."""
+    return (f"{escape(e.preset)}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
+            f"{e.valid_samples:,} valid / {e.test_samples:,} test ({escape(e.data_source)}); "
             f"{e.epochs} epochs x {e.steps_per_epoch} steps")
 
 
 def describe_end(e: RunEnded) -> str:
     head = f"{e.status}: {fmt_metrics(e.test).replace('loss', 'test loss', 1)}" if e.test else e.status
     tail = f"  ({e.train_seconds:.2f}s training, {e.samples_per_s:,.0f} samples/s)"
-    return head + tail + (f"\n{e.message}" if e.message else "")
+    return head + tail + (f"\n{escape(e.message)}" if e.message else "")
 
 
 class JsonPrinter:
@@ -83,7 +85,7 @@ class PlainPrinter:
             self.epochs, self.accuracy = event.epochs, event.task != "regression"
             self.write(describe_start(event))
             if event.run_dir:
-                self.write(f"run directory: {event.run_dir}")
+                self.write(f"run directory: {escape(event.run_dir)}")
             self.write(self.header())
         elif isinstance(event, EpochEnded):
             self.write(self.row(event))

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import click
 
-from tuitrain.errors import UsageError
+from tuitrain.errors import UsageError, escape
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the SSH session or terminal closed
@@ -203,7 +203,8 @@ def runs_command(out: str, json_mode: bool) -> int:
     for r in rows:
         epochs = f"{r['epoch'] if r['epoch'] is not None else '?'}/{r['epochs'] if r['epochs'] is not None else '?'}"
         best = _score((r.get("best") or {}).get("valid"))
-        table.append((r["name"], str(r["preset"]), r["status"], epochs, best, _age(now - r["updated_at"])))
+        table.append((escape(r["name"]), escape(r["preset"]), escape(r["status"]), epochs, best,
+                      _age(now - r["updated_at"])))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
