@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 from tuitrain import checkpoints
 from tuitrain.checkpoints import CheckpointError
-from tuitrain.errors import TuitrainError, UsageError
+from tuitrain.checks import read_summary_file
+from tuitrain.errors import TuitrainError, UsageError, escape, quote
 from tuitrain.events import EpochEnded, Event, Inspection, RunEnded, RunStarted, StepProgress, event_to_dict
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,8 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
-    try:
-        data = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """The run's summary.json, or {} when it is missing, unreadable or damaged (see summary_problem)."""
+    return read_summary_file(Path(run_dir) / SUMMARY)[0]
 
 
 def load_run_config(run_dir: str | os.PathLike) -> Any:
@@ -97,9 +95,11 @@ def load_run_config(run_dir: str | os.PathLike) -> Any:
     path = check_run_dir(run_dir) / CONFIG
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return config_from_dict(raw, source=str(path))
+        return config_from_dict(raw, source=escape(path))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RunDirError(f"{path}: cannot read: {exc}") from None
+        raise RunDirError(f"{escape(path)}: cannot read: {exc}") from None
+    except RecursionError:
+        raise RunDirError(f"{escape(path)}: cannot read: values nested too deeply") from None
     except ConfigError as exc:
         raise RunDirError(str(exc)) from None
 
@@ -110,7 +110,8 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
     """The complete JSON lines of `path` from byte `offset`, and the offset to continue from.
 
     A half-written last line is left for the next call; a broken line is skipped with a warning
-    (logger "tuitrain.runs"). A missing file reads as no events.
+    (logger "tuitrain.runs"). A missing file reads as no events; one that cannot be read (a
+    directory, no permission) is a RunDirError.
     """
     try:
         with open(path, "rb") as f:
@@ -118,6 +119,8 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
             data = f.read()
     except FileNotFoundError:
         return [], offset
+    except OSError as exc:
+        raise RunDirError(f"cannot read {quote(path)}: {exc.strerror or exc}") from None
     end = data.rfind(b"\n") + 1  # bytes up to and including the last newline
     events: list[dict[str, Any]] = []
     position = offset
@@ -128,8 +131,9 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
                 if not isinstance(event, dict):
                     raise ValueError("not an object")
                 events.append(event)
-            except ValueError as exc:
-                log.warning("%s: skipping broken line at byte %d: %s", path, position, exc)
+            except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+                log.warning("%s: skipping broken line at byte %d: %s", path, position,
+                            exc if isinstance(exc, ValueError) else "nested too deeply")
         position += len(raw) + 1
     return events, offset + end
 
@@ -370,27 +374,61 @@ def _alive(summary: dict[str, Any]) -> bool:
         return True
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why the run directory or one of its files cannot be read (no permission, a folder where a file
+    belongs), or None; raises FileNotFoundError when the folder is not a run (no config.toml)."""
+    for name in (CONFIG, METRICS, SUMMARY):
+        try:
+            with open(path / name, "rb"):
+                pass
+        except FileNotFoundError:
+            if name == CONFIG:
+                raise
+        except OSError as exc:
+            return f"{name}: {exc.strerror or exc}"
+    return None
+
+
 def list_runs(out_dir: str | os.PathLike = DEFAULT_OUT) -> list[dict[str, Any]]:
-    """One dict per run directory under `out_dir`, oldest first (from summary.json, else config.toml)."""
+    """One dict per run directory under `out_dir`, oldest first (from summary.json, else config.toml).
+
+    A run whose summary.json is damaged (wrong types, NaN, not JSON) has status "damaged"; one whose
+    folder or files cannot be read has status "unreadable"; `problem` says what is wrong (else None).
+    """
     out = Path(out_dir).expanduser()
     if not out.is_dir():
         return []
+    try:
+        entries = sorted(out.iterdir())
+    except OSError as exc:
+        raise RunDirError(f"cannot list the runs in {quote(out)}: {exc.strerror or exc}") from None
     rows = []
-    for path in sorted(p for p in out.iterdir() if p.is_dir() and (p / CONFIG).is_file()):
-        summary = read_summary(path)
-        status = summary.get("status", "unknown")
-        if status == "running" and not _alive(summary):
-            status = "aborted"  # killed without a chance to write its summary: resume it
+    for path in entries:
+        if not path.is_dir():
+            continue
+        try:
+            problem = _unreadable(path)
+        except FileNotFoundError:
+            continue  # not a run
+        summary, status, problem = ({}, "unreadable", problem) if problem else read_summary_file(path / SUMMARY)
+        if status is None:
+            status = summary.get("status") or "unknown"
+            if status == "running" and not _alive(summary):
+                status = "aborted"  # killed without a chance to write its summary: resume it
         preset = summary.get("preset")
         if preset is None:
             try:
                 preset = load_run_config(path).name
             except TuitrainError:
                 preset = "?"
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = 0.0
         rows.append({
             "run_dir": str(path), "name": path.name, "preset": preset, "status": status,
             "epoch": summary.get("epoch"), "epochs": summary.get("epochs"),
             "best": summary.get("best"), "test": summary.get("test"),
-            "updated_at": summary.get("updated_at") or path.stat().st_mtime,
+            "updated_at": summary.get("updated_at") or mtime, "problem": problem,
         })
     return rows
