@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-from tuitrain.checks import MAX_COUNT, is_number
+from tuitrain.checks import is_count, is_number
 
 
 @dataclass
@@ -136,11 +136,11 @@ def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
     optional = kind.endswith(" | None")
     kind = kind.removesuffix(" | None")
     if value is None:
-        if kind == "float":
+        if kind == "float" and not optional:
             return True, float("nan")  # event_to_dict writes NaN and Inf as null
         return optional, None
     if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT, value
+        return is_count(value), value
     if kind == "float":
         return is_number(value), float(value) if is_number(value) else value
     if kind == "str":
@@ -149,12 +149,12 @@ def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
         metrics = metrics_from_dict(value)
         return metrics is not None, metrics
     if kind.startswith("dict"):  # RunStarted.config: viewers read its sections and training numbers
-        sections_ok = isinstance(value, dict) and all(isinstance(value.get(k, {}), dict) for k in ("model", "data", "train"))
-        train = value.get("train", {}) if sections_ok else {}
-        numbers_ok = all(is_number(train[k]) for k in ("lr", "momentum", "weight_decay") if k in train)
-        counts_ok = all(isinstance(train[k], int) and not isinstance(train[k], bool)
-                        for k in ("batch_size", "epochs", "seed") if k in train)
-        return sections_ok and numbers_ok and counts_ok, value
+        sections = isinstance(value, dict) and all(isinstance(value.get(k, {}), dict)
+                                                   for k in ("model", "data", "train"))
+        train = value.get("train", {}) if sections else {}
+        numbers = all(is_number(train[k]) for k in ("lr", "momentum", "weight_decay") if k in train)
+        counts = all(is_count(train[k]) for k in ("batch_size", "epochs", "seed") if k in train)
+        return sections and numbers and counts, value
     if kind.startswith("list"):
         return isinstance(value, list), value
     return True, value
