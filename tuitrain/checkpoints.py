@@ -204,17 +204,18 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
     saved = state["model"]
     for key in model.keys() | saved.keys():
         if key not in saved or key not in model:
-            return f"checkpoint does not fit this network: {escape(key)} is {'missing' if key not in saved else 'extra'}"
+            what = "missing" if key not in saved else "extra"
+            return f"checkpoint does not fit this network: {escape(key)} is {what}"
         if saved[key].shape != model[key].shape:
             return (f"checkpoint does not fit this network: {escape(key)} has shape {list(saved[key].shape)} "
                     f"in the checkpoint, {list(model[key].shape)} here")
     kind = trainer.config.train.optimizer
     saved_kind = state.get("config", {}).get("train", {}).get("optimizer")
     if saved_kind is not None and saved_kind != kind:
-        return f"checkpoint holds the state of a {escape(saved_kind)} optimizer, this run trains with {kind}"
+        return f"checkpoint holds {escape(saved_kind)} optimizer state, this run trains with {kind}"
     groups = state["optimizer"]["param_groups"]
     if any(OPTIMIZER_SETTING[kind] not in group for group in groups):
-        return f"checkpoint's optimizer state is not a {kind} optimizer's (its settings lack {OPTIMIZER_SETTING[kind]})"
+        return f"checkpoint's optimizer state is not {kind} state (its settings lack {OPTIMIZER_SETTING[kind]})"
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     ids = [i for group in groups for i in group["params"]]
     if len(ids) != len(params) or len(groups) != len(trainer.optimizer.param_groups):
@@ -223,7 +224,7 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
         entry = state["optimizer"]["state"].get(i, {})
         lacking = [k for k in OPTIMIZER_STATE[kind] if entry and k not in entry]
         if lacking:
-            return f"checkpoint's optimizer state is not a {kind} optimizer's (no {lacking[0]})"
+            return f"checkpoint's optimizer state is not {kind} state (no {lacking[0]})"
         for name, value in entry.items():
             if isinstance(value, torch.Tensor) and name != "step" and value.shape != param.shape:
                 return (f"checkpoint's optimizer state does not fit this network: {escape(name)} has shape "

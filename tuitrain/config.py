@@ -212,7 +212,8 @@ def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {quote(value)} is not one of {', '.join(meta['choices'])}")
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value < low or (meta.get("open_low") and value == low)):
-        raise ConfigError(f"{where}: {_show(value)} is out of range (must be {'>' if meta.get('open_low') else '>='} {low})")
+        bound = ">" if meta.get("open_low") else ">="
+        raise ConfigError(f"{where}: {_show(value)} is out of range (must be {bound} {low})")
     if high is not None and value > high:
         raise ConfigError(f"{where}: {_show(value)} is out of range (must be <= {high})")
     return value
@@ -225,7 +226,8 @@ def check_compatible(config: Config, source: str = "<config>") -> None:
     """Refuse network/data pairs that cannot work, before any data is loaded."""
     kind, dataset = config.model.kind, config.data.dataset
     if kind == "lenet" and dataset not in IMAGE_SETS:
-        raise ConfigError(f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), not {quote(dataset)}")
+        raise ConfigError(f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), "
+                          f"not {quote(dataset)}")
     if kind == "neuron" and dataset != "blobs":
         raise ConfigError(f"{source}: the single neuron is a binary classifier for 'blobs', not {quote(dataset)}")
 
