@@ -324,7 +324,10 @@ CHECKPOINT_DAMAGE = {  # name -> (change to the checkpoint dict, words of the me
     "config names another optimizer": (lambda s: s["config"]["train"].update(optimizer="sgd"),
                                        ["holds sgd optimizer state", "trains with adam"]),
     "adam state of another shape": (lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)),
-                                    ["optimizer state does not fit this network", "exp_avg has shape [3]"]),
+                                    ["optimizer state does not fit this network", "exp_avg is [3] torch.float32"]),
+    "adam state of another dtype": (lambda s: s["optimizer"]["state"][0].update(exp_avg_sq=torch.zeros(100, 2,
+                                                                                                dtype=torch.float64)),
+                                    ["optimizer state does not fit", "exp_avg_sq is [100, 2] torch.float64"]),
     "adam state lacking exp_avg_sq": (lambda s: s["optimizer"]["state"][0].pop("exp_avg_sq"),
                                       ["optimizer state is not adam state", "exp_avg_sq"]),
     "config train a list": (lambda s: s["config"].update(train=[1]), ["config must be a configuration"]),
@@ -350,7 +353,7 @@ def test_a_damaged_best_checkpoint_is_refused_by_eval(done_run, tmp_path):
     state = torch.load(d / "best.pt", weights_only=True)
     state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(5)
     torch.save(state, d / "best.pt")
-    assert_one_error(tuitrain("eval", str(d)), 2, "best.pt", "exp_avg has shape [5]")
+    assert_one_error(tuitrain("eval", str(d)), 2, "best.pt", "exp_avg is [5]")
 
 
 class Evil:

@@ -79,6 +79,8 @@ def test_non_finite_lr_on_the_command_line(args, words):
     ("data", "valid_fraction = nan", ["data.valid_fraction", "finite"]),
     ("data", "test_fraction = nan", ["data.test_fraction", "finite"]),
     ("data", "test_fraction = -0.1", ["data.test_fraction", "out of range"]),
+    pytest.param("data", "samples = 1" + "0" * 400, ["data.samples", "out of range", "<= 1000000000000"],
+                 id="samples-10**400"),
     pytest.param("model", "hidden = [" + ", ".join(["1"] * 1001) + "]", ["model.hidden", "at most 1000"],
                  id="1001-layers"),
     ("model", "hidden = [0]", ["model.hidden", "between 1 and 100000"]),

@@ -138,7 +138,7 @@ def _is_config(value: Any) -> bool:
         train.get("optimizer") is None or isinstance(train["optimizer"], str))
 
 
-# what each entry of a checkpoint must hold; the first six are required
+# what each entry of a checkpoint must hold (those in REQUIRED must be there)
 FIELDS = {
     "model": (_is_state_dict, "a state dict of tensors"),
     "optimizer": (_is_optimizer_state, "an optimizer state dict"),
@@ -226,9 +226,10 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
         if lacking:
             return f"checkpoint's optimizer state is not {kind} state (no {lacking[0]})"
         for name, value in entry.items():
-            if isinstance(value, torch.Tensor) and name != "step" and value.shape != param.shape:
-                return (f"checkpoint's optimizer state does not fit this network: {escape(name)} has shape "
-                        f"{list(value.shape)}, its parameter {list(param.shape)}")
+            if isinstance(value, torch.Tensor) and name != "step" and (
+                    value.shape != param.shape or value.dtype != param.dtype):
+                return (f"checkpoint's optimizer state does not fit this network: {escape(name)} is "
+                        f"{list(value.shape)} {value.dtype}, its parameter {list(param.shape)} {param.dtype}")
     rng, own = state["shuffle_rng"], trainer.generator.get_state()
     if rng.numel() != own.numel():
         return (f"checkpoint's shuffle state is for another device ({rng.numel()} bytes, {trainer.device} "
@@ -238,14 +239,14 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
 
 def restore(trainer: Any, state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> None:
     """Load `state` (from load) into `trainer`; a checkpoint of another network or optimizer is a CheckpointError."""
-    problem = mismatch(trainer, state)
+    try:
+        problem = mismatch(trainer, state)
+        if problem is None:
+            trainer.load_state_dict(state)
+            rng = state.get("torch_rng")
+            if isinstance(rng, torch.Tensor):
+                torch.set_rng_state(rng)
+    except Exception as exc:  # a state that did not come through load(), or one torch refuses anyway
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     if problem is not None:
         raise CheckpointError(f"{escape(path)}: {problem}")
-    try:
-        trainer.load_state_dict(state)
-        rng = state.get("torch_rng")
-        if isinstance(rng, torch.Tensor):
-            torch.set_rng_state(rng)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{escape(path)}: {first[:300]}") from None

@@ -39,7 +39,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     dataset: str = field(default="blobs", metadata=_choice(DATASETS))
-    samples: int = field(default=0, metadata=_range(0))  # synthetic points in all; 0 = set's default
+    samples: int = field(default=0, metadata=_range(0, 10**12))  # synthetic points in all; 0 = set's default
     valid_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
     test_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
     standardize: bool = False  # zero-mean, unit-std inputs (and targets for regression)
