@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tuitrain import runs
 from tuitrain.checks import summary_problem
 from tuitrain.config import resolve_config
 from tuitrain.engine import Trainer
@@ -65,6 +66,16 @@ def copy_run(src: Path, dst: Path) -> Path:
     for p in src.iterdir():
         (dst / p.name).write_bytes(p.read_bytes())
     return dst
+
+
+# ----------------------------------------------------------------------------- 1. resume --lr
+
+@pytest.mark.parametrize("lr", ["nan", "inf", "-inf"])
+def test_resume_refuses_a_non_finite_learning_rate(done_run, tmp_path, lr):
+    d = copy_run(done_run, tmp_path / "r")
+    before = (d / "summary.json").read_text()
+    assert_one_error(tuitrain("run", "--resume", str(d), "--epochs", "3", "--lr", lr), 2, "--lr", "finite")
+    assert (d / "summary.json").read_text() == before and runs.load_run_config(d).train.lr == 0.01
 
 
 # ----------------------------------------------------------------------------- 7. events read back
