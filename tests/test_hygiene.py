@@ -10,7 +10,7 @@ import pytest
 UI = ("textual", "rich", "click")
 CORE = ["tuitrain.engine", "tuitrain.events", "tuitrain.data", "tuitrain.models", "tuitrain.inspection",
         "tuitrain.config", "tuitrain.control", "tuitrain.remote", "tuitrain.runs", "tuitrain.writer",
-        "tuitrain.session", "tuitrain.signals", "tuitrain.checkpoints", "tuitrain.vitals", "tuitrain.fmt",
+        "tuitrain.session", "tuitrain.signals", "tuitrain.checkpoints", "tuitrain.vitals", "tuitrain.fmt", "tuitrain.resources", "tuitrain.checks",
         "tuitrain.headless", "tuitrain.commands"]
 
 

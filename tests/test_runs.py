@@ -297,12 +297,12 @@ def test_runs_and_eval_commands(done_run):
     assert result.exit_code == 0 and "test" in result.output and "best checkpoint" in result.output
 
 
-def test_runs_marks_a_killed_run_as_aborted(done_run, tmp_path):
+def test_runs_marks_a_killed_run_as_crashed(done_run, tmp_path):
     d = copy_run(done_run[0], tmp_path / "out" / "20200101-000000-rings")
     summary = json.loads((d / "summary.json").read_text())
     summary.update(status="running", pid=2**22 + 12345)  # no such process
     (d / "summary.json").write_text(json.dumps(summary))
-    assert runs.list_runs(tmp_path / "out")[0]["status"] == "aborted"
+    assert runs.list_runs(tmp_path / "out")[0]["status"] == "crashed"
 
 
 def test_second_signal_exits_at_once():

@@ -8,8 +8,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tuitrain.errors import UsageError
 from tuitrain.events import Event, Recovery, RunEnded
-from tuitrain.headless import (BackgroundPrinter, OutputGuard, eval_lines, make_printer, runs_table, stderr_line,
-                               stdout_line)
+from tuitrain.headless import (
+    BackgroundPrinter,
+    OutputGuard,
+    eval_lines,
+    make_printer,
+    runs_table,
+    stderr_line,
+    stdout_line,
+)
 from tuitrain.signals import GracefulStop
 
 if TYPE_CHECKING:

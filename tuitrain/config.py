@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuitrain.errors import ConfigError, UsageError
+from tuitrain.errors import ConfigError, UsageError, escape, quote
 
 MODEL_KINDS = ("neuron", "mlp", "lenet")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "identity")
@@ -38,7 +39,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     dataset: str = field(default="blobs", metadata=_choice(DATASETS))
-    samples: int = field(default=0, metadata=_range(0))  # synthetic points in all; 0 = set's default
+    samples: int = field(default=0, metadata=_range(0, 10**12))  # synthetic points in all; 0 = set's default
     valid_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
     test_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
     standardize: bool = False  # zero-mean, unit-std inputs (and targets for regression)
@@ -102,12 +103,12 @@ def resolve_preset(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if name_or_path.endswith(".toml") or os.sep in name_or_path:
         if not path.is_file():
-            raise UsageError(f"preset file not found: {name_or_path}")
+            raise UsageError(f"preset file not found: {quote(name_or_path)}")
         return path
     presets = preset_paths()
     if name_or_path not in presets:
-        known = ", ".join(presets) or "none"
-        raise UsageError(f"unknown preset '{name_or_path}' (known: {known}; or give a path to a .toml file)")
+        known = ", ".join(escape(name) for name in presets) or "none"
+        raise UsageError(f"unknown preset {quote(name_or_path)} (known: {known}; or give a path to a .toml file)")
     return presets[name_or_path]
 
 
@@ -116,17 +117,19 @@ def load_preset(name_or_path: str) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+        raise ConfigError(f"{escape(path)}: TOML syntax error: {exc}") from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise ConfigError(f"{escape(path)}: TOML syntax error: values nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return config_from_dict(raw, source=str(path), default_name=path.stem)
+        raise ConfigError(f"{escape(path)}: cannot read: {exc}") from None
+    return config_from_dict(raw, source=escape(path), default_name=path.stem)
 
 
 def preset_description(path: Path) -> str:
     """The one-line description without validating the whole file (used by `list`)."""
     try:
-        return str(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return escape(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
         return "(unreadable preset file)"
 
 
@@ -136,7 +139,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name
     known_top = {"name", "description", *SECTIONS}
     for key in raw:
         if key not in known_top:
-            raise ConfigError(f"{source}: unknown key '{key}' (allowed: {', '.join(sorted(known_top))})")
+            raise ConfigError(f"{source}: unknown key {quote(key)} (allowed: {', '.join(sorted(known_top))})")
     sections = {}
     for section, cls in SECTIONS.items():
         table = raw.get(section, {})
@@ -145,8 +148,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name
         sections[section] = _build_section(cls, table, f"{source}: {section}")
     for key in ("name", "description"):
         if key in raw and not isinstance(raw[key], str):
-            raise ConfigError(f"{source}: '{key}' must be a string")
+            raise ConfigError(f"{source}: '{key}' must be a string, got {_show(raw[key])}")
     config = Config(name=raw.get("name", default_name), description=raw.get("description", ""), **sections)
+    for key in ("name", "description"):  # printed by `list`, headless output and the app: one plain line
+        if not getattr(config, key).isprintable():
+            raise ConfigError(f"{source}: {key} {quote(getattr(config, key))} contains control characters "
+                              "(newlines, tabs, escape sequences)")
     check_compatible(config, source)
     return config
 
@@ -156,39 +163,59 @@ def _build_section(cls: type, table: dict[str, Any], where: str) -> Any:
     values = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key (allowed: {', '.join(fields)})")
+            raise ConfigError(f"{where}.{escape(key)}: unknown key (allowed: {', '.join(fields)})")
         values[key] = _check_value(fields[key], value, f"{where}.{key}")
     return cls(**values)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """repr(value) for a message, cut to `limit` characters (a list nested thousands deep included)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+MAX_LAYERS = 1000  # hidden layers in an mlp
 
 
 def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
     kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
     if kind == "bool":
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        value = float(value)
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            value = math.inf
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value)}")
     elif kind == "str":
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
     elif kind == "list[int]":
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
+            raise ConfigError(f"{where}: expected a list of integers, got {_show(value)}")
         if any(v < 1 or v > 100_000 for v in value):
-            raise ConfigError(f"{where}: layer sizes must be between 1 and 100000, got {value!r}")
+            raise ConfigError(f"{where}: layer sizes must be between 1 and 100000, got {_show(value)}")
+        if len(value) > MAX_LAYERS:
+            raise ConfigError(f"{where}: at most {MAX_LAYERS} hidden layers, got {len(value)}")
     meta = spec.metadata
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{where}: '{value}' is not one of {', '.join(meta['choices'])}")
+        raise ConfigError(f"{where}: {quote(value)} is not one of {', '.join(meta['choices'])}")
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value < low or (meta.get("open_low") and value == low)):
-        raise ConfigError(f"{where}: {value!r} is out of range (must be {'>' if meta.get('open_low') else '>='} {low})")
+        bound = ">" if meta.get("open_low") else ">="
+        raise ConfigError(f"{where}: {_show(value)} is out of range (must be {bound} {low})")
     if high is not None and value > high:
-        raise ConfigError(f"{where}: {value!r} is out of range (must be <= {high})")
+        raise ConfigError(f"{where}: {_show(value)} is out of range (must be <= {high})")
     return value
 
 
@@ -199,9 +226,10 @@ def check_compatible(config: Config, source: str = "<config>") -> None:
     """Refuse network/data pairs that cannot work, before any data is loaded."""
     kind, dataset = config.model.kind, config.data.dataset
     if kind == "lenet" and dataset not in IMAGE_SETS:
-        raise ConfigError(f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), not '{dataset}'")
+        raise ConfigError(f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), "
+                          f"not {quote(dataset)}")
     if kind == "neuron" and dataset != "blobs":
-        raise ConfigError(f"{source}: the single neuron is a binary classifier for 'blobs', not '{dataset}'")
+        raise ConfigError(f"{source}: the single neuron is a binary classifier for 'blobs', not {quote(dataset)}")
 
 
 def apply_overrides(config: Config, **overrides: Any) -> Config:

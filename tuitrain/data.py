@@ -5,13 +5,15 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from tuitrain.config import DataConfig
-from tuitrain.errors import DataUnavailable, UsageError
+from tuitrain.errors import DataUnavailable, UsageError, quote
+from tuitrain.resources import available_memory, fmt_bytes
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
@@ -103,16 +105,28 @@ SYNTHETIC = {"blobs": (_blobs, "binary"), "rings": (_rings, "classes"),
              "square": (_square, "regression"), "wave": (_wave, "regression")}
 
 
+def _check_splits(train: int, valid: int, test: int, cfg: DataConfig, origin: str, advice: str) -> None:
+    """Refuse a split that leaves the training, validation or test set empty (or too small to standardize)."""
+    sizes = {"training": train, "validation": valid, "test": test}
+    empty = [name for name, size in sizes.items() if size < 1]
+    if empty:
+        raise UsageError(f"the {' and '.join(empty)} set{'s' if len(empty) > 1 else ''} would be empty: {origin} "
+                         f"split {max(train, 0):,} train / {max(valid, 0):,} valid / {max(test, 0):,} test "
+                         f"(valid_fraction {cfg.valid_fraction:g}); {advice}")
+    if cfg.standardize and train < 2:
+        raise UsageError(f"data.standardize needs at least 2 training samples, {origin} leaves {train}; {advice}")
+
+
 def _synthetic(cfg: DataConfig, seed: int) -> Dataset:
     make, task = SYNTHETIC[cfg.dataset]
     n = cfg.samples or DEFAULT_SAMPLES[cfg.dataset]
+    n_test = min(n, max(1, round(n * cfg.test_fraction)))
+    n_valid = min(n - n_test, max(1, round(n * cfg.valid_fraction)))
+    _check_splits(n - n_test - n_valid, n_valid, n_test, cfg, f"data.samples = {n:,} (test_fraction "
+                  f"{cfg.test_fraction:g})", "use more data.samples or smaller fractions")
     g = torch.Generator().manual_seed(seed)
     x, y = make(n, g)
     order = torch.randperm(n, generator=g)
-    n_test = max(1, round(n * cfg.test_fraction))
-    n_valid = max(1, round(n * cfg.valid_fraction))
-    if n - n_test - n_valid < 1:
-        raise UsageError(f"data.samples = {n} leaves no training points after the valid/test split")
     test, valid, train = order[:n_test], order[n_test:n_test + n_valid], order[n_test + n_valid:]
     outputs = 3 if cfg.dataset == "rings" else 1
     return Dataset(cfg.dataset, task, Split(x[train], y[train]), Split(x[valid], y[valid]),
@@ -164,27 +178,72 @@ def ensure_available(cfg: DataConfig) -> None:
     """Fetch an MNIST-type set now if it is missing (raising DataUnavailable offline); cheap otherwise."""
     if cfg.dataset not in SYNTHETIC and find_idx_files(cfg.dataset, cfg.data_dir) is None:
         if cfg.data_dir:
-            raise DataUnavailable(f"{cfg.data_dir} does not hold the {cfg.dataset} IDX files "
+            raise DataUnavailable(f"{quote(cfg.data_dir)} does not hold the {cfg.dataset} IDX files "
                                   f"({', '.join(IDX_FILES.values())}, optionally .gz)")
         _download(cfg.dataset)
 
 
+IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
+             0x0D: "32-bit floats", 0x0E: "64-bit floats"}
+BYTES_PER_VALUE = 12  # an IDX byte once read: the file's bytes, a uint8 tensor, float32 and its split copy
+
+
 def read_idx(path: Path) -> torch.Tensor:
-    """Parse an IDX file (optionally gzipped) into a uint8 tensor of its stated shape."""
+    """Parse an IDX file (optionally gzipped) into a uint8 tensor of its stated shape.
+
+    Reads no more than the header promises, so a huge or endless (gzip bomb) file costs nothing.
+    """
+    name = quote(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            raw = handle.read()
-    except (OSError, EOFError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise UsageError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    if len(raw) - offset != math.prod(dims):
-        raise UsageError(f"{path} is truncated: expected {math.prod(dims)} values for shape {dims}")
-    return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims)
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise UsageError(f"{name} is not an IDX file (no IDX magic number at its start)")
+            if head[2] != 0x08:
+                kind = IDX_TYPES.get(head[2], f"values of unknown type 0x{head[2]:02x}")
+                raise UsageError(f"{name} is not an IDX file of unsigned bytes: it holds {kind}")
+            ndim = head[3]
+            header = handle.read(4 * ndim)
+            if len(header) < 4 * ndim:
+                raise UsageError(f"{name} is truncated: its header ends before its {ndim} dimensions")
+            dims = [int.from_bytes(header[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+            size = math.prod(dims)
+            available = available_memory()
+            if available is not None and size * BYTES_PER_VALUE > available:
+                raise UsageError(f"{name} declares shape {dims}: about {fmt_bytes(size * BYTES_PER_VALUE)} once "
+                                 f"loaded, but this machine has {fmt_bytes(available)} available")
+            raw = handle.read(size + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, a damaged gzip stream, a cut-off gzip file
+        raise UsageError(f"cannot read {name}: {exc}") from None
+    if len(raw) < size:
+        raise UsageError(f"{name} is truncated: expected {size} values for shape {dims}, found {len(raw)}")
+    if len(raw) > size:
+        raise UsageError(f"{name} holds more data than its shape {dims} (a damaged header?)")
+    if size == 0:
+        return torch.empty(dims, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(dims)
+
+
+def _check_idx_pair(images: torch.Tensor, labels: torch.Tensor, files: dict[str, Path], split: str,
+                    classes: int) -> None:
+    """Images [n, 28, 28] and labels [n] in 0..classes-1, as many of one as of the other."""
+    image_file, label_file = quote(files[f"{split}_images"]), quote(files[f"{split}_labels"])
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise UsageError(f"{image_file}: expected 28x28 images (IDX shape [n, 28, 28]), "
+                         f"the file holds shape {list(images.shape)}")
+    if labels.dim() != 1:
+        raise UsageError(f"{label_file}: expected one label per image (IDX shape [n]), "
+                         f"the file holds shape {list(labels.shape)}")
+    if images.shape[0] == 0:
+        raise UsageError(f"{image_file} holds no images")
+    if images.shape[0] != labels.shape[0]:
+        raise UsageError(f"{image_file} holds {images.shape[0]:,} images but {label_file} "
+                         f"holds {labels.shape[0]:,} labels")
+    wrong = labels >= classes
+    if wrong.any():
+        raise UsageError(f"{label_file}: label {int(labels.max())} is out of range (expected 0 to {classes - 1}; "
+                         f"{int(wrong.sum()):,} of {labels.shape[0]:,} labels are)")
 
 
 def _download(dataset: str) -> None:
@@ -213,18 +272,21 @@ def _images(cfg: DataConfig, seed: int) -> Dataset:
     if files is None:
         raise DataUnavailable(f"{cfg.dataset} download finished but the files are missing in {cache_dir()}")
     parts = {key: read_idx(path) for key, path in files.items()}
+    classes = len(CLASS_NAMES[cfg.dataset])
     for split in ("train", "test"):
-        if parts[f"{split}_images"].shape[0] != parts[f"{split}_labels"].shape[0]:
-            raise UsageError(f"{files[f'{split}_images']}: image and label counts differ")
+        _check_idx_pair(parts[f"{split}_images"], parts[f"{split}_labels"], files, split, classes)
+    n = parts["train_images"].shape[0]
+    n_valid = min(n, max(1, round(n * cfg.valid_fraction)))
+    _check_splits(n - n_valid, n_valid, parts["test_images"].shape[0], cfg,
+                  f"{n:,} training images in {quote(files['train_images'])}", "use a bigger set of images")
     # 1/255 scaling, as ToTensor does; stored as float once so no step converts anything
     train_x = parts["train_images"].unsqueeze(1).float().div_(255)
     test_x = parts["test_images"].unsqueeze(1).float().div_(255)
     train_y, test_y = parts["train_labels"].long(), parts["test_labels"].long()
     order = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
-    n_valid = max(1, round(train_x.shape[0] * cfg.valid_fraction))
     valid, train = order[:n_valid], order[n_valid:]
     return Dataset(cfg.dataset, "classes", Split(train_x[train], train_y[train]),
-                   Split(train_x[valid], train_y[valid]), Split(test_x, test_y), 10,
+                   Split(train_x[valid], train_y[valid]), Split(test_x, test_y), classes,
                    CLASS_NAMES[cfg.dataset], source=str(files["train_images"].parent))
 
 

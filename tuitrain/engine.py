@@ -14,9 +14,21 @@ from tuitrain import inspection
 from tuitrain.config import Config
 from tuitrain.data import Dataset, load_dataset
 from tuitrain.errors import TuitrainError, UsageError
-from tuitrain.events import (Consumer, EndStatus, EpochEnded, Event, Inspection, Metrics, RunEnded, RunStarted,
-                             StateChanged, StepProgress, TrainerState)
+from tuitrain.events import (
+    Consumer,
+    EndStatus,
+    EpochEnded,
+    Event,
+    Inspection,
+    Metrics,
+    RunEnded,
+    RunStarted,
+    StateChanged,
+    StepProgress,
+    TrainerState,
+)
 from tuitrain.models import build_model, parameter_count
+from tuitrain.resources import check_fits
 from tuitrain.vitals import ProcessVitals, Vitals
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
@@ -70,11 +82,19 @@ class Trainer:
         self.run_dir = run_dir
         tc = config.train
         self.device = resolve_device(tc.device)
-        self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
-        torch.manual_seed(tc.seed)  # model initialisation
-        self.model = build_model(config.model, self.data.input_shape, self.data.num_outputs).to(self.device)
-        self.optimizer = build_optimizer(tc.optimizer, self.model.parameters(), tc.lr, tc.momentum,
-                                         tc.weight_decay)
+        check_fits(config, self.device)  # before anything is allocated: refuse what cannot fit
+        try:
+            self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
+            torch.manual_seed(tc.seed)  # model initialisation
+            self.model = build_model(config.model, self.data.input_shape, self.data.num_outputs).to(self.device)
+            self.optimizer = build_optimizer(tc.optimizer, self.model.parameters(), tc.lr, tc.momentum,
+                                             tc.weight_decay)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if type(exc) is RuntimeError and "can't allocate memory" not in str(exc):  # CPU allocator's OOM
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TuitrainError(f"out of memory on {self.device} while loading the data and building the network "
+                                f"({first[:200]}); use a smaller network or fewer samples") from None
         self.loss_fn = LOSSES[self.data.task]()
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed)  # shuffling only
         self.consumers: list[Consumer] = list(consumers)

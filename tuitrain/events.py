@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, Union
+
+from tuitrain.checks import is_count, is_number
 
 # The run's vocabulary, defined once for the engine, the run files and the app.
 TrainerState = Literal["idle", "running", "paused", "testing", "finished"]  # testing: the final test evaluation
@@ -14,6 +16,7 @@ EndStatus = Literal["completed", "stopped", "interrupted", "diverged", "failed",
 # second Ctrl-C; crashed when its process died without a word (kill -9, power loss).
 RunStatus = Literal["running", "completed", "stopped", "interrupted", "diverged", "failed", "aborted", "crashed"]
 END_STATUSES: tuple[EndStatus, ...] = ("completed", "stopped", "interrupted", "diverged", "failed", "crashed")
+
 
 @dataclass
 class Metrics:
@@ -136,29 +139,73 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def metrics_from_dict(data: dict[str, Any] | None) -> Metrics | None:
-    if data is None:
+def metrics_from_dict(data: Any) -> Metrics | None:
+    """Metrics from their JSON form ({"loss": ..., "accuracy": ...}); None when absent or malformed.
+
+    A null loss (written for NaN/Inf) reads back as NaN; anything but numbers and nulls is refused.
+    """
+    if not isinstance(data, dict):
         return None
-    return Metrics(loss=data.get("loss", float("nan")), accuracy=data.get("accuracy"))
+    loss, accuracy = data.get("loss"), data.get("accuracy")
+    if (loss is not None and not is_number(loss)) or (accuracy is not None and not is_number(accuracy)):
+        return None
+    return Metrics(loss=float("nan") if loss is None else float(loss),
+                   accuracy=None if accuracy is None else float(accuracy))
 
 
-def event_from_dict(data: dict[str, Any]) -> Event | None:
-    """A metrics.jsonl line (the shape of events.event_to_dict) back into its event object, or None."""
+def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
+    """(ok, value) for one field of an event read back, checked against its dataclass annotation."""
+    optional = kind.endswith(" | None")
+    kind = kind.removesuffix(" | None")
+    if value is None:
+        if kind == "float" and not optional:
+            return True, float("nan")  # event_to_dict writes NaN and Inf as null
+        return optional, None
+    if kind == "int":
+        return is_count(value), value
+    if kind == "float":
+        return is_number(value), float(value) if is_number(value) else value
+    if kind == "str":
+        return isinstance(value, str), value
+    if kind == "EndStatus":
+        return value in END_STATUSES, value
+    if kind.startswith("Literal["):  # e.g. StateChanged.state
+        return isinstance(value, str) and f'"{value}"' in kind, value
+    if kind == "Metrics":
+        metrics = metrics_from_dict(value)
+        return metrics is not None, metrics
+    if kind.startswith("dict"):  # RunStarted.config: viewers read its sections and training numbers
+        sections = isinstance(value, dict) and all(isinstance(value.get(k, {}), dict)
+                                                   for k in ("model", "data", "train"))
+        train = value.get("train", {}) if sections else {}
+        numbers = all(is_number(train[k]) for k in ("lr", "momentum", "weight_decay") if k in train)
+        counts = all(is_count(train[k]) for k in ("batch_size", "epochs", "seed") if k in train)
+        return sections and numbers and counts, value
+    if kind.startswith("list"):
+        return isinstance(value, list), value
+    return True, value
+
+
+def event_from_dict(data: Any) -> Event | None:
+    """A metrics.jsonl line (the shape of events.event_to_dict) back into its event object, or None.
+
+    None for an unknown event, a missing field, or a field of the wrong type (a string where a
+    number belongs, true for an integer), so consumers only ever see well-typed events.
+    """
     kinds = {"start": RunStarted, "step": StepProgress, "epoch": EpochEnded, "state": StateChanged,
-             "end": RunEnded}
-    cls = kinds.get(data.get("event", ""))
+             "recovery": Recovery, "end": RunEnded}
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        return None
+    cls = kinds.get(data["event"])
     if cls is None:
         return None
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name == "event" or f.name not in data:
             continue
-        value = data[f.name]
-        if f.name in ("train", "valid", "test"):
-            value = metrics_from_dict(value)
-        elif value is None and f.type in ("float", float):
-            value = float("nan")
-        values[f.name] = value
+        ok, values[f.name] = _field_value(f.type if isinstance(f.type, str) else f.type.__name__, data[f.name])
+        if not ok:
+            return None
     try:
         event: Event = cls(**values)
     except TypeError:  # a line from another version with missing fields

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import IO, Any, Callable
 
+from tuitrain.errors import escape
 from tuitrain.events import EpochEnded, Event, Metrics, Recovery, RunEnded, RunStarted, StepProgress, event_to_dict
 from tuitrain.fmt import fmt_age, fmt_metrics, fmt_score, plural
 
@@ -16,15 +17,16 @@ JSON_EVENTS = ("start", "epoch", "recovery", "end")
 
 
 def describe_start(e: RunStarted) -> str:
-    return (f"{e.preset}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
-            f"{e.valid_samples:,} valid / {e.test_samples:,} test ({e.data_source}); "
+    """One line; names and paths have their control characters escaped, so none reaches the terminal."""
+    return (f"{escape(e.preset)}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
+            f"{e.valid_samples:,} valid / {e.test_samples:,} test ({escape(e.data_source)}); "
             f"{plural(e.epochs, 'epoch')} x {plural(e.steps_per_epoch, 'step')}")
 
 
 def describe_end(e: RunEnded) -> str:
     head = f"{e.status}: {fmt_metrics(e.test).replace('loss', 'test loss', 1)}" if e.test else e.status
     tail = f"  ({e.train_seconds:.2f}s training, {e.samples_per_s:,.0f} samples/s)"
-    return head + tail + (f"\n{e.message}" if e.message else "")
+    return head + tail + (f"\n{escape(e.message)}" if e.message else "")
 
 
 def describe_recovery(e: Recovery) -> str:
@@ -78,7 +80,7 @@ class PlainPrinter:
             self.epochs, self.accuracy = event.epochs, event.task != "regression"
             self.write(describe_start(event))
             if event.run_dir:
-                self.write(f"run directory: {event.run_dir}")
+                self.write(f"run directory: {escape(event.run_dir)}")
             self.write(self.header())
         elif isinstance(event, EpochEnded):
             self.write(self.row(event))
@@ -224,7 +226,8 @@ def runs_table(rows: list[dict[str, Any]], now: float | None = None) -> list[str
     for r in rows:
         epochs = f"{r['epoch'] if r['epoch'] is not None else '?'}/{r['epochs'] if r['epochs'] is not None else '?'}"
         best = fmt_score((r.get("best") or {}).get("valid"))
-        table.append((r["name"], str(r["preset"]), r["status"], epochs, best, fmt_age(now - r["updated_at"])))
+        table.append((escape(r["name"]), escape(str(r["preset"])), escape(str(r["status"])), epochs, best,
+                      fmt_age(now - r["updated_at"])))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
 

@@ -20,8 +20,17 @@ from typing import Any
 from tuitrain.config import Config
 from tuitrain.control import Close, Command, Inspect, Pause, RequestInspection, Resume, SetLr, StepOnce, Stop, apply
 from tuitrain.errors import TuitrainError
-from tuitrain.events import (Consumer, EndStatus, Event, Inspection, RunEnded, RunStarted, StateChanged, StepProgress,
-                             TrainerState)
+from tuitrain.events import (
+    Consumer,
+    EndStatus,
+    Event,
+    Inspection,
+    RunEnded,
+    RunStarted,
+    StateChanged,
+    StepProgress,
+    TrainerState,
+)
 from tuitrain.vitals import ProcessVitals, Vitals
 
 HEARTBEAT = 1.0  # seconds between the child's "still here" messages

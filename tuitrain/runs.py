@@ -8,7 +8,7 @@ A run directory `<out>/<YYYYmmdd-HHMMSS>-<preset>/` holds
     best.pt         the checkpoint with the best validation score so far
     summary.json    status, epochs, best/last/test metrics; "running" while training (refreshed with
                     each checkpoint), then completed | stopped | interrupted | diverged | failed,
-                    or "aborted" after a second Ctrl-C (`list_runs` also says aborted for a
+                    or "aborted" after a second Ctrl-C (`list_runs` says crashed for a
                     "running" run whose process is gone: kill -9, power loss)
 
 Every file except metrics.jsonl is replaced atomically; metrics.jsonl is append-only.
@@ -25,12 +25,10 @@ import socket
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tuitrain import checkpoints
-from tuitrain.checkpoints import CheckpointError
-from tuitrain.errors import TuitrainError, UsageError
-from tuitrain.events import EpochEnded, Event, Inspection, RunEnded, RunStarted, StepProgress, event_to_dict
+from tuitrain.checks import read_summary_file
+from tuitrain.errors import TuitrainError, UsageError, escape, quote
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +77,8 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
-    try:
-        data = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """The run's summary.json, or {} when it is missing, unreadable or damaged (see summary_problem)."""
+    return read_summary_file(Path(run_dir) / SUMMARY)[0]
 
 
 def load_run_config(run_dir: str | os.PathLike) -> Any:
@@ -94,9 +89,11 @@ def load_run_config(run_dir: str | os.PathLike) -> Any:
     path = check_run_dir(run_dir) / CONFIG
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return config_from_dict(raw, source=str(path))
+        return config_from_dict(raw, source=escape(path))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RunDirError(f"{path}: cannot read: {exc}") from None
+        raise RunDirError(f"{escape(path)}: cannot read: {exc}") from None
+    except RecursionError:
+        raise RunDirError(f"{escape(path)}: cannot read: values nested too deeply") from None
     except ConfigError as exc:
         raise RunDirError(str(exc)) from None
 
@@ -107,7 +104,8 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
     """The complete JSON lines of `path` from byte `offset`, and the offset to continue from.
 
     A half-written last line is left for the next call; a broken line is skipped with a warning
-    (logger "tuitrain.runs"). A missing file reads as no events.
+    (logger "tuitrain.runs"). A missing file reads as no events; one that cannot be read (a
+    directory, no permission) is a RunDirError.
     """
     try:
         with open(path, "rb") as f:
@@ -115,6 +113,8 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
             data = f.read()
     except FileNotFoundError:
         return [], offset
+    except OSError as exc:
+        raise RunDirError(f"cannot read {quote(path)}: {exc.strerror or exc}") from None
     end = data.rfind(b"\n") + 1  # bytes up to and including the last newline
     events: list[dict[str, Any]] = []
     position = offset
@@ -125,8 +125,9 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
                 if not isinstance(event, dict):
                     raise ValueError("not an object")
                 events.append(event)
-            except ValueError as exc:
-                log.warning("%s: skipping broken line at byte %d: %s", path, position, exc)
+            except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+                log.warning("%s: skipping broken line at byte %d: %s", path, position,
+                            exc if isinstance(exc, ValueError) else "nested too deeply")
         position += len(raw) + 1
     return events, offset + end
 
@@ -163,39 +164,93 @@ def epoch_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- listing
 
-def _alive(summary: dict[str, Any]) -> bool:
-    if summary.get("host") != socket.gethostname() or not summary.get("pid"):
-        return True  # cannot tell from here
+STALE_SECONDS = 600.0  # a "running" run on another host silent this long is listed as stale
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process named by a lock or summary (pid, host) still runs; True when it cannot tell."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
     try:
-        os.kill(int(summary["pid"]), 0)
+        os.kill(pid, 0)
         return True
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, OverflowError):
+    except (PermissionError, OverflowError):
         return True
 
 
+def live_status(summary: dict[str, Any], now: float | None = None) -> str:
+    """A "running" summary checked against its heartbeat: running, crashed (its process is gone) or
+    stale (another host, no update for STALE_SECONDS); other statuses as they are."""
+    status = str(summary.get("status") or "unknown")
+    if status != "running":
+        return status
+    if summary.get("host") == socket.gethostname():
+        return "running" if owner_alive(summary) else "crashed"
+    updated = summary.get("updated_at")
+    now = time.time() if now is None else now
+    if isinstance(updated, (int, float)) and now - updated > STALE_SECONDS:
+        return "stale"
+    return "running"
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the run directory or one of its files cannot be read (no permission, a folder where a file
+    belongs), or None; raises FileNotFoundError when the folder is not a run (no config.toml)."""
+    for name in (CONFIG, METRICS, SUMMARY):
+        try:
+            with open(path / name, "rb"):
+                pass
+        except FileNotFoundError:
+            if name == CONFIG:
+                raise
+        except OSError as exc:
+            return f"{name}: {exc.strerror or exc}"
+    return None
+
+
 def list_runs(out_dir: str | os.PathLike = DEFAULT_OUT) -> list[dict[str, Any]]:
-    """One dict per run directory under `out_dir`, oldest first (from summary.json, else config.toml)."""
+    """One dict per run directory under `out_dir`, oldest first (from summary.json, else config.toml).
+
+    A run whose summary.json is damaged (wrong types, NaN, not JSON) has status "damaged"; one whose
+    folder or files cannot be read has status "unreadable"; `problem` says what is wrong (else None).
+    """
     out = Path(out_dir).expanduser()
     if not out.is_dir():
         return []
+    try:
+        entries = sorted(out.iterdir())
+    except OSError as exc:
+        raise RunDirError(f"cannot list the runs in {quote(out)}: {exc.strerror or exc}") from None
     rows = []
-    for path in sorted(p for p in out.iterdir() if p.is_dir() and (p / CONFIG).is_file()):
-        summary = read_summary(path)
-        status = summary.get("status", "unknown")
-        if status == "running" and not _alive(summary):
-            status = "aborted"  # killed without a chance to write its summary: resume it
+    for path in entries:
+        if not path.is_dir():
+            continue
+        try:
+            problem = _unreadable(path)
+        except FileNotFoundError:
+            continue  # not a run
+        summary, status, problem = ({}, "unreadable", problem) if problem else read_summary_file(path / SUMMARY)
+        if status is None:
+            status = live_status(summary)  # killed without a chance to write its summary: crashed
         preset = summary.get("preset")
         if preset is None:
             try:
                 preset = load_run_config(path).name
             except TuitrainError:
                 preset = "?"
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = 0.0
         rows.append({
             "run_dir": str(path), "name": path.name, "preset": preset, "status": status,
             "epoch": summary.get("epoch"), "epochs": summary.get("epochs"),
             "best": summary.get("best"), "test": summary.get("test"),
-            "updated_at": summary.get("updated_at") or path.stat().st_mtime,
+            "updated_at": summary.get("updated_at") or mtime, "problem": problem,
         })
     return rows

@@ -23,6 +23,7 @@ from tuitrain.runs import (
     RunDirError,
     check_run_dir,
     create_run_dir,
+    owner_alive,
     read_summary,
     repair_tail,
 )
@@ -284,22 +285,6 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
-
-
-def owner_alive(owner: dict[str, Any]) -> bool:
-    """Whether the process named by a lock or summary (pid, host) still runs; True when it cannot tell."""
-    if owner.get("host") != socket.gethostname():
-        return True
-    pid = owner.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
 
 
 def release_lock(path: Path | None) -> None:

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tuitrain.config import Config
 from tuitrain.control import RunControl
-from tuitrain.events import (Consumer, EpochEnded, Inspection, RunEnded, RunStarted, StepProgress,
-                             event_from_dict)
+from tuitrain.events import Consumer, EpochEnded, Inspection, RunEnded, RunStarted, StepProgress, event_from_dict
 
 if TYPE_CHECKING:  # the app's process imports torch only when it trains or looks in-process
     from tuitrain.data import Dataset
@@ -177,8 +176,7 @@ class WatchedRun:
 
     def gone(self) -> str:
         """Why the run's training process is taken for dead ("" while it lives, or cannot be told)."""
-        from tuitrain.runs import read_summary
-        from tuitrain.writer import owner_alive
+        from tuitrain.runs import owner_alive, read_summary
 
         summary = read_summary(self.run_dir)
         if summary.get("status") != "running":

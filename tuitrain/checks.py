@@ -1,0 +1,96 @@
+"""Provides the type checks for what is read back from run files: JSON lines, summaries, checkpoints.
+
+Files on disk can be damaged or hand-edited; whatever passes these checks has the types the
+writers give it, so no reader or viewer trips over a string where a number belongs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from tuitrain.errors import escape
+
+MAX_COUNT = 2**63  # epochs, steps, sample counts and process ids fit a 64-bit integer
+
+
+def is_count(value: Any) -> bool:
+    """A whole number from 0 to 2**63 - 1 (true and false are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that converts to a float (NaN and Inf included)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        not isinstance(value, int) or abs(value) < MAX_COUNT)
+
+
+def is_finite(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)
+
+
+def is_metrics(value: Any) -> bool:
+    """{"loss": ..., "accuracy": ...} with finite numbers or nulls."""
+    return isinstance(value, dict) and all(value.get(k) is None or is_finite(value[k]) for k in ("loss", "accuracy"))
+
+
+def is_best(value: Any) -> bool:
+    """The best epoch as run files keep it: {"epoch", "step", "valid": metrics}."""
+    return isinstance(value, dict) and all(value.get(k) is None or is_count(value[k]) for k in ("epoch", "step")) and (
+        value.get("valid") is None or is_metrics(value["valid"]))
+
+
+def is_names(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def show(value: Any, limit: int = 40) -> str:
+    """A value for a message: JSON, cut to `limit` characters, control characters escaped."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return escape(text if len(text) <= limit else text[:limit - 3] + "...")
+
+
+# what each summary.json field must hold (null is allowed for all but status: it reads as absent)
+SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{k: (lambda v: isinstance(v, str), "a string") for k in ("status", "preset", "run_dir", "host", "message")},
+    **{k: (is_count, "a whole number") for k in ("epoch", "epochs", "step", "epoch_step", "pid")},
+    **{k: (is_finite, "a finite number") for k in ("train_seconds", "samples_per_s", "started_at", "updated_at",
+                                                    "ended_at")},
+    **{k: (is_metrics, "metrics (loss, accuracy)") for k in ("last_valid", "test")},
+    "best": (is_best, "the best epoch (epoch, step, valid)"),
+    "checkpoints": (is_names, "names of checkpoint files"),
+}
+
+
+def summary_problem(data: Any) -> str | None:
+    """What is wrong with a parsed summary.json (a wrong type, NaN or Infinity), or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, (check, what) in SUMMARY_FIELDS.items():
+        if key in data and (data[key] is not None or key == "status") and not check(data[key]):
+            return f"{key} must be {what}, not {show(data[key])}"
+    return None
+
+
+def read_summary_file(path: Path) -> tuple[dict[str, Any], str | None, str | None]:
+    """(summary, None, None), or ({}, "unreadable" | "damaged", what is wrong); missing is ({}, None, None)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, None, None
+    except UnicodeDecodeError:
+        return {}, "damaged", f"{path.name}: not UTF-8 text"
+    except OSError as exc:  # a directory where the file belongs, no permission
+        return {}, "unreadable", f"{path.name}: {exc.strerror or exc}"
+    except (ValueError, RecursionError) as exc:
+        first = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deeply"
+        return {}, "damaged", f"{path.name}: not valid JSON ({first})"
+    problem = summary_problem(data)
+    if problem is not None:
+        return {}, "damaged", f"{path.name}: {problem}"
+    return data, None, None
