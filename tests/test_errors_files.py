@@ -18,7 +18,8 @@ from tuitrain.checks import summary_problem
 from tuitrain.config import resolve_config
 from tuitrain.engine import Trainer
 from tuitrain.events import EpochEnded, RunEnded, RunStarted, StepProgress, event_from_dict, metrics_from_dict
-from tuitrain.runs import RunDirError, RunWriter, list_runs, read_events, read_summary
+from tuitrain.runs import RunDirError, list_runs, read_events, read_summary
+from tuitrain.session import new_run
 
 ROOT = os.geteuid() == 0
 
@@ -49,9 +50,7 @@ def small(optimizer="adam", hidden=None, epochs=2):
 
 
 def make_run(out: Path, config) -> Path:
-    trainer = Trainer(config)
-    writer = RunWriter(trainer, out)
-    trainer.consumers = [writer]
+    trainer, writer = new_run(config, out)
     trainer.run()
     return writer.run_dir
 
