@@ -67,6 +67,7 @@ class RunHistory:
     message: str = ""
     test: Any = None
     train_loss: Series = field(default_factory=Series)  # per progress event, x = step
+    train_acc: Series = field(default_factory=Series)  # per progress event, x = step, a fraction
     valid_loss: Series = field(default_factory=Series)  # per epoch, x = step
     epoch_train: Series = field(default_factory=Series)  # per epoch: accuracy (or loss for regression)
     epoch_valid: Series = field(default_factory=Series)
@@ -105,6 +106,7 @@ class RunHistory:
             self.epoch, self.step, self.lr = event.epoch, event.step, event.lr
             self.samples_per_s, self.train_seconds = event.samples_per_s, event.seconds
             self.train_loss.add(event.step, event.loss)
+            self.train_acc.add(event.step, event.accuracy)
         elif isinstance(event, EpochEnded):
             self.epoch = self.epochs_done = event.epoch
             self.step, self.lr, self.train_seconds = event.step, event.lr, event.total_seconds

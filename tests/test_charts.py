@@ -1,0 +1,171 @@
+"""Charts: ticks, and hostile data (NaN, inf, None, zero, negative, empty, huge) drawn at many sizes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import pytest
+from textual.app import App
+
+from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StepProgress
+from tuitrain.tui.history import RunHistory
+from tuitrain.tui.widgets.charts import (Chart, Line, TimedPlot, epoch_chart, fmt_tick, loss_chart, nice_ticks,
+                                         tick_labels)
+
+SIZES = [(100, 30), (70, 22), (40, 12), (200, 50), (60, 20), (12, 5)]
+
+
+# ---------------------------------------------------------------- ticks
+def test_ticks_are_round_and_short():
+    huge = tick_labels(nice_ticks(0, 1.25e34, 8))
+    assert huge[-1] == "1.2e34" and all(len(label) <= 6 for label in huge)
+    assert tick_labels(nice_ticks(0, 0.1, 3)) == ["0", "0.05", "0.10"]
+    assert fmt_tick(350, 50) == "350" and fmt_tick(0.05) == "0.05" and fmt_tick(1e-5) == "1e-5"
+    assert fmt_tick(-0.0) == "0" and fmt_tick(-1e-20, 0.5) == "0"
+    labels = tick_labels(nice_ticks(-1, 1, 5))
+    assert labels == ["-1.0", "-0.5", "0", "0.5", "1.0"] and not any(re.fullmatch(r"-0[.0]*", s) for s in labels)
+
+
+def test_integer_ticks_for_steps_and_epochs():
+    steps = nice_ticks(0, 2750.8, 6, integer=True)
+    assert steps and all(t == int(t) for t in steps) and all("." not in s for s in tick_labels(steps))
+    assert nice_ticks(0.5, 1.5, 5, integer=True) == [1.0]
+    assert nice_ticks(0.2, 0.7, 5, integer=True) == []
+    assert nice_ticks(0, 3, 8, integer=True) == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------- charts on hostile data, at many sizes
+class ChartApp(App):
+    def __init__(self, chart: Chart):
+        super().__init__()
+        self.chart = chart
+
+    def compose(self):
+        yield TimedPlot(id="plot")
+
+    def on_mount(self) -> None:
+        self.query_one(TimedPlot).show(self.chart)
+
+
+def y_labels(text: str) -> list[str]:
+    return [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
+
+
+def x_labels(text: str) -> list[str]:
+    lines = text.splitlines()
+    axis = next((i for i, line in enumerate(lines) if "└" in line), None)
+    return lines[axis + 1].split() if axis is not None and axis + 1 < len(lines) else []
+
+
+async def draw_at_sizes(chart: Chart, sizes=SIZES) -> dict[tuple[int, int], str]:
+    """Render the chart in a real app at each size in turn (resizing, as a user would)."""
+    out = {}
+    app = ChartApp(chart)
+    async with app.run_test(size=sizes[0]) as pilot:
+        plot = app.query_one(TimedPlot)
+        for size in sizes:
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            out[size] = plot.render().plain
+            assert "cannot draw" not in out[size], out[size]
+    return out
+
+
+def history(events) -> RunHistory:
+    h = RunHistory()
+    for event in events:
+        h.add(event)
+    return h
+
+
+def started(task="classes", epochs=3000, steps=13, start_epoch=0) -> RunStarted:
+    return RunStarted("rings", {"train": {"lr": 0.01}}, "cpu", task, 100, 10, 10, steps, epochs, start_epoch, 1000,
+                      "generated")
+
+
+def step(n, loss, acc=0.5, seconds=None, steps=13) -> StepProgress:
+    return StepProgress((n - 1) // steps + 1, n, (n - 1) % steps + 1, loss, acc, 0.01, 1000.0,
+                        n * 0.01 if seconds is None else seconds)
+
+
+def epoch(e, loss, acc=0.5, steps=13) -> EpochEnded:
+    return EpochEnded(e, e * steps, Metrics(loss, acc), Metrics(loss, acc), 0.01, 0.1, 1000.0, e * 0.1)
+
+
+def diverged_history() -> RunHistory:
+    """Loss climbing to 1e34 then NaN, as `train square --lr 100` does."""
+    events = [started("regression", epochs=1000, steps=10)]
+    for n, loss in enumerate([0.5, 3.0, 4e3, 1e9, 1.2e34, float("inf"), float("nan")], 1):
+        events.append(step(n, loss, None, steps=10))
+    events += [epoch(1, 1.2e34, None, steps=10), RunEnded("diverged", 0, 7, None, 0.1, 70.0, "loss became NaN")]
+    return history(events)
+
+
+HOSTILE = {
+    "empty": [],
+    "single point": [(5.0, 0.3)],
+    "zeros and negatives": [(0, 0.0), (1, -1.0), (2, 0.5), (3, 2.0)],
+    "non-finite and None": [(0, float("nan")), (1, float("inf")), (2, None), (3, 1e-30), (4, 1e30)],
+    "all non-positive": [(0, 0.0), (1, -5.0)],
+    "constant": [(0, 1.0), (1, 1.0), (2, 1.0)],
+    "huge": [(0, 1.0), (1, 1.2e34)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+@pytest.mark.parametrize("log_y", [False, True])
+async def test_chart_draws_hostile_data_at_every_size(name, log_y):
+    points = HOSTILE[name]
+    line = Line("train", tuple(p[0] for p in points), tuple(p[1] for p in points))
+    chart = Chart("loss", "step", (line, Line("valid", (), ())), log_y=log_y, x_integer=True)
+    before = copy.deepcopy(chart)
+    drawn = await draw_at_sizes(chart)
+    assert chart == before  # drawing changes nothing it is given
+    big = drawn[(100, 30)]
+    drawable = [p for p in points if p[1] is not None and math.isfinite(p[1]) and (p[1] > 0 or not log_y)]
+    if not drawable:
+        assert "no data yet" in big or "no positive values" in big
+    else:
+        assert all(len(label) <= 7 for label in y_labels(big)), y_labels(big)
+        assert all(re.fullmatch(r"-?\d+", label) for label in x_labels(big)), x_labels(big)
+    if log_y:
+        assert "log scale" in big
+    for (width, height), text in drawn.items():
+        if width >= 40:
+            assert text.lstrip().startswith("loss"), text  # a title that does not fit is not dropped
+            assert "log" in text.splitlines()[0] or not log_y
+            assert len(y_labels(text)) >= 2 or not drawable, text
+            assert len(x_labels(text)) >= 2 or not drawable, text
+
+
+async def test_log_toggle_and_resize_after_divergence_keep_the_data():
+    """`l` then a resize used to log already-logged values (math domain error) and crash on None."""
+    h = diverged_history()
+    stored = (list(h.train_loss.y), list(h.epoch_train.y))
+    for chart in (loss_chart(h, 0.8, True), loss_chart(h, 0.0, False), epoch_chart(h, True), epoch_chart(h, False)):
+        drawn = await draw_at_sizes(chart, [(100, 30), (70, 22), (100, 30), (40, 12)])
+        labels = y_labels(drawn[(100, 30)])
+        assert labels and all(len(label) <= 7 for label in labels), labels  # not 12044851294056602194...
+        assert drawn[(100, 30)] == (await draw_at_sizes(chart, [(100, 30)]))[(100, 30)]  # a redraw is the same
+    assert (list(h.train_loss.y), list(h.epoch_train.y)) == stored
+
+
+async def test_accuracy_chart_is_percent_per_step_with_integer_epochs():
+    events = [started(steps=10, epochs=3)]
+    for n in range(1, 16):
+        events.append(step(n, 1.0 / n, acc=0.4 + 0.03 * n, steps=10))
+        if n == 10:
+            events.append(epoch(1, 0.2, acc=0.7, steps=10))
+    h = history(events)
+    chart = epoch_chart(h, log_y=True)
+    assert not chart.log_y and "log" not in chart.title  # accuracy stays linear
+    train = next(line for line in chart.lines if line.label == "train")
+    assert len(train.y) == 15 and max(train.y) > 80 and train.x[-1] == 1.5  # percent, per step, x in epochs
+    assert chart.lines[-1].label == "train"  # drawn last: validation markers do not hide it
+    text = (await draw_at_sizes(chart, [(100, 30)]))[(100, 30)]
+    assert x_labels(text) == ["0", "1", "2"]
+    assert max(float(label) for label in y_labels(text)) <= 100 and "accuracy %" in text
+    loss = loss_chart(h, 0.0, True)
+    assert loss.log_y and "log scale" in (await draw_at_sizes(loss, [(100, 30)]))[(100, 30)]
