@@ -1,20 +1,29 @@
-"""Charts: ticks, and hostile data (NaN, inf, None, zero, negative, empty, huge) drawn at many sizes."""
+"""Charts, numbers and colours: ticks, hostile data at many sizes, palettes per colour depth, layout."""
 
 from __future__ import annotations
 
 import copy
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
+import torch
+from rich.color import Color, ColorSystem
+from rich.style import Style
 from textual.app import App
 
 from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StepProgress
 from tuitrain.tui.history import RunHistory
 from tuitrain.tui.widgets.charts import (Chart, Line, TimedPlot, epoch_chart, fmt_tick, loss_chart, nice_ticks,
                                          tick_labels)
+from tuitrain.tui.widgets.predictions import confusion_caption, confusion_text, decision_regions, regions_legend
+from tuitrain.tui.widgets.render import (CLASS_256, DEPTHS, STANDARD_RGB, ansi16, class_point, class_region,
+                                         colour_depth, diverging_colour, fit_phrases, heatmap, signed_char, xterm256)
 
 SIZES = [(100, 30), (70, 22), (40, 12), (200, 50), (60, 20), (12, 5)]
+FASHION = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+SYSTEMS = {"truecolor": ColorSystem.TRUECOLOR, "256": ColorSystem.EIGHT_BIT, "standard": ColorSystem.STANDARD}
 
 
 # ---------------------------------------------------------------- ticks
@@ -169,3 +178,130 @@ async def test_accuracy_chart_is_percent_per_step_with_integer_epochs():
     assert max(float(label) for label in y_labels(text)) <= 100 and "accuracy %" in text
     loss = loss_chart(h, 0.0, True)
     assert loss.log_y and "log scale" in (await draw_at_sizes(loss, [(100, 30)]))[(100, 30)]
+
+
+# ---------------------------------------------------------------- colours per depth
+def rings_predictions(grid_size=24):
+    """Three classes by radius, the network sure of each: what `train rings` shows."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid_size), torch.linspace(-1, 1, grid_size), indexing="ij")
+    r = (xs ** 2 + ys ** 2).sqrt()
+    cls = (r > 0.45).long() + (r > 0.85).long()
+    grid = torch.nn.functional.one_hot(cls, 3).float() * 0.6 + 0.4 / 3
+    points = torch.tensor([[0.0, 0.0], [0.65, 0.0], [0.0, -0.95], [0.9, 0.9]])
+    targets = torch.tensor([0, 1, 2, 0])  # the last one is wrong (outer region)
+    outputs = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 2]), 3).float()
+    return SimpleNamespace(kind="points", task="classes", grid=grid, bounds=(-1.0, 1.0, -1.0, 1.0), inputs=points,
+                           targets=targets, outputs=outputs, class_names=["inner", "middle", "outer"])
+
+
+def shown(colour, depth):
+    """The colour a terminal of this depth receives: an RGB (which Textual's ANSI theme leaves alone)
+    reduced by the terminal's colour system."""
+    parsed = Color.parse(colour)
+    assert parsed.triplet is not None, f"{colour}: a colour number would be repainted by Textual's ANSI theme"
+    return parsed.downgrade(SYSTEMS[depth]).number if depth != "truecolor" else parsed.triplet
+
+
+def test_palette_colours_reach_the_terminal_as_chosen():
+    edges = {16 + 36 * r + 6 * g + b for k in range(6) for r, g, b in ((5, k, k), (k, k, 5))}  # blue-white-red
+    used = {n for triple in CLASS_256 for n in triple} | edges | set(range(231, 256)) | {16, 46, 160}
+    for number in sorted(used):
+        assert Color.parse(xterm256(number)).downgrade(ColorSystem.EIGHT_BIT).number == number, number
+    for index, name in enumerate(STANDARD_RGB):
+        assert Color.parse(ansi16(name)).downgrade(ColorSystem.STANDARD).number == index, name
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_ring_regions_keep_three_distinct_looks(depth):
+    picture = decision_regions(rings_predictions(), 40, 20, depth)
+    lines = picture.plain.split("\n")
+    centre, middle, corner = lines[10][20], lines[10][33], lines[0][0]
+    if depth == "none":
+        assert len({centre, middle, corner}) == 3  # one character per class
+        assert "x" in picture.plain
+        return
+    looks = {k: {shown(class_region(k, c, depth), depth) for c in (0.34, 0.6, 0.9, 1.0)} for k in range(3)}
+    assert not (looks[0] & looks[1] or looks[1] & looks[2] or looks[0] & looks[2]), looks
+    styles = {span.style.bgcolor.name for span in picture.spans if isinstance(span.style, Style) and span.style.bgcolor}
+    assert len({shown(s, depth) for s in styles}) >= 3
+    for span in picture.spans:  # every colour in the picture, as the terminal gets it
+        for colour in (span.style.color, span.style.bgcolor):
+            if colour is not None:
+                shown(colour.name, depth)
+    points = [shown(class_point(k, depth), depth) for k in range(3)]
+    assert len(set(points)) == 3 and not set(points) & set().union(*looks.values())  # dots stand out
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_class_legend_is_in_each_class_colour(depth):
+    legend = fit_phrases(regions_legend(["inner", "middle", "outer"], 3, depth), 200)
+    assert "inner" in legend.plain and "outer" in legend.plain and "misclassified" in legend.plain
+    if depth == "none":
+        assert all(f"{char} region, {k} point: {name}" in legend.plain
+                   for k, (char, name) in enumerate(zip("·░▒", ("inner", "middle", "outer"))))
+        return
+    colours = {span.style.color.name for span in legend.spans
+               if isinstance(span.style, Style) and span.style.color and span.style.bgcolor is None}
+    assert len(colours) >= 3  # not one grey for all
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_heatmap_keeps_the_sign(depth):
+    values = [[-1.0, -0.5, 0.0, 0.5, 1.0, float("nan")]] * 2
+    picture = heatmap(values, 1.0, depth)
+    if depth == "none":
+        assert picture.plain == "≡=·*#?"  # sign and size in the character, NaN marked
+        assert signed_char(-0.1) == signed_char(0.1) == "·" and signed_char(float("inf")) == "?"
+        return
+    cells = [shown(diverging_colour(v, depth), depth) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    assert len(set(cells)) == 5, cells
+    if depth != "standard":  # blue below zero, red above, white in between, in the colours the terminal gets
+        triplets = [Color.parse(diverging_colour(v, depth)).downgrade(SYSTEMS[depth]).get_truecolor()
+                    for v in (-1.0, 0.0, 1.0)]
+        (r0, _, b0), (r1, g1, b1), (r2, _, b2) = triplets
+        assert b0 > r0 + 100 and r2 > b2 + 100 and min(r1, g1, b1) > 200
+    else:  # the standard colour numbers of blue and red
+        assert cells[0] == 4 and cells[-1] == 1
+    assert shown(diverging_colour(float("nan"), depth), depth) not in cells
+
+
+def test_colour_depth_follows_the_app():
+    app = SimpleNamespace(no_color=False, console=SimpleNamespace(color_system="256"))
+    assert colour_depth(app) == "256"
+    app.console.color_system = "standard"
+    assert colour_depth(app) == "standard"
+    app.no_color = True
+    assert colour_depth(app) == "none"
+    assert colour_depth(SimpleNamespace(no_color=False, console=SimpleNamespace(color_system=None))) == "none"
+
+
+# ---------------------------------------------------------------- layout
+@pytest.mark.parametrize("width", [58, 60, 80, 98, 100, 150, 198])
+def test_confusion_matrix_fits_without_cut_names(width):
+    matrix = torch.randint(0, 1000, (10, 10))
+    text = confusion_text(matrix, FASHION, width)
+    lines = text.plain.split("\n")
+    assert all(len(line.rstrip()) <= width for line in lines), width
+    heads = lines[0].split()
+    assert heads in ([str(i) for i in range(10)],
+                     ["Tee", "Trouser", "Pullov", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"])
+    assert all(name in line.split() for name, line in zip(FASHION, lines[1:]))  # row names whole
+    title = fit_phrases([("confusion matrix", "bold"), ("rows: true class", "dim"), ("columns: predicted", "dim"),
+                         ("epoch 3 (step 2,532), all 10,000 test images", "")], width)
+    for phrase in ("confusion matrix", "rows: true class", "columns: predicted", "all 10,000 test images"):
+        assert any(phrase in line for line in title.plain.split("\n")), (phrase, title.plain)
+
+
+def test_fit_phrases_breaks_only_between_phrases():
+    phrases = [("alpha beta", ""), ("gamma delta", ""), ("epsilon", "")]
+    assert fit_phrases(phrases, 100).plain == "alpha beta  gamma delta  epsilon"
+    assert fit_phrases(phrases, 24).plain == "alpha beta  gamma delta\nepsilon"
+    assert fit_phrases(phrases, 12, max_lines=2).plain == "alpha beta\ngamma delta"
+    assert fit_phrases([("a" * 30, "")], 10).plain == "a" * 9 + "…"
+
+
+def test_confusion_caption_says_how_fresh():
+    pred = SimpleNamespace(confusion_epoch=3, confusion_step=2532, confusion_images=10_000, confusion_age=5.0)
+    assert confusion_caption(pred) == "epoch 3 (step 2,532), all 10,000 test images"
+    pred.confusion_epoch = pred.confusion_step = None
+    assert confusion_caption(pred) == "computed 5 s ago, all 10,000 test images"
