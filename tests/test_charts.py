@@ -1,4 +1,4 @@
-"""Charts, numbers and colours: ticks, hostile data at many sizes, palettes per colour depth, layout."""
+"""Charts, numbers and colours: ticks, hostile data at many sizes, palettes per colour depth, status words."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from rich.color import Color, ColorSystem
 from rich.style import Style
 from textual.app import App
 
-from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StepProgress
+from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StateChanged, StepProgress
 from tuitrain.tui.history import RunHistory
 from tuitrain.tui.widgets.charts import (Chart, Line, TimedPlot, epoch_chart, fmt_tick, loss_chart, nice_ticks,
                                          tick_labels)
 from tuitrain.tui.widgets.predictions import confusion_caption, confusion_text, decision_regions, regions_legend
 from tuitrain.tui.widgets.render import (CLASS_256, DEPTHS, STANDARD_RGB, ansi16, class_point, class_region,
                                          colour_depth, diverging_colour, fit_phrases, heatmap, signed_char, xterm256)
+from tuitrain.tui.widgets.status import StatusLine
 
 SIZES = [(100, 30), (70, 22), (40, 12), (200, 50), (60, 20), (12, 5)]
 FASHION = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
@@ -180,6 +181,52 @@ async def test_accuracy_chart_is_percent_per_step_with_integer_epochs():
     assert loss.log_y and "log scale" in (await draw_at_sizes(loss, [(100, 30)]))[(100, 30)]
 
 
+# ---------------------------------------------------------------- history: the run's words and numbers
+def test_status_counts_epochs_completed_and_uses_the_run_files_words():
+    h = history([started(epochs=3000, steps=13), epoch(1029, 0.1), step(1029 * 13 + 37 % 13, 0.1),
+                 StateChanged("paused", 0.01)])
+    assert h.state == "paused" and h.epochs_done == 1029 and h.steps_into_epoch == 37 % 13
+    h.add(RunEnded("interrupted", 1029, 1029 * 13 + 11, Metrics(0.1, 0.9), 10.0, 1000.0))
+    assert h.state == "interrupted" and h.ended and h.epochs_done == 1029
+    h.add(StateChanged("running", 0.01))  # a late state event does not undo the end
+    assert h.state == "interrupted"
+    for status in ("completed", "stopped", "diverged", "failed"):
+        assert history([started(), RunEnded(status, 1, 13, None, 1.0, 1.0)]).state == status
+
+
+async def test_status_line_says_what_the_banner_says_without_cutting_fields():
+    h = history([started(epochs=3000, steps=13), epoch(1029, 0.1), step(1029 * 13 + 5, 0.1)])
+    h.add(RunEnded("interrupted", 1029, 1029 * 13 + 5, None, 10.0, 1000.0))
+
+    class StatusApp(App):
+        def compose(self):
+            yield StatusLine(id="status")
+
+    app = StatusApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        status = app.query_one(StatusLine)
+        for width in (60, 100, 200):
+            await pilot.resize_terminal(width, 10)
+            await pilot.pause()
+            status.show(h)
+            text = fit_phrases(status.phrases(h), status.content_size.width, max_lines=2)
+            lines = text.plain.split("\n")
+            assert len(lines) <= 2 and all(len(line) <= status.content_size.width for line in lines)
+            assert "…" not in text.plain
+            assert "INTERRUPTED" in text.plain and "epochs 1029/3000 +5 steps" in text.plain
+
+
+def test_eta_waits_until_it_means_something():
+    h = history([started(epochs=100, steps=100), step(1, 2.0, seconds=0.05)])
+    assert h.eta_seconds() is None  # step 1: nothing to go on
+    h.add(step(150, 1.0, seconds=2.0))
+    assert h.eta_seconds() is None  # 1.5 % and 2 s
+    h.add(step(400, 1.0, seconds=4.05))
+    assert h.eta_seconds() == pytest.approx((10_000 - 400) * 4.0 / 399)
+    h.add(StateChanged("paused", 0.01))
+    assert h.eta_seconds() is None
+
+
 # ---------------------------------------------------------------- colours per depth
 def rings_predictions(grid_size=24):
     """Three classes by radius, the network sure of each: what `train rings` shows."""
@@ -305,3 +352,57 @@ def test_confusion_caption_says_how_fresh():
     assert confusion_caption(pred) == "epoch 3 (step 2,532), all 10,000 test images"
     pred.confusion_epoch = pred.confusion_step = None
     assert confusion_caption(pred) == "computed 5 s ago, all 10,000 test images"
+
+
+# ---------------------------------------------------------------- the dashboard, end to end
+class ScriptedSource:
+    """A watched-run stand-in that replays fixed events (the dashboard's source interface)."""
+
+    live = False
+    lr = None
+    title = "scripted"
+
+    def __init__(self, events):
+        self.events = events
+
+    def run(self, sink, restart=False):
+        for event in self.events:
+            sink(event)
+
+    def stop(self): ...
+    def running(self): return False
+    def inspect_now(self): return None
+    def request_inspection(self): ...
+
+
+async def test_dashboard_survives_log_y_and_resizes_after_divergence():
+    """`train square --lr 100`, DIVERGED, `l`, resize: used to raise TypeError / IndexError / ValueError."""
+    from tuitrain.tui.app import make_app
+    from tuitrain.tui.screens.dashboard import Dashboard
+    from tuitrain.tui.widgets.charts import EpochChart, LossChart
+
+    events = [started("regression", epochs=1000, steps=10)]
+    events += [step(n, loss, None, steps=10) for n, loss in enumerate([0.5, 3.0, 4e3, 1e9, 1.2e34], 1)]
+    events.append(RunEnded("diverged", 0, 5, None, 0.05, 1000.0, "loss became NaN or infinite at step 6"))
+    app = make_app(ScriptedSource(events))
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        assert isinstance(dash, Dashboard)
+        for _ in range(200):
+            if dash.history.ended:
+                break
+            await pilot.pause(0.02)
+        assert dash.history.state == "diverged"
+        for key, size in (("l", (70, 22)), (None, (40, 12)), ("l", (100, 30)), ("l", (60, 20))):
+            if key:
+                await pilot.press(key)
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            for chart in (dash.query_one(LossChart), dash.query_one(EpochChart)):
+                text = chart.render().plain
+                assert "cannot draw" not in text
+                assert all(len(label) <= 7 for label in y_labels(text)), y_labels(text)
+        assert "log" in dash.query_one(LossChart).render().plain.splitlines()[0]
+        status = dash.query_one(StatusLine).content.plain
+        assert "DIVERGED" in status and "epochs 0/1000 +5 steps" in status
+        assert app.is_running

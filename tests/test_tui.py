@@ -75,7 +75,7 @@ async def test_setup_start_charts_receive_points():
         await until(pilot, lambda: isinstance(app.screen, Dashboard), what="dashboard")
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="run end")
-        assert dash.history.state == "finished"
+        assert dash.history.state == "completed"
         assert len(dash.history.valid_loss) == 2 and len(dash.history.epoch_valid) == 2
         assert any(isinstance(m, Dashboard.RunUpdated) for m in updates)
         assert dash.query_one("#banner").display
@@ -114,7 +114,7 @@ async def test_pause_resume_step_and_lr():
         await until(pilot, lambda: source.trainer.step > step + 5, what="steps after resume")
         assert dash.history.state == "running"
         await pilot.press("s")
-        await until(pilot, lambda: dash.history.state == "stopped", what="stopped")
+        await until(pilot, lambda: dash.history.state == "interrupted", what="interrupted (the word summary.json uses)")
 
 
 async def test_parameter_table_matches_model_and_drilldown():
@@ -311,9 +311,9 @@ async def test_watch_run_directory(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="the run's end event")
-        assert dash.history.state == "finished" and len(dash.history.epoch_valid) == 3
+        assert dash.history.state == "completed" and len(dash.history.epoch_valid) == 3
         await pilot.press("space")  # controls do nothing on a watched run
-        assert dash.history.state == "finished"
+        assert dash.history.state == "completed"
         await pilot.press("2")
         await until(pilot, lambda: dash.history.inspection is not None, what="checkpoint inspection")
         names = [name for name, _ in trainer.model.named_parameters()]
