@@ -354,6 +354,46 @@ def test_confusion_caption_says_how_fresh():
     assert confusion_caption(pred) == "computed 5 s ago, all 10,000 test images"
 
 
+# ---------------------------------------------------------------- the confusion matrix's cost
+def test_confusion_matrix_is_computed_once_per_epoch(monkeypatch):
+    """It used to run the whole test set on every look (every 0.75 s): ~765 -> ~64 samples/s for LeNet."""
+    from tuitrain import inspection
+
+    n_test = 300
+    data = SimpleNamespace(task="classes", is_image=True, class_names=["a", "b", "c"],
+                           test=Split(torch.randn(n_test, 1, 2, 2), torch.randint(0, 3, (n_test,))))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    batches: list[int] = []
+    model.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    sample = torch.arange(8)
+
+    def full_passes() -> int:
+        return batches.count(n_test)
+
+    for _ in range(5):
+        pred = inspection.predictions(model, data, sample, epoch=1, step=10)
+    assert full_passes() == 1 and pred.confusion.sum().item() == n_test and pred.confusion_epoch == 1
+    assert pred.confusion_images == n_test
+    pred = inspection.predictions(model, data, sample, epoch=2, step=20)
+    assert full_passes() == 2 and pred.confusion_step == 20
+    # no epoch given (a caller that cannot say): refreshed only when its cost fits CONFUSION_BUDGET
+    monkeypatch.setattr(inspection, "CONFUSION_BUDGET", 1e9)
+    pred = inspection.predictions(model, data, sample)
+    assert full_passes() == 3 and pred.confusion_epoch is None
+    monkeypatch.setattr(inspection, "CONFUSION_BUDGET", 1e-9)
+    for _ in range(5):
+        pred = inspection.predictions(model, data, sample)
+    assert full_passes() == 3 and pred.confusion_age >= 0
+
+
+class Split:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+
 # ---------------------------------------------------------------- the dashboard, end to end
 class ScriptedSource:
     """A watched-run stand-in that replays fixed events (the dashboard's source interface)."""
