@@ -345,6 +345,8 @@ def test_fit_phrases_breaks_only_between_phrases():
     assert fit_phrases(phrases, 24).plain == "alpha beta  gamma delta\nepsilon"
     assert fit_phrases(phrases, 12, max_lines=2).plain == "alpha beta\ngamma delta"
     assert fit_phrases([("a" * 30, "")], 10).plain == "a" * 9 + "…"
+    assert fit_phrases(["Run completed after 3 epochs.", "", "r: restart  q: quit"], 40).plain == (
+        "Run completed after 3 epochs.\nr: restart  q: quit")  # plain strings; empty ones left out
 
 
 def test_confusion_caption_says_how_fresh():

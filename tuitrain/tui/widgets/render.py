@@ -259,12 +259,14 @@ def bar(fraction: float, width: int) -> str:
 
 
 # ---------------------------------------------------------------- text that wraps between phrases only
-Phrase = Text | tuple[str, Any]  # a Text, or a string and its style ("" for none)
+Phrase = Text | str | tuple[str, Any]  # a Text, a plain string, or a string and its style ("" for none)
 
 
 def phrase_text(phrase: Phrase) -> Text:
     if isinstance(phrase, Text):
         return phrase
+    if isinstance(phrase, str):
+        return Text(phrase)
     text, style = phrase
     return Text(text, style or "")
 
