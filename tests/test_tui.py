@@ -476,6 +476,8 @@ async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
         dash = app.screen
         await until(pilot, lambda: dash.history.state == "diverged", what="divergence")
         first = source.controls.run_dir
+        await pilot.press("l")  # log-y on a diverged run's charts (a crash once)
+        await pilot.resize_terminal(70, 22)
         await pilot.press("R")
         await until(pilot, lambda: dash.history.state in ("running", "diverged", "completed")
                     and source.controls.run_dir == first and dash.history.lr == 50.0, what="resumed at half the rate")

@@ -176,7 +176,8 @@ class Trainer:
         """Parameter statistics and predictions now; safe while the loop is not stepping."""
         return Inspection(self.epoch + 1 if self.epoch_step else self.epoch, self.step,
                           inspection.param_stats(self.model, before),
-                          inspection.predictions(self.model, self.data, self._sample))
+                          inspection.predictions(self.model, self.data, self._sample,
+                                                 epoch=self.epoch, step=self.step))
 
     # ------------------------------------------------------------------ the loop
     def run(self, consumer: Consumer | None = None) -> RunEnded:

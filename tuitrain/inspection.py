@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +14,7 @@ from tuitrain.data import Dataset
 PREDICTION_SAMPLES = 64  # fixed test inputs shown by the prediction viewer
 GRID_SIZE = 48  # decision-region resolution for 2-D inputs, cells per side
 CURVE_POINTS = 200  # points on the fitted curve for 1-D inputs
+CONFUSION_BUDGET = 0.02  # without epoch numbers, the whole-test-set confusion matrix may take this share of the time
 
 
 @dataclass
@@ -41,6 +44,45 @@ class Predictions:
     curve_x: torch.Tensor | None = None  # curve: inputs along the data range
     curve_y: torch.Tensor | None = None  # curve: the network's outputs there
     confusion: torch.Tensor | None = None  # classes: C x C counts over the whole test split
+    confusion_images: int = 0  # test images counted in `confusion`
+    confusion_epoch: int | None = None  # the epoch it was computed in (when the caller said)
+    confusion_step: int | None = None  # the step it was computed at (when the caller said)
+    confusion_age: float = 0.0  # seconds between computing it and these predictions
+
+
+@dataclass
+class _Confusion:
+    data: object  # the Dataset it counts (a restart with other data recomputes)
+    matrix: torch.Tensor
+    epoch: int | None
+    step: int | None
+    at: float  # time.monotonic() when computed
+    cost: float  # seconds it took
+
+
+_confusions: weakref.WeakKeyDictionary[nn.Module, _Confusion] = weakref.WeakKeyDictionary()
+
+
+def confusion(model: nn.Module, data: Dataset, epoch: int | None = None, step: int | None = None) -> _Confusion:
+    """The class confusion over the whole test split, computed at most once per epoch.
+
+    Given `epoch`, the matrix is kept until the epoch changes; without it (a caller that cannot say),
+    until its age is CONFUSION_BUDGET^-1 times what it cost, so it never takes more than that share
+    of the training time. It is never recomputed for the look-inside panels' every refresh."""
+    now = time.monotonic()
+    cached = _confusions.get(model)
+    if cached is not None and cached.data is data:
+        if epoch is not None and cached.epoch == epoch:
+            return cached
+        if epoch is None and now - cached.at < cached.cost / CONFUSION_BUDGET:
+            return cached
+    predicted = torch.cat([model(chunk).argmax(1) for chunk in data.test.x.split(4096)])
+    classes = len(data.class_names) or int(data.test.y.max().item()) + 1
+    pairs = data.test.y * classes + predicted
+    matrix = torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes).cpu()
+    done = time.monotonic()
+    _confusions[model] = result = _Confusion(data, matrix, epoch, step, done, done - now)
+    return result
 
 
 def param_stats(model: nn.Module, before: dict[str, torch.Tensor] | None = None) -> list[ParamStats]:
@@ -74,7 +116,9 @@ def sample_indices(data: Dataset, count: int = PREDICTION_SAMPLES, seed: int = 0
 
 
 @torch.inference_mode()
-def predictions(model: nn.Module, data: Dataset, indices: torch.Tensor) -> Predictions:
+def predictions(model: nn.Module, data: Dataset, indices: torch.Tensor, epoch: int | None = None,
+                step: int | None = None) -> Predictions:
+    """The fixed sample's predictions now (and the confusion matrix, see `confusion`)."""
     was_training = model.training
     model.eval()
     device = data.test.x.device
@@ -101,9 +145,9 @@ def predictions(model: nn.Module, data: Dataset, indices: torch.Tensor) -> Predi
         result.curve_x = torch.linspace(lo, hi, CURVE_POINTS)
         result.curve_y = _outputs(data.task, model(result.curve_x.to(device).unsqueeze(1))).cpu()
     if data.task == "classes":
-        predicted = torch.cat([model(chunk).argmax(1) for chunk in data.test.x.split(4096)])
-        classes = len(data.class_names) or int(data.test.y.max().item()) + 1
-        pairs = data.test.y * classes + predicted
-        result.confusion = torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes).cpu()
+        counted = confusion(model, data, epoch, step)
+        result.confusion, result.confusion_images = counted.matrix, len(data.test)
+        result.confusion_epoch, result.confusion_step = counted.epoch, counted.step
+        result.confusion_age = max(0.0, time.monotonic() - counted.at)
     model.train(was_training)
     return result

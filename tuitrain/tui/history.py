@@ -10,6 +10,12 @@ from tuitrain.events import END_STATUSES, EpochEnded, Inspection, RunEnded, RunS
 
 MAX_POINTS = 1500  # per series; older points are merged pairwise beyond this
 SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
+# the run's state in the words of the run files: before the end event, then exactly its `status`
+# (completed | stopped | interrupted | diverged | failed; summary.json may also say aborted)
+ACTIVE_STATES = ("starting", "running", "paused")
+ETA_MIN_SECONDS = 3.0  # no ETA before this much training time in this session ...
+ETA_MIN_FRACTION = 0.02  # ... and this share of the run's steps (or ETA_MIN_EPOCHS epochs) done
+ETA_MIN_EPOCHS = 2
 
 
 class Series:
@@ -57,17 +63,19 @@ class RunHistory:
     parameters: int = 0
     epoch: int = 0
     step: int = 0
-    epochs_done: int = 0
+    epochs_done: int = 0  # epochs completed: what the status line and the end banner count
     lr: float = 0.0
     samples_per_s: float = 0.0
     train_seconds: float = 0.0
-    state: str = "starting"  # starting | running | paused, then the run's end status (events.EndStatus)
+    state: str = "starting"  # starting | running | paused, then the end event's status
     message: str = ""
     test: Any = None
     train_loss: Series = field(default_factory=Series)  # per progress event, x = step
+    train_acc: Series = field(default_factory=Series)  # per progress event, x = step, a fraction
     valid_loss: Series = field(default_factory=Series)  # per epoch, x = step
     epoch_train: Series = field(default_factory=Series)  # per epoch: accuracy (or loss for regression)
     epoch_valid: Series = field(default_factory=Series)
+    pace_start: tuple[int, float] | None = None  # (step, training seconds) at this session's first progress
     inspection: Inspection | None = None
     config: dict = field(default_factory=dict)
 
@@ -77,17 +85,33 @@ class RunHistory:
 
     @property
     def ended(self) -> bool:
-        return self.state in END_STATUSES
+        return self.state not in ACTIVE_STATES
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    @property
+    def steps_into_epoch(self) -> int:
+        """Steps done in the epoch in progress (0 between epochs)."""
+        if not self.steps_per_epoch:
+            return 0
+        return max(0, self.step - self.epochs_done * self.steps_per_epoch)
+
     def eta_seconds(self) -> float | None:
-        """Training time left at the average pace so far (evaluation time not included)."""
-        if self.state != "running" or self.step <= 0 or self.train_seconds <= 0:
+        """Training time left at this session's pace (evaluation not included); None until meaningful.
+
+        Meaningful: at least ETA_MIN_SECONDS of training measured, and ETA_MIN_FRACTION of the steps
+        or ETA_MIN_EPOCHS epochs done since this session started (start-up costs skew the first steps)."""
+        if self.state != "running" or self.pace_start is None or not self.total_steps:
             return None
-        return max(self.total_steps - self.step, 0) * self.train_seconds / self.step
+        first_step, first_seconds = self.pace_start
+        steps, seconds = self.step - first_step, self.train_seconds - first_seconds
+        if steps <= 0 or seconds < ETA_MIN_SECONDS:
+            return None
+        if steps < ETA_MIN_FRACTION * self.total_steps and steps < ETA_MIN_EPOCHS * self.steps_per_epoch:
+            return None
+        return max(self.total_steps - self.step, 0) * seconds / steps
 
     def add(self, event: Any) -> None:
         if isinstance(event, RunStarted):
@@ -99,10 +123,15 @@ class RunHistory:
             self.config = event.config
             self.lr = float(event.config.get("train", {}).get("lr", 0.0))
             self.state = "running"
+            self.pace_start = None  # a resumed run (a watched log can hold several) sets its own pace
         elif isinstance(event, StepProgress):
+            if self.pace_start is None:
+                self.pace_start = (event.step, event.seconds)
             self.epoch, self.step, self.lr = event.epoch, event.step, event.lr
+            self.epochs_done = max(self.epochs_done, event.epoch - 1)
             self.samples_per_s, self.train_seconds = event.samples_per_s, event.seconds
             self.train_loss.add(event.step, event.loss)
+            self.train_acc.add(event.step, event.accuracy)
         elif isinstance(event, EpochEnded):
             self.epoch = self.epochs_done = event.epoch
             self.step, self.lr, self.train_seconds = event.step, event.lr, event.total_seconds
@@ -114,14 +143,16 @@ class RunHistory:
                 self.epoch_train.add(event.epoch, event.train.accuracy)
                 self.epoch_valid.add(event.epoch, event.valid.accuracy)
         elif isinstance(event, StateChanged):
-            self.state, self.lr = event.state, event.lr
+            if not self.ended:  # a late pause/resume never overrides the end event
+                self.state = event.state
+            self.lr = event.lr
         elif isinstance(event, Inspection):
             self.inspection = event
             self.step = max(self.step, event.step)  # single steps while paused send no progress event
         elif isinstance(event, RunEnded):
             self.state = event.status
             self.message, self.test = event.message, event.test
-            self.step, self.epochs_done = event.step, event.epoch
+            self.step, self.epoch, self.epochs_done = event.step, event.epoch, event.epoch
             if event.samples_per_s:
                 self.samples_per_s = event.samples_per_s
             self.train_seconds = event.train_seconds

@@ -26,6 +26,7 @@ from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
+from tuitrain.tui.widgets.render import fit_phrases
 from tuitrain.tui.widgets.status import StatusLine
 from tuitrain.vitals import Vitals
 
@@ -41,6 +42,12 @@ ADVICE = {
     "diverged": "Press R to go on from the last good checkpoint at half the learning rate, or - then r to start over.",
     "failed": "Press r to try again; for out-of-memory use a smaller --batch-size.",
 }
+
+
+def _phrases(text: str, separator: str) -> list[str]:
+    """Phrases of a sentence, each keeping its separator's punctuation ("a; b" -> ["a;", "b"])."""
+    parts = text.split(separator)
+    return [part + separator.rstrip() for part in parts[:-1]] + parts[-1:]
 
 
 class Dashboard(Steering):
@@ -108,6 +115,7 @@ class Dashboard(Steering):
         self.smoothing_index = 2
         self.log_y = False
         self._shown_state = ""
+        self._banner: list[str] = []
         self._silence_reported = False
         self.vitals: Vitals | None = None
 
@@ -126,6 +134,7 @@ class Dashboard(Steering):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.query_one(StatusLine).read_only = not self.steerable
         self.query_one("#banner").display = False
         self.set_interval(FLUSH_INTERVAL, self.flush)
         self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect)
@@ -145,6 +154,7 @@ class Dashboard(Steering):
         generation = self._generation
         self.history = self.fresh_history()
         self._inspect_pending = False
+        self._banner = []
         self.query_one("#banner").display = False
 
         def sink(event: Event) -> None:  # runs in the training thread: keep it cheap
@@ -217,15 +227,27 @@ class Dashboard(Steering):
         if event.status in ("completed", "stopped", "interrupted"):
             test = f"test {fmt_result(event.test)}" if event.test is not None else ""
             keys = "r: restart  q: quit" if self.steerable else "q: quit"
-            banner.update(f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}). "
-                          f"{test}  {keys}")
+            self._banner = [f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}).",
+                            test, keys]
             banner.set_class(False, "error")
         else:
-            banner.update(f"Run {event.status}: {event.message or 'see the log'}\n{ADVICE.get(event.status, '')}")
+            advice = ADVICE.get(event.status, "") if self.steerable else ""
+            self._banner = [f"Run {event.status}:", *_phrases(event.message or "see the log", "; "),
+                            *_phrases(advice, ", ")]
             banner.set_class(True, "error")
             self.notify(event.message or event.status, title=f"Run {event.status}", severity="error", timeout=8)
+        self.fit_banner()
         banner.display = True
         self._inspect_asked = 0.0  # refresh the look-inside panels once from the final weights
+
+    def fit_banner(self) -> None:
+        """The end banner, broken only between phrases (refitted when the terminal is resized)."""
+        if self._banner:
+            banner = self.query_one("#banner", Static)
+            banner.update(fit_phrases([p for p in self._banner if p], banner.content_size.width or self.size.width - 2))
+
+    def on_resize(self) -> None:
+        self.fit_banner()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR or event.worker.group not in ("training", "inspect"):
@@ -238,7 +260,8 @@ class Dashboard(Steering):
         self.query_one(StatusLine).show(self.history)
         banner = self.query_one("#banner", Static)
         what = str(error) if isinstance(error, TuitrainError) else f"{type(error).__name__}: {error}"
-        banner.update(f"Training failed: {what}\nPress r to try again, or q to quit.")
+        self._banner = ["Training failed:", *_phrases(what, "; "), "Press r to try again, or q to quit."]
+        self.fit_banner()
         banner.set_class(True, "error")
         banner.display = True
         self.notify(str(error), title="Training failed", severity="error", timeout=8)

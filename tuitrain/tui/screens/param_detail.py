@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -12,14 +13,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
-from textual_plotext import PlotextPlot
 
-from tuitrain.tui.widgets.render import diverging, heatmap, pixels
+from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
+from tuitrain.tui.widgets.render import Depth, colour_depth, fit_phrases, heatmap, heatmap_legend
 
 MAX_TILES = 48  # filters or input images drawn at most
+HISTOGRAM_BINS = 30
 
 
-def _tiles(images: torch.Tensor, peak: float, width: int, scale: int = 1) -> Text:
+def _tiles(images: torch.Tensor, peak: float, width: int, depth: Depth, scale: int = 1) -> Text:
     """Small signed images (N x h x w) side by side, wrapped to `width` columns."""
     n, h, w = images.shape
     if scale > 1:
@@ -29,7 +31,7 @@ def _tiles(images: torch.Tensor, peak: float, width: int, scale: int = 1) -> Tex
     out = Text(no_wrap=True, overflow="crop")
     for start in range(0, min(n, MAX_TILES), per_row):
         chunk = images[start:start + per_row].tolist()
-        blocks = [pixels([[diverging(v / peak) for v in row] for row in img]).split("\n") for img in chunk]
+        blocks = [heatmap(img, peak, depth).split("\n") for img in chunk]
         for line in range(len(blocks[0])):
             for block in blocks:
                 out.append_text(block[line]).append(" ")
@@ -40,14 +42,20 @@ def _tiles(images: torch.Tensor, peak: float, width: int, scale: int = 1) -> Tex
     return out
 
 
-def tensor_picture(values: torch.Tensor, width: int) -> Text:
+def finite_peak(values: torch.Tensor) -> float:
+    """The largest finite magnitude (1.0 when there is none), so one NaN does not blank the picture."""
+    finite = values[torch.isfinite(values)]
+    return (finite.abs().max().item() if finite.numel() else 0.0) or 1.0
+
+
+def tensor_picture(values: torch.Tensor, width: int, depth: Depth = "truecolor") -> Text:
     """A heatmap suited to the tensor's shape (blue negative, red positive)."""
-    peak = values.abs().max().item() or 1.0
+    peak = finite_peak(values)
     if values.dim() == 4:  # conv filters: out x in x kh x kw, one small image each
         out_ch, in_ch, kh, kw = values.shape
-        return _tiles(values.reshape(out_ch * in_ch, kh, kw), peak, width, scale=2 if kh <= 7 else 1)
+        return _tiles(values.reshape(out_ch * in_ch, kh, kw), peak, width, depth, scale=2 if kh <= 7 else 1)
     if values.dim() == 2 and values.shape[1] == 784:  # weights into each unit, seen as the image they match
-        return _tiles(F.avg_pool2d(values.reshape(-1, 1, 28, 28), 2).squeeze(1), peak, width)
+        return _tiles(F.avg_pool2d(values.reshape(-1, 1, 28, 28), 2).squeeze(1), peak, width, depth)
     matrix = values.reshape(1, -1) if values.dim() < 2 else values.reshape(values.shape[0], -1)
     rows, cols = matrix.shape
     if rows == 1 and cols > width:
@@ -58,7 +66,25 @@ def tensor_picture(values: torch.Tensor, width: int) -> Text:
         matrix = F.adaptive_avg_pool1d(matrix.unsqueeze(0), width).squeeze(0)
     if rows > 120:
         matrix = F.adaptive_avg_pool1d(matrix.t().unsqueeze(0), 120).squeeze(0).t()
-    return heatmap(matrix.tolist(), peak)
+    return heatmap(matrix.tolist(), peak, depth)
+
+
+def histogram_chart(values: torch.Tensor) -> Chart:
+    """Counts of the finite values in HISTOGRAM_BINS bins (integer count ticks)."""
+    flat = values.reshape(-1).double()
+    finite = flat[torch.isfinite(flat)]
+    skipped = flat.numel() - finite.numel()
+    title = "histogram of values" + (f"  ({skipped:,} NaN/inf left out)" if skipped else "")
+    if not finite.numel():
+        return Chart(title, "value", empty="no finite values")
+    lo, hi = finite.min().item(), finite.max().item()
+    if hi <= lo:  # all equal: one bar
+        return Chart(title, "value", (Line("", (lo,), (float(finite.numel()),), "sd", "cyan", "bar"),), y_integer=True)
+    counts = torch.histc(finite, bins=HISTOGRAM_BINS, min=lo, max=hi).tolist()
+    width = (hi - lo) / HISTOGRAM_BINS
+    centres = tuple(lo + width * (i + 0.5) for i in range(HISTOGRAM_BINS))
+    return Chart(title, "value", (Line("", centres, tuple(counts), "sd", "cyan", "bar"),), y_integer=True,
+                 x_range=(lo, hi))
 
 
 class ParamDetail(ModalScreen[None]):
@@ -75,7 +101,7 @@ class ParamDetail(ModalScreen[None]):
         with Vertical(id="detail"):
             yield Static(self.param_name, id="detail-title")
             with Horizontal(id="detail-body"):
-                yield PlotextPlot(id="detail-hist")
+                yield TimedPlot(id="detail-hist")
                 with VerticalScroll(id="detail-map"):
                     yield Static(id="detail-heatmap")
         yield Footer()
@@ -93,57 +119,63 @@ class ParamDetail(ModalScreen[None]):
         p = params.get(self.param_name)
         if p is None or not self.is_mounted:
             return
-        title = Text.assemble((p.name, "bold"), f"  shape {tuple(p.shape)}  {p.count:,} values  ",
-                              ("mean ", "dim"), f"{p.mean:.4g}", ("  std ", "dim"), f"{p.std:.4g}",
-                              ("  min ", "dim"), f"{p.min:.4g}", ("  max ", "dim"), f"{p.max:.4g}",
-                              ("  grad norm ", "dim"), "-" if p.grad_norm is None else f"{p.grad_norm:.3g}",
-                              ("  step ", "dim"), f"{inspection.step:,}")
+        depth = colour_depth(self.app)
+        width = max(20, self.query_one("#detail-title").size.width or self.size.width - 4)
+        grad = "-" if p.grad_norm is None else f"{p.grad_norm:.3g}"
+        phrases = [(p.name, "bold"), f"shape {tuple(p.shape)}", f"{p.count:,} values", _stat("mean", f"{p.mean:.4g}"),
+                   _stat("std", f"{p.std:.4g}"), _stat("min", f"{p.min:.4g}"), _stat("max", f"{p.max:.4g}"),
+                   _stat("grad norm", grad), _stat("step", f"{inspection.step:,}")]
         neuron = self._neuron(params)
+        title = fit_phrases([(x, "") if isinstance(x, str) else x for x in phrases], width)
         if neuron:
-            title.append("\n").append_text(neuron[0])
+            title.append("\n").append_text(fit_phrases(neuron[0], width))
         self.query_one("#detail-title", Static).update(title)
-        plot = self.query_one("#detail-hist", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        if neuron:
-            self._draw_line(plt, neuron[1], inspection.predictions)
-        else:
-            plt.title("histogram of values")
-            plt.hist(p.values.reshape(-1).tolist(), bins=30, color="cyan")
-        plot.refresh()
-        width = max(10, self.query_one("#detail-map").size.width - 2)
-        picture = Text("heatmap (blue < 0 < red)\n", "dim").append_text(tensor_picture(p.values.float(), width))
-        self.query_one("#detail-heatmap", Static).update(picture)
+        plot = self.query_one("#detail-hist", TimedPlot)
+        values = p.values.float()
+        plot.show(self._line_chart(neuron[1], inspection.predictions) if neuron else histogram_chart(values))
+        map_width = max(10, self.query_one("#detail-map").size.width - 2)
+        non_finite = int((~torch.isfinite(values)).sum().item())
+        picture = fit_phrases(heatmap_legend(depth, non_finite), map_width, gap=" ").append("\n")
+        self.query_one("#detail-heatmap", Static).update(picture.append_text(tensor_picture(values, map_width, depth)))
 
     @staticmethod
-    def _neuron(params: dict[str, Any]) -> tuple[Text, tuple[float, float, float]] | None:
+    def _neuron(params: dict[str, Any]) -> tuple[list[Text], tuple[float, float, float]] | None:
         """The single neuron: w1, w2, b and its decision line w1*x1 + w2*x2 + b = 0."""
         w, b = params.get("linear.weight"), params.get("linear.bias")
         if w is None or b is None or tuple(w.shape) != (1, 2) or len(params) != 2:
             return None
         w1, w2 = w.values.reshape(-1).tolist()
         bias = b.values.reshape(-1).item()
-        line = (f"x2 = {-w1 / w2:.3g}·x1 {'-' if bias / w2 > 0 else '+'} {abs(bias / w2):.3g}" if abs(w2) > 1e-9 else f"x1 = {-bias / w1:.3g}"
-                if abs(w1) > 1e-9 else "none (all weights are zero)")
-        return (Text.assemble(("w1 ", "dim"), f"{w1:.4g}", ("  w2 ", "dim"), f"{w2:.4g}", ("  b ", "dim"),
-                              f"{bias:.4g}", ("   decision line: ", "dim"), line), (w1, w2, bias))
+        if not all(map(math.isfinite, (w1, w2, bias))):
+            line = "undefined (NaN or infinite weights)"
+        elif abs(w2) > 1e-9:
+            line = f"x2 = {-w1 / w2:.3g}·x1 {'-' if bias / w2 > 0 else '+'} {abs(bias / w2):.3g}"
+        else:
+            line = f"x1 = {-bias / w1:.3g}" if abs(w1) > 1e-9 else "none (all weights are zero)"
+        return ([_stat("w1", f"{w1:.4g}"), _stat("w2", f"{w2:.4g}"), _stat("b", f"{bias:.4g}"),
+                 _stat(" decision line:", line)], (w1, w2, bias))
 
     @staticmethod
-    def _draw_line(plt: Any, weights: tuple[float, float, float], pred: Any) -> None:
+    def _line_chart(weights: tuple[float, float, float], pred: Any) -> Chart:
         w1, w2, b = weights
-        plt.title("decision line w1·x1 + w2·x2 + b = 0 over the test points")
+        lines = []
+        x_range = y_range = None
         if pred is not None and pred.bounds is not None:
             xmin, xmax, ymin, ymax = pred.bounds
+            x_range, y_range = (xmin, xmax), (ymin, ymax)
             pts, labels = pred.inputs.tolist(), pred.targets.reshape(-1).tolist()
             for cls, colour, marker in ((0, "blue", "•"), (1, "orange", "+")):
                 chosen = [p for p, t in zip(pts, labels) if round(t) == cls]
-                if chosen:
-                    plt.scatter([p[0] for p in chosen], [p[1] for p in chosen], color=colour, marker=marker,
-                                label=f"class {cls}")
-            plt.xlim(xmin, xmax)
-            plt.ylim(ymin, ymax)
+                lines.append(Line(f"class {cls}", tuple(p[0] for p in chosen), tuple(p[1] for p in chosen), marker,
+                                  colour, "scatter"))
         else:
             xmin, xmax = -3.0, 3.0
-        if abs(w2) > 1e-9:
-            xs = [xmin + (xmax - xmin) * i / 50 for i in range(51)]
-            plt.plot(xs, [-(w1 * x + b) / w2 for x in xs], color="red", marker="braille", label="decision line")
+        if abs(w2) > 1e-9 and all(map(math.isfinite, (w1, w2, b))):
+            xs = tuple(xmin + (xmax - xmin) * i / 50 for i in range(51))
+            lines.append(Line("decision line", xs, tuple(-(w1 * x + b) / w2 for x in xs), "braille", "red"))
+        return Chart("decision line w1·x1 + w2·x2 + b = 0 over the test points", "x1", tuple(lines),
+                     x_range=x_range, y_range=y_range)
+
+
+def _stat(name: str, value: str) -> Text:
+    return Text(name + " ", "dim").append(value)

@@ -1,4 +1,4 @@
-"""Provides the one-line run status: preset, device, progress, speed, ETA, lr, state, memory."""
+"""Provides the run status line (one or two lines): state, preset, device, progress, lr, speed, ETA, memory."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from textual.widgets import Static
 
 from tuitrain.fmt import fmt_duration
 from tuitrain.tui.history import RunHistory
+from tuitrain.tui.widgets.render import fit_phrases
 from tuitrain.vitals import Vitals
 
-STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "completed": "bold cyan", "interrupted": "bold magenta",
-                "stopped": "bold magenta", "diverged": "bold red", "failed": "bold red", "starting": "dim"}
+STATE_STYLES = {"starting": "dim", "running": "bold green", "paused": "bold yellow", "completed": "bold cyan",
+                "stopped": "bold magenta", "interrupted": "bold magenta", "aborted": "bold magenta",
+                "diverged": "bold red", "failed": "bold red", "crashed": "bold red"}
 
 
 def fmt_vitals(vitals: Vitals | None) -> str:
@@ -23,44 +25,62 @@ def fmt_vitals(vitals: Vitals | None) -> str:
     return text
 
 
+def progress(h: RunHistory) -> Text:
+    """Epochs completed (the count the end banner uses), plus the steps into the epoch in progress."""
+    text = Text("epochs ", "dim").append(f"{h.epochs_done}/{h.epochs}" if h.epochs else "-")
+    extra = h.steps_into_epoch
+    if extra and h.epochs_done < h.epochs:
+        text.append(f" +{extra:,} step" + ("" if extra == 1 else "s"), "dim")
+    return text
+
+
+def eta_text(h: RunHistory) -> Text:
+    seconds = h.eta_seconds()
+    if seconds is not None:
+        return Text("ETA ", "dim").append(fmt_duration(seconds))
+    return Text("ETA …", "dim") if h.state == "running" else Text("")
+
+
 class StatusLine(Static):
-    """Shows the run's state; `show_speed=False` hides timing-dependent fields (for snapshots)."""
+    """Shows the run's state; `show_speed=False` hides timing-dependent fields (for snapshots).
+
+    At most two lines, broken only between fields; when even two are too narrow the least
+    important fields (memory, then ETA, then speed) are left out rather than cut in half."""
 
     def __init__(self, *args, show_speed: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.show_speed = show_speed
+        self.history: RunHistory | None = None
         self.vitals: Vitals | None = None
+        self.read_only = False  # a watched run: say so
 
     def show_vitals(self, vitals: Vitals | None) -> None:
         if vitals != self.vitals:
             self.vitals = vitals
-            if getattr(self, "history", None) is not None:
+            if self.history is not None:
                 self.show(self.history)
+
+    def phrases(self, h: RunHistory) -> list[Text]:
+        state = Text(f" {h.state.upper()} ", STATE_STYLES.get(h.state, "bold"))
+        if self.read_only:
+            state.append(" watching, read-only", "dim")
+        where = Text(h.preset or "-", "bold").append(f" {h.device}" if h.device else "")
+        step = Text("step ", "dim").append(f"{h.step:,}/{h.total_steps:,}" if h.total_steps else f"{h.step:,}")
+        lr = Text("lr ", "dim").append(f"{h.lr:.4g}", "bold")
+        out = [state, where, progress(h), step, lr]
+        if self.vitals is not None and self.vitals.silent_seconds >= 5:
+            out.append(Text(f"not answering for {self.vitals.silent_seconds:.0f} s", "bold red"))
+        if self.show_speed:
+            out += [Text(f"{h.samples_per_s:,.0f}").append(" samples/s", "dim"), eta_text(h)]
+            if self.vitals is not None and self.vitals.rss_bytes:
+                out.append(Text("train process ", "dim").append(fmt_vitals(self.vitals)))
+        return out
 
     def show(self, h: RunHistory) -> None:
         self.history = h
-        state = h.state
-        head = Text(no_wrap=True, overflow="ellipsis")
-        head.append(f" {state.upper()} ", STATE_STYLES.get(state, "bold"))
-        head.append(f" {h.preset or '-'}", "bold").append(f" {h.device or '-'}")
-        head.append("  epoch ", "dim").append(f"{h.epoch}/{h.epochs}" if h.epochs else "-")
-        head.append("  step ", "dim").append(f"{h.step:,}/{h.total_steps:,}" if h.total_steps else f"{h.step:,}")
-        head.append("  lr ", "dim").append(f"{h.lr:.4g}", "bold")
-        if not self.show_speed:
-            self.update(head)
-            return
-        tail = Text(no_wrap=True, overflow="ellipsis")
-        tail.append(f"{h.samples_per_s:,.0f}").append(" samples/s", "dim")
-        tail.append("  ETA ", "dim").append(fmt_duration(h.eta_seconds()))
-        tail.append("  train process ", "dim").append(fmt_vitals(self.vitals))
-        if self.vitals is not None and self.vitals.silent_seconds >= 5:
-            tail.append(f"  not answering for {self.vitals.silent_seconds:.0f} s", "bold red")
         width = self.content_size.width or 80
-        if head.cell_len + 2 + tail.cell_len <= width:
-            self.update(head + Text("  ") + tail)
-        else:  # narrow terminal: speed, ETA and memory on a second line
-            self.update(head + Text("\n ") + tail)
+        self.update(fit_phrases(self.phrases(h), width, max_lines=2))
 
     def on_resize(self) -> None:
-        if getattr(self, "history", None) is not None:
+        if self.history is not None:
             self.show(self.history)
