@@ -106,10 +106,6 @@ def to_bytes(state: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    atomic_write(path, to_bytes(state))
-
-
 def _is_state_dict(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
 

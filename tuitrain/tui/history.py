@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuitrain.events import END_STATUSES, EpochEnded, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.events import EpochEnded, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
 
 MAX_POINTS = 1500  # per series; older points are merged pairwise beyond this
 SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)

@@ -228,15 +228,6 @@ def grey_picture(values: list[list[float]], depth: Depth) -> Text:
     return pixels([[grey_colour(v, depth) for v in row] for row in values])
 
 
-def resample(values: list[list[float]], height: int, width: int) -> list[list[float]]:
-    """Nearest-neighbour resize of a 2-D list to height x width."""
-    h, w = len(values), len(values[0]) if values else 0
-    if not h or not w:
-        return []
-    return [[values[min(h - 1, r * h // height)][min(w - 1, c * w // width)] for c in range(width)]
-            for r in range(height)]
-
-
 def peak_of(values: list[list[float]]) -> float:
     """The largest finite magnitude (1.0 when there is none)."""
     return max((abs(v) for row in values for v in row if math.isfinite(v)), default=0.0) or 1.0
