@@ -25,6 +25,7 @@ from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
 from tuitrain.tui.screens.setup import SetupScreen
 from tuitrain.tui.source import InProcess, LiveRun, WatchedRun, child_process
+from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 
@@ -157,10 +158,15 @@ async def test_parameter_table_and_drilldown(mode):
         first = table.get_row_at(0)
         assert first[0] == names[0] and first[1] == "100×2"
         await pilot.press("enter")
-        await until(pilot, lambda: type(app.screen).__name__ == "ParamDetail", what="drill-down")
-        await until(pilot, lambda: "heatmap" in screen_text(app), what="heatmap drawn")
+        detail = dash.query_one(ParamDetail)
+        await until(pilot, lambda: detail.display and "heatmap" in screen_text(app), what="heatmap drawn")
+        assert "RUNNING" in screen_text(app)  # the status line stays visible
+        await pilot.press("space")  # global keys work in the drill-down
+        await until(pilot, lambda: dash.history.state == "paused", what="paused from the drill-down")
+        await pilot.press("plus")
+        await until(pilot, lambda: abs(dash.history.lr - 0.02) < 1e-12, what="lr x2 from the drill-down")
         await pilot.press("escape")
-        await until(pilot, lambda: app.screen is dash, what="back")
+        await until(pilot, lambda: not detail.display and dash.query_one(ParamTable).display, what="back")
         source.controls.stop()
 
 
@@ -457,8 +463,9 @@ async def test_command_palette_sets_a_typed_learning_rate_and_opens_a_tensor():
         await pilot.press(*"open tensor layers.3.weight")
         await until(pilot, lambda: "Open tensor layers.3.weight" in screen_text(app), what="the tensor command")
         await pilot.press("enter")
-        await until(pilot, lambda: type(app.screen).__name__ == "ParamDetail", what="drill-down")
-        assert app.screen.param_name == "layers.3.weight"
+        detail = dash.query_one(ParamDetail)
+        await until(pilot, lambda: detail.display, what="drill-down")
+        assert detail.param_name == "layers.3.weight"
         await pilot.press("escape")
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")

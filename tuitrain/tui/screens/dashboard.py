@@ -20,10 +20,10 @@ from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChange
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
-from tuitrain.tui.screens.param_detail import ParamDetail
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
+from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 from tuitrain.tui.widgets.render import fit_phrases
@@ -129,6 +129,7 @@ class Dashboard(Steering):
                     yield EpochChart(id="epoch-chart")
             with TabPane("Parameters", id="params"):
                 yield ParamTable(id="param-table")
+                yield ParamDetail(id="param-detail")
             with TabPane("Predictions", id="predictions"):
                 yield PredictionPanel(id="prediction-panel")
         yield Footer(compact=True)
@@ -281,7 +282,7 @@ class Dashboard(Steering):
 
     # ------------------------------------------------------------------ looking inside
     def looking_inside(self) -> bool:
-        if self.app.screen is not self and not isinstance(self.app.screen, ParamDetail):
+        if self.app.screen is not self:
             return False
         return self.query_one("#panels", TabbedContent).active in ("params", "predictions")
 
@@ -321,25 +322,32 @@ class Dashboard(Steering):
         self.query_one(ParamTable).show(inspection.params)
         if inspection.predictions is not None:
             self.query_one(PredictionPanel).show(inspection.predictions)
-        if isinstance(self.app.screen, ParamDetail):
-            self.app.screen.show(inspection)
+        detail = self.query_one(ParamDetail)
+        if detail.display:
+            detail.show(inspection)
 
     def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
         self.open_tensor(str(event.row_key.value))
 
     def open_tensor(self, name: str) -> None:
+        """The drill-down in place of the table: the status line and every key stay."""
         self.query_one("#panels", TabbedContent).active = "params"
-        detail = ParamDetail(name)
-        self.app.push_screen(detail)
-        if self.history.inspection is not None:
-            self.call_after_refresh(detail.show, self.history.inspection)
+        self.query_one(ParamTable).display = False
+        self.query_one(ParamDetail).open(name, self.history.inspection)
+        self._inspect_asked = 0.0
+
+    def on_param_detail_closed(self) -> None:
+        table = self.query_one(ParamTable)
+        table.display = True
+        table.focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id
         if pane == "charts":
             self.draw_charts()
         elif pane == "params":
-            self.query_one(ParamTable).focus()
+            detail = self.query_one(ParamDetail)
+            (detail if detail.display else self.query_one(ParamTable)).focus()
         elif pane == "predictions":
             self.query_one(PredictionPanel).focus()
         self._inspect_asked = 0.0

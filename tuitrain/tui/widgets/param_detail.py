@@ -11,8 +11,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.message import Message
+from textual.widgets import Static
 
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
 from tuitrain.tui.widgets.render import Depth, colour_depth, fit_phrases, heatmap, heatmap_legend
@@ -87,27 +87,38 @@ def histogram_chart(values: torch.Tensor) -> Chart:
                  x_range=(lo, hi))
 
 
-class ParamDetail(ModalScreen[None]):
-    """Opened from the parameter table; `show(inspection)` keeps it live while training runs."""
+class ParamDetail(Vertical, can_focus=True):
+    """The Parameters panel's drill-down into one tensor, in place of the table (the status line
+    and every dashboard key stay); `show(inspection)` keeps it live while training runs."""
 
-    BINDINGS = [Binding("escape,q", "close", "Close")]
+    BINDINGS = [Binding("escape,backspace", "close", "Back to the table", tooltip="back to the parameter table")]
 
-    def __init__(self, name: str):
-        super().__init__()
-        self.param_name = name
+    class Closed(Message):
+        """The user went back to the table."""
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self.param_name = ""
         self.inspection: Any = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="detail"):
-            yield Static(self.param_name, id="detail-title")
-            with Horizontal(id="detail-body"):
-                yield TimedPlot(id="detail-hist")
-                with VerticalScroll(id="detail-map"):
-                    yield Static(id="detail-heatmap")
-        yield Footer()
+        yield Static(id="detail-title")
+        with Horizontal(id="detail-body"):
+            yield TimedPlot(id="detail-hist")
+            with VerticalScroll(id="detail-map"):
+                yield Static(id="detail-heatmap")
+
+    def open(self, name: str, inspection: Any) -> None:
+        self.param_name = name
+        self.display = True
+        self.query_one("#detail-title", Static).update(name)
+        if inspection is not None:
+            self.call_after_refresh(self.show, inspection)
+        self.focus()
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.display = False
+        self.post_message(self.Closed())
 
     def on_resize(self) -> None:
         if self.inspection is not None:
@@ -117,7 +128,7 @@ class ParamDetail(ModalScreen[None]):
         self.inspection = inspection
         params = {p.name: p for p in inspection.params}
         p = params.get(self.param_name)
-        if p is None or not self.is_mounted:
+        if p is None or not self.is_mounted or not self.display:
             return
         depth = colour_depth(self.app)
         width = max(20, self.query_one("#detail-title").size.width or self.size.width - 4)
