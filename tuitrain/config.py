@@ -219,6 +219,12 @@ def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
     return value
 
 
+def check_setting(section: str, key: str, value: Any, where: str) -> Any:
+    """One setting checked like a preset value; `where` names it in the error (a flag, a field label)."""
+    spec = {f.name: f for f in dataclasses.fields(SECTIONS[section])}[key]
+    return _check_value(spec, value, where)
+
+
 IMAGE_SETS = ("mnist", "fashion-mnist")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -18,7 +19,34 @@ from textual.worker import Worker, WorkerState
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
 
-FIELDS = ("optimizer", "lr", "batch_size", "epochs", "activation", "device", "seed", "dataset")
+@dataclass(frozen=True)
+class Field:
+    """One setting on the form: where it lives in the config and how it is typed."""
+
+    key: str
+    label: str
+    section: str  # model | data | train
+    kind: str  # choice | float | int | path
+    hint: str = ""
+
+
+FIELDS = (
+    Field("optimizer", "Optimizer", "train", "choice"),
+    Field("lr", "Learning rate", "train", "float", "per step, e.g. 0.01"),
+    Field("momentum", "Momentum", "train", "float", "0 to 1"),
+    Field("weight_decay", "Weight decay", "train", "float", "0 to 1"),
+    Field("batch_size", "Batch size", "train", "int", "samples per step"),
+    Field("epochs", "Epochs", "train", "int", "passes over the data"),
+    Field("activation", "Activation", "model", "choice"),
+    Field("seed", "Seed", "train", "int", "0 or more"),
+    Field("device", "Device", "train", "choice"),
+    Field("dataset", "Data set", "data", "choice"),
+    Field("data_dir", "Data folder", "data", "path", "IDX files; empty: the usual places"),
+)
+ROWS = (("optimizer", "lr"), ("momentum", "weight_decay"), ("batch_size", "epochs"), ("activation", "seed"),
+        ("device", "dataset"), ("data_dir",))
+NARROW = 96  # columns below which each field gets a line of its own
+OTHER_IMAGE_SET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # same shapes, same networks
 
 
 def device_options() -> list[tuple[str, str]]:
@@ -29,15 +57,20 @@ def device_options() -> list[tuple[str, str]]:
     return [("auto: " + ("cuda" if cuda else "cpu"), "auto"), ("cpu", "cpu"), (label, "cuda")]
 
 
-def data_line(dataset: str, data_dir: str = "") -> Text:
+def data_line(dataset: str, data_dir: str = "") -> tuple[Text, str | None]:
+    """The Data line for a data set, and a ready alternative to offer when it is not on disk."""
     from tuitrain.data import TORCHVISION_NAMES, cache_dir, data_status
 
     if data_status(dataset, data_dir) == "ready":
-        return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated")
+        return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated"), None
+    other = OTHER_IMAGE_SET.get(dataset)
+    if other is not None and data_status(other, data_dir) == "ready":
+        return Text.assemble(("● not on disk", "bold yellow"), f"  {dataset} would be downloaded (needs internet); ",
+                             (f"{other} is ready here: press f to use it", "bold")), other
     folder = cache_dir() / TORCHVISION_NAMES.get(dataset, dataset) / "raw"
     return Text.assemble(("● will download", "bold yellow"), f"  {dataset} is fetched on first use (needs internet). ",
-                         ("Offline: not available - copy the four IDX files to ", "dim"), str(folder),
-                         (" or pass --data-dir.", "dim"))
+                         ("Offline: copy the four IDX files to ", "dim"), str(folder),
+                         (" or name their folder in Data folder.", "dim")), None
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,49 +98,54 @@ def network_summary(config: cfgmod.Config) -> Table:
     return table
 
 
-class SetupScreen(Screen):
-    """The first screen of bare `tuitrain`; Start builds the Trainer in a worker, then opens the dashboard."""
+class SetupScreen(Screen[None]):
+    """The first screen of bare `tuitrain`: every field is checked as it is typed; Start checks the
+    data in a worker, then opens the dashboard."""
 
-    BINDINGS = [Binding("ctrl+s", "start", "Start", priority=True), Binding("escape", "app.quit", "Quit")]
+    BINDINGS = [Binding("ctrl+s", "start", "Start", priority=True), Binding("escape", "app.quit", "Quit"),
+                Binding("f", "use_other_data", "Use the data on disk")]
 
     def __init__(self, preset: str | None = None):
         super().__init__()
         self.presets = cfgmod.preset_paths()
         self.preset = preset if preset in self.presets else next(iter(self.presets), None)
         self.base: cfgmod.Config | None = None
+        self.errors: dict[str, str] = {}  # field key -> what is wrong with it
+        self.alternative: str | None = None  # a ready data set to offer instead of a missing one
 
     def compose(self) -> ComposeResult:
+        fields = {f.key: f for f in FIELDS}
         with Horizontal(id="setup"):
             with Vertical(id="preset-column"):
                 yield Label("Presets", classes="heading")
                 yield OptionList(*self.presets, id="presets")
-            with VerticalScroll(id="setup-form"):
+            with VerticalScroll(id="setup-form", can_focus=False):
                 yield Static(id="description")
                 yield Static(id="data-status")
-                with Horizontal(classes="row"):
-                    yield Label("Optimizer")
-                    yield Select([(o, o) for o in cfgmod.OPTIMIZERS], id="optimizer", allow_blank=False, compact=True)
-                    yield Label("Learning rate")
-                    yield Input(id="lr", type="number", compact=True)
-                with Horizontal(classes="row"):
-                    yield Label("Batch size")
-                    yield Input(id="batch_size", type="integer", compact=True)
-                    yield Label("Epochs")
-                    yield Input(id="epochs", type="integer", compact=True)
-                with Horizontal(classes="row"):
-                    yield Label("Activation")
-                    yield Select([(a, a) for a in cfgmod.ACTIVATIONS], id="activation", allow_blank=False, compact=True)
-                    yield Label("Seed")
-                    yield Input(id="seed", type="integer", compact=True)
-                with Horizontal(classes="row"):
-                    yield Label("Device")
-                    yield Select(device_options(), id="device", allow_blank=False, compact=True)
-                    yield Label("Data set")
-                    yield Select([(d, d) for d in cfgmod.DATASETS], id="dataset", allow_blank=False, compact=True)
+                for row in ROWS:
+                    with Horizontal(classes="row"):
+                        for key in row:
+                            with Vertical(classes="cell"):
+                                with Horizontal(classes="field"):
+                                    yield Label(fields[key].label)
+                                    yield self.control(fields[key])
+                                yield Static(id=f"{key}-error", classes="field-error")
                 yield Static(id="setup-error")
                 yield Button("Start training (ctrl+s)", variant="success", id="start", compact=True)
                 yield Static(id="summary")
         yield Footer()
+
+    @staticmethod
+    def control(field: Field) -> Select[str] | Input:
+        if field.key == "optimizer":
+            return Select([(o, o) for o in cfgmod.OPTIMIZERS], id=field.key, allow_blank=False, compact=True)
+        if field.key == "activation":
+            return Select([(a, a) for a in cfgmod.ACTIVATIONS], id=field.key, allow_blank=False, compact=True)
+        if field.key == "device":
+            return Select(device_options(), id=field.key, allow_blank=False, compact=True)
+        if field.key == "dataset":
+            return Select([(d, d) for d in cfgmod.DATASETS], id=field.key, allow_blank=False, compact=True)
+        return Input(id=field.key, placeholder=field.hint, compact=True)  # text: "abc" stays visible, then marked
 
     def on_mount(self) -> None:
         self.query_one("#setup-error").display = False
@@ -116,6 +154,9 @@ class SetupScreen(Screen):
             options.highlighted = list(self.presets).index(self.preset)
             self.load_preset(self.preset)
         options.focus()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")
 
     @on(OptionList.OptionHighlighted, "#presets")
     def preset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -130,18 +171,17 @@ class SetupScreen(Screen):
         try:
             self.base = cfgmod.load_preset(name)
         except TuitrainError as exc:
+            self.base = None
             self.show_error(str(exc))
             return
-        c = self.base
-        values = {"optimizer": c.train.optimizer, "lr": f"{c.train.lr:g}", "batch_size": str(c.train.batch_size),
-                  "epochs": str(c.train.epochs), "activation": c.model.activation, "device": c.train.device,
-                  "seed": str(c.train.seed), "dataset": c.data.dataset}
+        c = self.base.to_dict()
         with self.prevent(Input.Changed, Select.Changed):
-            for key, value in values.items():
-                widget = self.query_one(f"#{key}")
-                widget.value = value
-        self.query_one("#activation", Select).disabled = c.model.kind == "neuron"
-        self.query_one("#description", Static).update(Text.assemble((name, "bold"), "  ", c.description))
+            for field in FIELDS:
+                value = c[field.section][field.key]
+                widget = self.query_one(f"#{field.key}")
+                widget.value = f"{value:g}" if field.kind == "float" else str(value)  # type: ignore[attr-defined]
+        self.query_one("#activation", Select).disabled = self.base.model.kind == "neuron"
+        self.query_one("#description", Static).update(Text.assemble((name, "bold"), "  ", self.base.description))
         self.refresh_details()
 
     @on(Input.Changed)
@@ -149,46 +189,90 @@ class SetupScreen(Screen):
     def settings_changed(self) -> None:
         self.refresh_details()
 
-    def overrides(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in FIELDS:
-            widget = self.query_one(f"#{key}")
-            value = widget.value
-            if isinstance(widget, Input):
-                text = value.strip()
-                if not text:
-                    continue
-                try:
-                    value = float(text) if key == "lr" else int(text)
-                except ValueError:
-                    raise TuitrainError(f"{key.replace('_', ' ')}: '{text}' is not a number") from None
-            elif value is Select.BLANK or (key == "activation" and widget.disabled):
-                continue
-            out[key] = value
-        return out
+    # ------------------------------------------------------------------ the form's config
+    def field_values(self) -> dict[str, Any]:
+        """Each field's value checked on its own; what is wrong goes to `self.errors` (shown beside it)."""
+        values: dict[str, Any] = {}
+        self.errors = {}
+        for field in FIELDS:
+            widget = self.query_one(f"#{field.key}")
+            raw = widget.value  # type: ignore[attr-defined]
+            try:
+                if field.kind == "choice":
+                    value: Any = raw
+                elif field.kind == "path":
+                    value = str(raw).strip()
+                else:
+                    text = str(raw).strip()
+                    if not text:
+                        raise TuitrainError(f"{field.label}: needs a value ({field.hint})")
+                    try:
+                        value = float(text) if field.kind == "float" else int(text)
+                    except ValueError:
+                        what = "a number" if field.kind == "float" else "a whole number"
+                        raise TuitrainError(f"{field.label} must be {what}, not {text!r}") from None
+                values[field.key] = cfgmod.check_setting(field.section, field.key, value, field.label)
+            except TuitrainError as exc:
+                self.errors[field.key] = str(exc)
+        return values
 
     def resolved(self) -> cfgmod.Config:
-        from tuitrain.config import resolve_config
-
-        return resolve_config(self.preset, **self.overrides())
+        """The config the form shows; a TuitrainError when a field is invalid or the whole does not fit."""
+        if self.base is None:
+            raise TuitrainError("pick a preset that loads")
+        values = self.field_values()
+        if self.errors:
+            raise TuitrainError(next(iter(self.errors.values())))
+        raw = self.base.to_dict()
+        for field in FIELDS:
+            if field.key == "activation" and self.base.model.kind == "neuron":
+                continue
+            raw[field.section][field.key] = values[field.key]
+        return cfgmod.config_from_dict(raw, source="this setup", default_name=self.base.name)
 
     def refresh_details(self) -> None:
         if self.base is None:
             return
+        dataset = str(self.query_one("#dataset", Select).value)
+        data_dir = self.query_one("#data_dir", Input).value.strip()
+        line, self.alternative = data_line(dataset, data_dir)
+        self.query_one("#data-status", Static).update(Text("Data  ", "bold").append_text(line))
+        self.refresh_bindings()
+        self.query_one("#momentum", Input).disabled = str(self.query_one("#optimizer", Select).value) not in (
+            "momentum", "nesterov")
         try:
             config = self.resolved()
         except TuitrainError as exc:
-            self.show_error(str(exc))
+            self.show_field_errors()
+            self.show_error("" if self.errors else str(exc))
+            self.query_one("#start", Button).disabled = True
             return
+        self.show_field_errors()
         self.show_error("")
+        self.query_one("#start", Button).disabled = False
         self.query_one("#summary", Static).update(network_summary(config))
-        self.query_one("#data-status", Static).update(
-            Text("Data  ", "bold").append_text(data_line(config.data.dataset, config.data.data_dir)))
+
+    def show_field_errors(self) -> None:
+        for field in FIELDS:
+            message = self.errors.get(field.key, "")
+            self.query_one(f"#{field.key}").set_class(bool(message), "-invalid")
+            error = self.query_one(f"#{field.key}-error", Static)
+            error.update(Text(message))
+            error.display = bool(message)
 
     def show_error(self, message: str) -> None:
         error = self.query_one("#setup-error", Static)
         error.update(Text(message))
         error.display = bool(message)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "use_other_data":
+            return self.alternative is not None
+        return True
+
+    def action_use_other_data(self) -> None:
+        if self.alternative is not None:
+            self.query_one("#dataset", Select).value = self.alternative
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#start")
@@ -196,13 +280,18 @@ class SetupScreen(Screen):
         try:
             config = self.resolved()
         except TuitrainError as exc:
-            self.show_error(str(exc))
+            self.refresh_details()
+            if self.errors:
+                first = next(iter(self.errors))
+                self.query_one(f"#{first}").focus()
+                self.notify("Fix the marked field first: " + self.errors[first], severity="warning", timeout=4)
+            else:
+                self.show_error(str(exc))
             return
         button = self.query_one("#start", Button)
         button.disabled = True
         button.label = "Checking data…"
         self.build_trainer(config)
-
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup")
     def build_trainer(self, config: cfgmod.Config) -> tuple[cfgmod.Config, Any]:
         """Check what can fail before the dashboard opens (device, data on disk or downloadable)."""
