@@ -174,10 +174,13 @@ class Trainer:
 
     def inspect(self, before: dict[str, torch.Tensor] | None = None) -> Inspection:
         """Parameter statistics and predictions now; safe while the loop is not stepping."""
-        return Inspection(self.epoch + 1 if self.epoch_step else self.epoch, self.step,
+        start = time.perf_counter()
+        found = Inspection(self.epoch + 1 if self.epoch_step else self.epoch, self.step,
                           inspection.param_stats(self.model, before),
                           inspection.predictions(self.model, self.data, self._sample,
                                                  epoch=self.epoch, step=self.step))
+        found.seconds = time.perf_counter() - start
+        return found
 
     # ------------------------------------------------------------------ the loop
     def run(self, consumer: Consumer | None = None) -> RunEnded:

@@ -93,6 +93,7 @@ class Inspection:
     step: int
     params: list[Any]
     predictions: Any
+    seconds: float = 0.0  # what it cost the training process: viewers pace their requests by it
     event: str = "inspection"
 
 

@@ -33,7 +33,8 @@ from tuitrain.vitals import Vitals
 FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
 CHART_INTERVAL = 0.3  # seconds between chart redraws at least (plotext rendering holds the GIL)
 CHART_BUDGET = 0.04  # and at most this fraction of the time, so training keeps its speed
-INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible
+INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible ...
+LOOK_BUDGET = 0.03  # ... and never more than this share of the training process's time (measured cost)
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
 SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so
 PANELS = ("charts", "params", "predictions")
@@ -111,7 +112,7 @@ class Dashboard(Steering):
         self._chart_interval = CHART_INTERVAL
         self._inspect_pending = False
         self._inspect_asked = 0.0
-        self._params_seen = False
+        self._inspect_interval = INSPECT_INTERVAL
         self.smoothing_index = 2
         self.log_y = False
         self._shown_state = ""
@@ -289,7 +290,7 @@ class Dashboard(Steering):
     def maybe_inspect(self) -> None:
         """Ask for an Inspection only while someone looks at parameters or predictions."""
         now = time.monotonic()
-        if not self.looking_inside() or now - self._inspect_asked < INSPECT_INTERVAL:
+        if not self.looking_inside() or now - self._inspect_asked < self._inspect_interval:
             return
         if self._inspect_pending and now - self._inspect_asked < 5:
             return
@@ -319,6 +320,7 @@ class Dashboard(Steering):
 
     def show_inspection(self, inspection: Inspection) -> None:
         self._inspect_pending = False
+        self._inspect_interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
         self.query_one(ParamTable).show(inspection.params)
         if inspection.predictions is not None:
             self.query_one(PredictionPanel).show(inspection.predictions)
