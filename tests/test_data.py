@@ -92,3 +92,22 @@ def test_fashion_mnist_mlp_one_epoch_reaches_80_percent():
     assert (len(trainer.data.train), len(trainer.data.valid), len(trainer.data.test)) == (54000, 6000, 10000)
     end = trainer.run()
     assert end.test.accuracy >= 0.80
+
+
+def test_offline_mnist_error_names_the_fashion_mnist_on_disk(monkeypatch):
+    from tuitrain import data
+    from tuitrain.errors import DataUnavailable
+
+    if data.data_status("fashion-mnist") != "ready":
+        pytest.skip("Fashion-MNIST is not installed here")
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataUnavailable) as info:
+        data._download("mnist")
+    message = str(info.value)
+    assert "--dataset fashion-mnist" in message and "RuntimeError" not in message and "\n" not in message

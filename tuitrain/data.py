@@ -256,12 +256,15 @@ def _download(dataset: str) -> None:
     socket.setdefaulttimeout(20)  # fail within seconds offline instead of hanging
     try:
         cls(root=str(cache_dir()), train=True, download=True)
-    except Exception as exc:  # torchvision raises several kinds for a failed fetch
-        hint = " or install it with: apt-get install dataset-fashion-mnist" if dataset == "fashion-mnist" else ""
+    except Exception:  # torchvision raises several kinds for a failed fetch
+        hint = "; or install it: apt-get install dataset-fashion-mnist" if dataset == "fashion-mnist" else ""
+        other = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}[dataset]
+        if data_status(other) == "ready":
+            hint += f"; {other} is on this machine: --dataset {other}"
         raise DataUnavailable(
-            f"{dataset} is not on this machine and could not be downloaded ({type(exc).__name__}); "
-            f"connect to the internet, or pass --data-dir DIR holding {IDX_FILES['train_images']}[.gz] "
-            f"and the other three IDX files{hint}") from None
+            f"{dataset} is not on this machine and could not be downloaded (offline?); connect to the internet, "
+            f"or pass --data-dir DIR holding {IDX_FILES['train_images']}[.gz] and the other three IDX files"
+            f"{hint}") from None
     finally:
         socket.setdefaulttimeout(previous)
 
