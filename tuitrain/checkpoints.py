@@ -44,7 +44,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, durable: bool = True) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, durable: bool = True) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`.
 
     Readers see the old file or the new one, never a mix; on any error (a full disk) the
@@ -95,7 +95,7 @@ def cpu_copy(obj: Any) -> Any:
 
 def snapshot(trainer: Any, **extra: Any) -> dict[str, Any]:
     """Everything to continue `trainer` exactly: its state_dict, torch's global RNG, and `extra`."""
-    state = cpu_copy(trainer.state_dict())
+    state: dict[str, Any] = cpu_copy(trainer.state_dict())
     state.update(format=FORMAT, version=VERSION, torch_rng=torch.get_rng_state(), **extra)
     return state
 
@@ -152,7 +152,7 @@ FIELDS = {
 REQUIRED = ("model", "optimizer", "epoch", "epoch_step", "step", "shuffle_rng", "train_seconds", "samples_seen")
 
 
-def load(path: str | os.PathLike) -> dict[str, Any]:
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint without ever running code from it; any problem is a one-line CheckpointError.
 
     Every entry is checked for its type here, before anything of it is used.
@@ -233,7 +233,7 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
     return None
 
 
-def restore(trainer: Any, state: dict[str, Any], path: str | os.PathLike = "checkpoint") -> None:
+def restore(trainer: Any, state: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> None:
     """Load `state` (from load) into `trainer`; a checkpoint of another network or optimizer is a CheckpointError."""
     try:
         problem = mismatch(trainer, state)

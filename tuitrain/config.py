@@ -18,6 +18,11 @@ INITS = ("default", "kaiming")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 DATASETS = ("blobs", "rings", "square", "wave", "mnist", "fashion-mnist")
 DEVICES = ("auto", "cpu", "cuda")
+# input shape and output count per data set, known without loading it (network summaries)
+DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}  # synthetic points, samples = 0
+DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "blobs": ((2,), 1), "rings": ((2,), 3), "square": ((1,), 1), "wave": ((1,), 1),
+    "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
 
 
 def _choice(options: tuple[str, ...]) -> dict:

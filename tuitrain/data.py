@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tuitrain.config import DataConfig
+from tuitrain.config import DEFAULT_SAMPLES, DataConfig
 from tuitrain.errors import DataUnavailable, UsageError, quote
 from tuitrain.resources import available_memory, fmt_bytes
 
@@ -24,10 +24,6 @@ IDX_FILES = {
 }
 # torchvision class names double as the cache folder names it downloads into
 TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-# input shape and output count per data set, known without loading it (network summaries)
-DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "blobs": ((2,), 1), "rings": ((2,), 3), "square": ((1,), 1), "wave": ((1,), 1),
-    "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
@@ -35,7 +31,6 @@ CLASS_NAMES = {
     "blobs": ["blue", "orange"],
     "rings": ["inner", "middle", "outer"],
 }
-DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}
 
 
 @dataclass

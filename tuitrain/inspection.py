@@ -76,7 +76,7 @@ def confusion(model: nn.Module, data: Dataset, epoch: int | None = None, step: i
             return cached
         if epoch is None and now - cached.at < cached.cost / CONFUSION_BUDGET:
             return cached
-    predicted = torch.cat([model(chunk).argmax(1) for chunk in data.test.x.split(4096)])
+    predicted = torch.cat([model(chunk).argmax(1) for chunk in torch.split(data.test.x, 4096)])
     classes = len(data.class_names) or int(data.test.y.max().item()) + 1
     pairs = data.test.y * classes + predicted
     matrix = torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes).cpu()
@@ -141,8 +141,8 @@ def predictions(model: nn.Module, data: Dataset, indices: torch.Tensor, epoch: i
         result.grid = probs.reshape(GRID_SIZE, GRID_SIZE, -1).cpu()
         result.bounds = (lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item())
     elif kind == "curve":
-        lo, hi = data.train.x.min().item(), data.train.x.max().item()
-        result.curve_x = torch.linspace(lo, hi, CURVE_POINTS)
+        x_lo, x_hi = data.train.x.min().item(), data.train.x.max().item()
+        result.curve_x = torch.linspace(x_lo, x_hi, CURVE_POINTS)
         result.curve_y = _outputs(data.task, model(result.curve_x.to(device).unsqueeze(1))).cpu()
     if data.task == "classes":
         counted = confusion(model, data, epoch, step)

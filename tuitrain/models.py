@@ -24,7 +24,8 @@ class Neuron(nn.Module):
         self.linear = nn.Linear(inputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+        out: torch.Tensor = self.linear(x)
+        return out
 
 
 class MLP(nn.Module):
@@ -39,7 +40,8 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        out: torch.Tensor = self.layers(x)
+        return out
 
 
 class LeNet5(nn.Module):
@@ -59,7 +61,8 @@ class LeNet5(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] == 28:
             x = nn.functional.pad(x, (2, 2, 2, 2))
-        return self.classifier(self.features(x))
+        out: torch.Tensor = self.classifier(self.features(x))
+        return out
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], outputs: int) -> nn.Module:

@@ -6,18 +6,19 @@ ask a CUDA device for its free memory.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-from tuitrain.config import IMAGE_SETS, Config
+from tuitrain.config import DATASET_SHAPES, DEFAULT_SAMPLES, IMAGE_SETS, Config
 from tuitrain.errors import UsageError
 
 # inputs per sample, network outputs, bytes per sample as held (float32 x, y float32 or int64);
 # the same numbers as data.py's sets (a test checks them against it)
-DATA_SHAPES = {"blobs": (2, 1, 12), "rings": (2, 3, 16), "square": (1, 1, 8), "wave": (1, 1, 8),
-               "mnist": (784, 10, 784 * 4 + 8), "fashion-mnist": (784, 10, 784 * 4 + 8)}
-SYNTHETIC_DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}
+HELD_BYTES = {"blobs": 12, "rings": 16, "square": 8, "wave": 8,  # per sample on the device: inputs + target
+              "mnist": 784 * 4 + 8, "fashion-mnist": 784 * 4 + 8}
+DATA_SHAPES = {name: (math.prod(shape), outputs, HELD_BYTES[name]) for name, (shape, outputs) in DATASET_SHAPES.items()}
 IMAGE_SET_SAMPLES = 70_000  # MNIST-type: 60,000 train + 10,000 test (data.py checks the real files)
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
 EVAL_BATCH = 8192  # engine.EVAL_BATCH: samples per forward pass when evaluating
@@ -62,7 +63,7 @@ def memory_estimate(config: Config) -> dict[str, int]:
         data = samples * (3 * 784 + 2 * held)  # file bytes, their tensor, floats, split copies
         n_train = round(60_000 * (1 - config.data.valid_fraction))
     else:
-        samples = config.data.samples or SYNTHETIC_DEFAULT_SAMPLES[dataset]
+        samples = config.data.samples or DEFAULT_SAMPLES[dataset]
         data = samples * (3 * held + 16)  # generated, split copies, standardized; shuffle indices
         n_train = round(samples * (1 - config.data.valid_fraction - config.data.test_fraction))
     per_sample = _activations_per_sample(config) * 4
@@ -126,7 +127,7 @@ def check_fits(config: Config, device: Any = None, available: int | None = None)
     parts = memory_estimate(config)
     params, optimizer = parameter_estimate(config), config.train.optimizer
     samples = (IMAGE_SET_SAMPLES if config.data.dataset in IMAGE_SETS
-               else config.data.samples or SYNTHETIC_DEFAULT_SAMPLES[config.data.dataset])
+               else config.data.samples or DEFAULT_SAMPLES[config.data.dataset])
     what = {
         "network": ("the network", f"{params:,} parameters with {optimizer}", "use fewer or smaller hidden layers"),
         "data": ("the data set", f"{samples:,} {config.data.dataset} samples", "use fewer data.samples"),

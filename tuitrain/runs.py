@@ -48,7 +48,7 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
 
 
-def create_run_dir(out_dir: str | os.PathLike, preset: str, now: float | None = None) -> Path:
+def create_run_dir(out_dir: str | os.PathLike[str], preset: str, now: float | None = None) -> Path:
     """Make `<out_dir>/<YYYYmmdd-HHMMSS>-<preset>` (with -2, -3, ... when a run started that second)."""
     out = Path(out_dir).expanduser()
     stamp = datetime.fromtimestamp(time.time() if now is None else now).strftime("%Y%m%d-%H%M%S")
@@ -67,7 +67,7 @@ def create_run_dir(out_dir: str | os.PathLike, preset: str, now: float | None = 
     raise RunDirError(f"cannot create a run directory in --out {out}: too many runs named {base}")
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> Path:
+def check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     path = Path(run_dir).expanduser()
     if not path.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
@@ -76,15 +76,16 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
     return path
 
 
-def read_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The run's summary.json, or {} when it is missing, unreadable or damaged (see summary_problem)."""
     return read_summary_file(Path(run_dir) / SUMMARY)[0]
 
 
-def load_run_config(run_dir: str | os.PathLike) -> Any:
+def load_run_config(run_dir: str | os.PathLike[str]) -> Any:
     import tomllib
 
-    from tuitrain.config import ConfigError, config_from_dict
+    from tuitrain.config import config_from_dict
+    from tuitrain.errors import ConfigError
 
     path = check_run_dir(run_dir) / CONFIG
     try:
@@ -100,7 +101,7 @@ def load_run_config(run_dir: str | os.PathLike) -> Any:
 
 # ----------------------------------------------------------------------------- reading metrics
 
-def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """The complete JSON lines of `path` from byte `offset`, and the offset to continue from.
 
     A half-written last line is left for the next call; a broken line is skipped with a warning
@@ -213,7 +214,7 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
-def list_runs(out_dir: str | os.PathLike = DEFAULT_OUT) -> list[dict[str, Any]]:
+def list_runs(out_dir: str | os.PathLike[str] = DEFAULT_OUT) -> list[dict[str, Any]]:
     """One dict per run directory under `out_dir`, oldest first (from summary.json, else config.toml).
 
     A run whose summary.json is damaged (wrong types, NaN, not JSON) has status "damaged"; one whose

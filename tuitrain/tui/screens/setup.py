@@ -77,7 +77,7 @@ def data_line(dataset: str, data_dir: str = "") -> tuple[Text, str | None]:
 def network_layers(kind: str, hidden: tuple[int, ...], activation: str, dataset: str) -> tuple[Any, ...]:
     """The summary rows of a network (built once per distinct setting, not on every keystroke)."""
     from tuitrain.config import ModelConfig
-    from tuitrain.data import DATASET_SHAPES
+    from tuitrain.config import DATASET_SHAPES
     from tuitrain.models import build_model, describe
 
     shape, outputs = DATASET_SHAPES[dataset]
