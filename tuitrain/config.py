@@ -18,18 +18,18 @@ INITS = ("default", "kaiming")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 DATASETS = ("blobs", "rings", "square", "wave", "mnist", "fashion-mnist")
 DEVICES = ("auto", "cpu", "cuda")
-# input shape and output count per data set, known without loading it (network summaries)
 DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}  # synthetic points, samples = 0
+# input shape and output count per data set, known without loading it (summaries, memory estimates)
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "blobs": ((2,), 1), "rings": ((2,), 3), "square": ((1,), 1), "wave": ((1,), 1),
     "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
 
 
-def _choice(options: tuple[str, ...]) -> dict:
+def _choice(options: tuple[str, ...]) -> dict[str, Any]:
     return {"choices": options}
 
 
-def _range(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> dict:
+def _range(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> dict[str, Any]:
     return {"low": low, "high": high, "open_low": open_low}
 
 
@@ -185,7 +185,7 @@ def _show(value: Any, limit: int = 60) -> str:
 MAX_LAYERS = 1000  # hidden layers in an mlp
 
 
-def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
+def _check_value(spec: dataclasses.Field[Any], value: Any, where: str) -> Any:
     kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
     if kind == "bool":
         if not isinstance(value, bool):

@@ -135,13 +135,14 @@ def check_fits(config: Config, device: Any = None, available: int | None = None)
                              f"{_activations_per_sample(config):,} activations each",
                   "use a smaller --batch-size or smaller hidden layers"),
     }
-    checks = [("this machine", available if available is not None else available_memory(), parts)]
+    checks: list[tuple[str, int | None, dict[str, int]]] = [
+        ("this machine", available if available is not None else available_memory(), parts)]
     if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
         import torch
 
-        free, _ = torch.cuda.mem_get_info(device)
+        gpu_free, _ = torch.cuda.mem_get_info(device)
         _, _, held = DATA_SHAPES[config.data.dataset]
-        checks.append((f"the GPU ({device})", free, {**parts, "data": samples * held}))
+        checks.append((f"the GPU ({device})", gpu_free, {**parts, "data": samples * held}))
     for where, free, need in checks:
         total = sum(need.values())
         if free is None or total <= free:
