@@ -293,14 +293,14 @@ class SetupScreen(Screen[None]):
         button.label = "Checking data…"
         self.build_trainer(config)
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup")
-    def build_trainer(self, config: cfgmod.Config) -> tuple[cfgmod.Config, Any]:
+    def build_trainer(self, config: cfgmod.Config) -> cfgmod.Config:
         """Check what can fail before the dashboard opens (device, data on disk or downloadable)."""
         from tuitrain.data import ensure_available
         from tuitrain.engine import resolve_device
 
         resolve_device(config.train.device)
         ensure_available(config.data)
-        return config, None
+        return config
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "setup" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
@@ -316,5 +316,6 @@ class SetupScreen(Screen[None]):
         from tuitrain.tui.screens.dashboard import Dashboard
         from tuitrain.tui.source import LiveRun
 
-        config, _ = event.worker.result
-        self.app.push_screen(Dashboard(LiveRun(config)))
+        config = event.worker.result
+        if config is not None:
+            self.app.push_screen(Dashboard(LiveRun(config)))

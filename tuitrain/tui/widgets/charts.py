@@ -78,7 +78,7 @@ def fmt_tick(value: float, step: float | None = None, scientific: bool | None = 
         return str(value)
     size = abs(value)
     auto = step is None or not step > 0 or not math.isfinite(step)
-    if auto:
+    if step is None or auto:
         step = 10.0 ** (math.floor(math.log10(size)) - 2) if size else 1.0
     if size < step * 1e-6:
         return "0"
@@ -188,7 +188,7 @@ def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
     for line in chart.lines:
         xs, ys = [], []
         for x, y in zip(line.x, line.y):
-            if not (_finite(x) and _finite(y)) or (chart.log_y and y <= 0):
+            if x is None or y is None or not (_finite(x) and _finite(y)) or (chart.log_y and y <= 0):
                 dropped += 1
                 continue
             xs.append(float(x))

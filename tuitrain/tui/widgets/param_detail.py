@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
-from tuitrain.tui.widgets.render import Depth, colour_depth, fit_phrases, heatmap, heatmap_legend
+from tuitrain.tui.widgets.render import Depth, Phrase, colour_depth, fit_phrases, heatmap, heatmap_legend
 
 MAX_TILES = 48  # filters or input images drawn at most
 HISTOGRAM_BINS = 30
@@ -133,11 +133,11 @@ class ParamDetail(Vertical, can_focus=True):
         depth = colour_depth(self.app)
         width = max(20, self.query_one("#detail-title").size.width or self.size.width - 4)
         grad = "-" if p.grad_norm is None else f"{p.grad_norm:.3g}"
-        phrases = [(p.name, "bold"), f"shape {tuple(p.shape)}", f"{p.count:,} values", _stat("mean", f"{p.mean:.4g}"),
+        phrases: list[Phrase] = [(p.name, "bold"), f"shape {tuple(p.shape)}", f"{p.count:,} values", _stat("mean", f"{p.mean:.4g}"),
                    _stat("std", f"{p.std:.4g}"), _stat("min", f"{p.min:.4g}"), _stat("max", f"{p.max:.4g}"),
                    _stat("grad norm", grad), _stat("step", f"{inspection.step:,}")]
         neuron = self._neuron(params)
-        title = fit_phrases([(x, "") if isinstance(x, str) else x for x in phrases], width)
+        title = fit_phrases(phrases, width)
         if neuron:
             title.append("\n").append_text(fit_phrases(neuron[0], width))
         self.query_one("#detail-title", Static).update(title)

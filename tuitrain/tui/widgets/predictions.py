@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from rich.style import Style
@@ -50,7 +51,7 @@ def image_cell(image: Any, depth: Depth = "truecolor") -> list[Text]:
     small = F.adaptive_avg_pool2d(img, (14, 14))[0, 0]
     lo, hi = small.min().item(), small.max().item()
     norm = ((small - lo) / max(hi - lo, 1e-6)).tolist()
-    return grey_picture(norm, depth).split("\n")
+    return list(grey_picture(norm, depth).split("\n"))
 
 
 def image_grid(pred: Any, indices: list[int], columns: int, depth: Depth = "truecolor") -> Text:
@@ -134,7 +135,7 @@ def decision_regions(pred: Any, width: int, height: int, depth: Depth = "truecol
     return out
 
 
-def regions_legend(names: list[str], classes: int, depth: Depth) -> list[Phrase]:
+def regions_legend(names: list[str], classes: int, depth: Depth) -> Sequence[Phrase]:
     """One phrase per class in its own colour (or region character), then the mistake mark."""
     if depth == "none":
         return [(f"{class_char(k)} region, {k % 10} point: {_label(names, k)}", "") for k in range(classes)] + [

@@ -14,6 +14,7 @@ RGB reaches the terminal as that entry (tests/test_charts.py checks every one us
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from rich.style import Style
@@ -56,9 +57,8 @@ def colour_depth(app: Any) -> Depth:
     """The depth to draw for: NO_COLOR (Textual's `app.no_color`) wins, then the console's colour system."""
     if getattr(app, "no_color", False):
         return "none"
-    system = app.console.color_system
-    return {"truecolor": "truecolor", "256": "256", "standard": "standard", "windows": "standard"}.get(system or "",
-                                                                                                       "none")
+    depths: dict[str, Depth] = {"truecolor": "truecolor", "256": "256", "standard": "standard", "windows": "standard"}
+    return depths.get(app.console.color_system or "", "none")
 
 
 def rgb(colour: RGB) -> str:
@@ -262,7 +262,7 @@ def phrase_text(phrase: Phrase) -> Text:
     return Text(text, style or "")
 
 
-def fit_phrases(phrases: list[Phrase], width: int, max_lines: int | None = None, gap: str = "  ") -> Text:
+def fit_phrases(phrases: Sequence[Phrase], width: int, max_lines: int | None = None, gap: str = "  ") -> Text:
     """Phrases joined by `gap`, a new line only between phrases; a phrase wider than a line is cut with '…'.
 
     With `max_lines`, phrases that do not fit are left out (put the ones that matter most first)."""
