@@ -19,8 +19,9 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 def ensure_installed(extra: str) -> None:
     """(Re)install when pyproject.toml, constraints.txt or the extra changed since last time."""
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
-                            + extra.encode()).hexdigest()
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes() + extra.encode()
+    ).hexdigest()
     stamp = VENV / f".installed-{extra or 'app'}"
     if stamp.exists() and stamp.read_text() == digest:
         return
@@ -29,8 +30,22 @@ def ensure_installed(extra: str) -> None:
         venv.create(VENV, with_pip=True)
     target = f".[{extra}]" if extra else "."
     print(f"installing tuitrain{f'[{extra}]' if extra else ''} into .venv (first time: about a minute) ...", flush=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-c", str(ROOT / "constraints.txt"), "-e", target], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            "-e",
+            target,
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     stamp.write_text(digest)
 
 

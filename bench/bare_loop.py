@@ -23,8 +23,8 @@ from torch import nn
 def read_idx(path: Path) -> torch.Tensor:
     raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).reshape(dims)
 
 
 def idx_file(folder: Path, stem: str) -> Path:
@@ -50,7 +50,7 @@ def rings_data(seed: int, n: int = 15000, fraction: float = 0.15):
     y = (r >= 0.5).long() + (r >= 1.0).long()
     order = torch.randperm(n, generator=g)
     k = round(n * fraction)
-    te, va, tr = order[:k], order[k:2 * k], order[2 * k:]
+    te, va, tr = order[:k], order[k : 2 * k], order[2 * k :]
     return (x[tr], y[tr]), (x[va], y[va]), (x[te], y[te])
 
 
@@ -65,10 +65,12 @@ def mlp(inputs: int, hidden: list[int], outputs: int) -> nn.Module:
 class LeNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
-                                        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(nn.functional.pad(x, (2, 2, 2, 2))))
@@ -117,7 +119,7 @@ def main() -> None:
         order = torch.randperm(n, generator=shuffle)
         loss_sum = torch.zeros(())
         for i in range(0, n, bs):
-            idx = order[i:i + bs]
+            idx = order[i : i + bs]
             xb, yb = x[idx], y[idx]
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -129,9 +131,19 @@ def main() -> None:
         samples += n
         valid_loss, valid_acc = evaluate(model, *valid, loss_fn)
     test_loss, test_acc = evaluate(model, *test, loss_fn)
-    print(json.dumps({"samples": samples, "train_seconds": train_seconds, "samples_per_s": samples / train_seconds,
-                      "train_loss": train_loss, "valid_loss": valid_loss, "test_loss": test_loss,
-                      "test_accuracy": test_acc}))
+    print(
+        json.dumps(
+            {
+                "samples": samples,
+                "train_seconds": train_seconds,
+                "samples_per_s": samples / train_seconds,
+                "train_loss": train_loss,
+                "valid_loss": valid_loss,
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

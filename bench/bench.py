@@ -49,11 +49,16 @@ CASES: dict[str, tuple[str, str, int, int, int]] = {
     "rings": ("rings", "rings", 1000, 100, 3),
 }
 DISTURBED = 0.10  # a run during which other processes used more than this share of the CPUs is re-run
-VARIANTS = {"a": "bare PyTorch loop", "b": "tutorial loop (DataLoader)", "c": "tuitrain run (headless)",
-            "d": "tuitrain with live dashboard"}
+VARIANTS = {
+    "a": "bare PyTorch loop",
+    "b": "tutorial loop (DataLoader)",
+    "c": "tuitrain run (headless)",
+    "d": "tuitrain with live dashboard",
+}
 
 
 # ----------------------------------------------------------------------------- data
+
 
 def write_idx(path: Path, data: bytes, dims: list[int], compress: bool) -> None:
     header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
@@ -68,8 +73,11 @@ def prepare_data(work: Path, synthetic: bool, n_train: int, n_test: int, seed: i
         for stem in IDX_STEMS:
             with gzip.open(DEBIAN_FASHION_DIR / f"{stem}.gz", "rb") as src, open(tv_raw / stem, "wb") as dst:
                 shutil.copyfileobj(src, dst)  # what torchvision leaves after its download + extract
-        return {"idx_dir": str(DEBIAN_FASHION_DIR), "tv_root": str(work / "tv"),
-                "source": f"Fashion-MNIST ({DEBIAN_FASHION_DIR}, 60,000 train / 10,000 test)"}
+        return {
+            "idx_dir": str(DEBIAN_FASHION_DIR),
+            "tv_root": str(work / "tv"),
+            "source": f"Fashion-MNIST ({DEBIAN_FASHION_DIR}, 60,000 train / 10,000 test)",
+        }
     import random
 
     rng = random.Random(seed)
@@ -82,11 +90,15 @@ def prepare_data(work: Path, synthetic: bool, n_train: int, n_test: int, seed: i
             suffix = ".gz" if compress else ""
             write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images, [n, 28, 28], compress)
             write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, [n], compress)
-    return {"idx_dir": str(idx_dir), "tv_root": str(work / "tv"),
-            "source": f"synthetic uint8 images, {n_train:,} train / {n_test:,} test, 28x28, 10 classes"}
+    return {
+        "idx_dir": str(idx_dir),
+        "tv_root": str(work / "tv"),
+        "source": f"synthetic uint8 images, {n_train:,} train / {n_test:,} test, 28x28, 10 classes",
+    }
 
 
 # ----------------------------------------------------------------------------- processes
+
 
 def tuitrain_cmd() -> list[str]:
     script = Path(sys.executable).parent / "tuitrain"
@@ -111,15 +123,18 @@ def last_json(stdout: str, event: str | None = None) -> dict[str, Any]:
 
 def engine_uses_fused_adam() -> bool:
     """Whether tuitrain builds Adam fused; the bare loop then does the same (same optimizer)."""
-    code = ("import torch; from tuitrain.engine import build_optimizer;"
-            "o = build_optimizer('adam', torch.nn.Linear(2, 2).parameters(), 1e-3, 0.9, 0.0);"
-            "print(bool(o.defaults.get('fused')))")
+    code = (
+        "import torch; from tuitrain.engine import build_optimizer;"
+        "o = build_optimizer('adam', torch.nn.Linear(2, 2).parameters(), 1e-3, 0.9, 0.0);"
+        "print(bool(o.defaults.get('fused')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE.parent)
     return out.stdout.strip() == "True"
 
 
-def case_command(variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path,
-                 fused: bool) -> list[str] | None:
+def case_command(
+    variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path, fused: bool
+) -> list[str] | None:
     model, preset, batch, _, _ = CASES[case]
     common = ["--batch-size", str(batch), "--epochs", str(epochs), "--seed", str(seed)]
     if variant == "a":
@@ -157,8 +172,9 @@ def run_in_terminal(cmd: list[str], timeout: float, cols: int = 120, rows: int =
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=HERE.parent,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=HERE.parent, start_new_session=True
+    )
     os.close(slave)
     received = 0
     try:
@@ -183,16 +199,31 @@ def run_in_terminal(cmd: list[str], timeout: float, cols: int = 120, rows: int =
     return time.perf_counter() - start, proc.returncode, received
 
 
-def run_dashboard(case: str, epochs: int, data: dict[str, Any], seed: int, work: Path,
-                  timeout: float) -> dict[str, Any]:
+def run_dashboard(
+    case: str, epochs: int, data: dict[str, Any], seed: int, work: Path, timeout: float
+) -> dict[str, Any]:
     why = tui_status()
     if why:
         return {"error": why}
     model, preset, batch, _, _ = CASES[case]
     result_file = work / f"dashboard-{case}-{time.monotonic_ns()}.json"
     images = [] if model == "rings" else ["--dataset", "fashion-mnist", "--data-dir", data["idx_dir"]]
-    cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), preset, *images,
-           "--batch-size", str(batch), "--epochs", str(epochs), "--seed", str(seed), "--out", str(work / "runs")]
+    cmd = [
+        sys.executable,
+        str(HERE / "probes.py"),
+        "dashboard",
+        str(result_file),
+        preset,
+        *images,
+        "--batch-size",
+        str(batch),
+        "--epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+        "--out",
+        str(work / "runs"),
+    ]
     launched = time.time()
     wall, code, drawn = run_in_terminal(cmd, timeout)
     if code != 0 or not result_file.exists():
@@ -200,13 +231,18 @@ def run_dashboard(case: str, epochs: int, data: dict[str, Any], seed: int, work:
     out = json.loads(result_file.read_text())
     if "samples_per_s" not in out:
         return {"error": f"dashboard ended without a RunEnded event: {out}", "wall_s": wall}
-    return {"wall_s": wall, "samples_per_s": out["samples_per_s"], "test_loss": out.get("test"),
-            "terminal_bytes": drawn,
-            "first_chart_s": out["first_chart_time"] - launched if "first_chart_time" in out else None}
+    return {
+        "wall_s": wall,
+        "samples_per_s": out["samples_per_s"],
+        "test_loss": out.get("test"),
+        "terminal_bytes": drawn,
+        "first_chart_s": out["first_chart_time"] - launched if "first_chart_time" in out else None,
+    }
 
 
-def run_case(variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path, fused: bool,
-             timeout: float) -> dict[str, Any]:
+def run_case(
+    variant: str, case: str, epochs: int, data: dict[str, Any], seed: int, work: Path, fused: bool, timeout: float
+) -> dict[str, Any]:
     if variant == "d":
         return run_dashboard(case, epochs, data, seed, work, timeout)
     cmd = case_command(variant, case, epochs, data, seed, work, fused)
@@ -224,10 +260,12 @@ def run_case(variant: str, case: str, epochs: int, data: dict[str, Any], seed: i
 
 def cpu_busy(interval: float = 0.5) -> float:
     """Share of all cores busy over `interval` seconds (other people's work, when we are idle)."""
+
     def sample() -> tuple[int, int]:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         idle = fields[3] + fields[4]
         return sum(fields), idle
+
     try:
         total0, idle0 = sample()
         time.sleep(interval)
@@ -244,8 +282,11 @@ def cpu_counters() -> tuple[float, float]:
         busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         busy = 0.0
-    ours = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-               for f in ("ru_utime", "ru_stime"))
+    ours = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
     return busy, ours
 
 
@@ -265,6 +306,7 @@ def wait_for_quiet(limit_s: float, threshold: float = 0.15) -> float:
 
 
 # ----------------------------------------------------------------------------- extra measurements
+
 
 def median_time(cmd: list[str], repeats: int) -> dict[str, Any]:
     times = []
@@ -292,8 +334,22 @@ def first_step(data: dict[str, Any], seed: int, work: Path, timeout: float = 120
     `--json` on stdout carries only start/epoch/end lines. The run is then stopped with SIGTERM.
     """
     out = work / "first-step"
-    cmd = [*tuitrain_cmd(), "run", "mlp", "--dataset", "fashion-mnist", "--data-dir", data["idx_dir"],
-           "--epochs", "1", "--seed", str(seed), "--json", "--out", str(out)]
+    cmd = [
+        *tuitrain_cmd(),
+        "run",
+        "mlp",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data["idx_dir"],
+        "--epochs",
+        "1",
+        "--seed",
+        str(seed),
+        "--json",
+        "--out",
+        str(out),
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     seen: dict[str, float] = {}
@@ -315,10 +371,15 @@ def first_step(data: dict[str, Any], seed: int, work: Path, timeout: float = 120
             proc.kill()
             proc.wait()
     if "step" not in seen:
-        return {"error": f"no step event (exit {proc.returncode}): {(proc.stderr.read() if proc.stderr else '')[-300:]}"}
-    return {"what": "time from launching `tuitrain run mlp --dataset fashion-mnist --json` to its first step "
-                    "event in metrics.jsonl (the TUI's first chart point is not measured)",
-            "to_start_event_s": seen.get("start"), "to_first_step_s": seen["step"]}
+        return {
+            "error": f"no step event (exit {proc.returncode}): {(proc.stderr.read() if proc.stderr else '')[-300:]}"
+        }
+    return {
+        "what": "time from launching `tuitrain run mlp --dataset fashion-mnist --json` to its first step "
+        "event in metrics.jsonl (the TUI's first chart point is not measured)",
+        "to_start_event_s": seen.get("start"),
+        "to_first_step_s": seen["step"],
+    }
 
 
 def first_chart(data: dict[str, Any], seed: int, work: Path, timeout: float = 300) -> dict[str, Any]:
@@ -327,17 +388,35 @@ def first_chart(data: dict[str, Any], seed: int, work: Path, timeout: float = 30
     if why:
         return {"error": why}
     result_file = work / "first-chart.json"
-    cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), "--until-first-chart", "mlp",
-           "--dataset", "fashion-mnist", "--data-dir", data["idx_dir"], "--epochs", "1", "--seed", str(seed),
-           "--out", str(work / "runs")]
+    cmd = [
+        sys.executable,
+        str(HERE / "probes.py"),
+        "dashboard",
+        str(result_file),
+        "--until-first-chart",
+        "mlp",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data["idx_dir"],
+        "--epochs",
+        "1",
+        "--seed",
+        str(seed),
+        "--out",
+        str(work / "runs"),
+    ]
     launched = time.time()
     wall, code, _ = run_in_terminal(cmd, timeout)
     out = json.loads(result_file.read_text()) if result_file.exists() else {}
     if "first_chart_time" not in out:
         return {"error": f"no chart point drawn (exit {code})"}
-    return {"what": "time from launching the `tuitrain train mlp --dataset fashion-mnist` dashboard (in a "
-                    "120x40 pty) to its first drawn chart point", "to_first_chart_s": out["first_chart_time"] - launched,
-            "to_first_step_event_s": out["first_step_time"] - launched}
+    return {
+        "what": "time from launching the `tuitrain train mlp --dataset fashion-mnist` dashboard (in a "
+        "120x40 pty) to its first drawn chart point",
+        "to_first_chart_s": out["first_chart_time"] - launched,
+        "to_first_step_event_s": out["first_step_time"] - launched,
+    }
 
 
 def rss(epochs: int) -> dict[str, Any]:
@@ -352,6 +431,7 @@ def rss(epochs: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- report
 
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:
@@ -365,13 +445,25 @@ def machine() -> dict[str, Any]:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem_gib = None
-    versions = subprocess.run([sys.executable, "-c", "import torch, torchvision; print(torch.__version__, "
-                               "torchvision.__version__, torch.get_num_threads())"],
-                              capture_output=True, text=True).stdout.split()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1) if mem_gib else None,
-            "os": platform.platform(), "python": platform.python_version(),
-            "torch": versions[0] if versions else None, "torchvision": versions[1] if len(versions) > 1 else None,
-            "torch_threads": int(versions[2]) if len(versions) > 2 else None}
+    versions = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.get_num_threads())",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1) if mem_gib else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": versions[0] if versions else None,
+        "torchvision": versions[1] if len(versions) > 1 else None,
+        "torch_threads": int(versions[2]) if len(versions) > 2 else None,
+    }
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -382,11 +474,17 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     clean = [r for r in ok if not r.get("disturbed")]
     noisy = not clean
     ok = clean or ok
-    return {"noisy": noisy, "used_runs": len(ok),
-            "best_samples_per_s": max(r["samples_per_s"] for r in ok), "best_wall_s": min(r["wall_s"] for r in ok),
-            "samples_per_s": statistics.median(r["samples_per_s"] for r in ok),
-            "wall_s": statistics.median(r["wall_s"] for r in ok),
-            "test_loss": ok[-1].get("test_loss"), "test_accuracy": ok[-1].get("test_accuracy"), "runs": runs}
+    return {
+        "noisy": noisy,
+        "used_runs": len(ok),
+        "best_samples_per_s": max(r["samples_per_s"] for r in ok),
+        "best_wall_s": min(r["wall_s"] for r in ok),
+        "samples_per_s": statistics.median(r["samples_per_s"] for r in ok),
+        "wall_s": statistics.median(r["wall_s"] for r in ok),
+        "test_loss": ok[-1].get("test_loss"),
+        "test_accuracy": ok[-1].get("test_accuracy"),
+        "runs": runs,
+    }
 
 
 def ratio(num: dict[str, Any] | None, den: dict[str, Any] | None, key: str, invert: bool = False) -> float | None:
@@ -400,8 +498,12 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def runs_per_cell(report: dict[str, Any]) -> str:
-    counts = {cell.get("used_runs", report["repeats"]) for row in report["cases"].values()
-              for cell in row["variants"].values() if "error" not in cell}
+    counts = {
+        cell.get("used_runs", report["repeats"])
+        for row in report["cases"].values()
+        for cell in row["variants"].values()
+        if "error" not in cell
+    }
     if not counts:
         return str(report["repeats"])
     return str(min(counts)) if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
@@ -409,13 +511,16 @@ def runs_per_cell(report: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}, "
-             f"torch {m['torch']} (CPU, {m['torch_threads']} threads), torchvision {m['torchvision']}.",
-             f"Data: {report['data']}. Seed {report['seed']}; median of {runs_per_cell(report)} undisturbed run(s) "
-             "per cell.", "",
-             "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
-             "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}, "
+        f"torch {m['torch']} (CPU, {m['torch_threads']} threads), torchvision {m['torchvision']}.",
+        f"Data: {report['data']}. Seed {report['seed']}; median of {runs_per_cell(report)} undisturbed run(s) "
+        "per cell.",
+        "",
+        "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
+        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for case, row in report["cases"].items():
         v = row["variants"]
         cells = [case, str(row["epochs"])]
@@ -424,11 +529,14 @@ def markdown(report: dict[str, Any]) -> str:
         cells += [fmt(v.get(k, {}).get("wall_s"), ".2f") + mark[k] for k in "abcd"]
         cells += [fmt(row["ratios"].get(k), ".2f") for k in ("c/a", "c/b", "d/c", "wall c/a")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "samples/s: training samples per second of training time, as each loop reports it. "
-              "wall: the whole process (start-up, imports, data loading, training, evaluation). "
-              "c/a, c/b, d/c: samples/s ratios; wall c/a: c's wall time over a's (lower is better). "
-              f"Runs during which other processes used over {DISTURBED:.0%} of the CPUs were re-run and left "
-              "out; * marks a cell where every run was disturbed."]
+    lines += [
+        "",
+        "samples/s: training samples per second of training time, as each loop reports it. "
+        "wall: the whole process (start-up, imports, data loading, training, evaluation). "
+        "c/a, c/b, d/c: samples/s ratios; wall c/a: c's wall time over a's (lower is better). "
+        f"Runs during which other processes used over {DISTURBED:.0%} of the CPUs were re-run and left "
+        "out; * marks a cell where every run was disturbed.",
+    ]
     notes = [f"- {k}: {v['error']}" for k, v in report.get("not_measured", {}).items()]
     if notes:
         lines += ["", "Not measured:", *notes]
@@ -437,23 +545,31 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "| measurement | result |", "|---|---|"]
         s = extras.get("startup", {})
         if "ratio" in s:
-            lines.append(f"| `tuitrain --help` vs `python -c \"import torch\"` (median of {len(s['tuitrain_help']['runs_s'])}) "
-                         f"| {s['tuitrain_help']['median_s']:.3f} s vs {s['import_torch']['median_s']:.3f} s "
-                         f"= {s['ratio']:.2f}x |")
+            lines.append(
+                f'| `tuitrain --help` vs `python -c "import torch"` (median of {len(s["tuitrain_help"]["runs_s"])}) '
+                f"| {s['tuitrain_help']['median_s']:.3f} s vs {s['import_torch']['median_s']:.3f} s "
+                f"= {s['ratio']:.2f}x |"
+            )
         f = extras.get("first_step", {})
         if "to_first_step_s" in f:
-            lines.append(f"| launch of `tuitrain run mlp --dataset fashion-mnist --json` to first step event "
-                         f"| {f['to_first_step_s']:.2f} s (start event at {f['to_start_event_s']:.2f} s) |")
+            lines.append(
+                f"| launch of `tuitrain run mlp --dataset fashion-mnist --json` to first step event "
+                f"| {f['to_first_step_s']:.2f} s (start event at {f['to_start_event_s']:.2f} s) |"
+            )
         f = extras.get("first_chart", {})
         if "to_first_chart_s" in f:
-            lines.append(f"| launch of the `tuitrain train mlp --dataset fashion-mnist` dashboard to its first "
-                         f"chart point | {f['to_first_chart_s']:.2f} s (first step event at "
-                         f"{f['to_first_step_event_s']:.2f} s) |")
+            lines.append(
+                f"| launch of the `tuitrain train mlp --dataset fashion-mnist` dashboard to its first "
+                f"chart point | {f['to_first_chart_s']:.2f} s (first step event at "
+                f"{f['to_first_step_event_s']:.2f} s) |"
+            )
         r = extras.get("rss", {})
         if "rss_kib_last" in r:
-            lines.append(f"| RSS of a {r['epochs']}-epoch `rings` run: after epoch 2 vs after epoch {r['epochs']} "
-                         f"| {r['rss_kib_epoch2'] / 1024:.1f} MiB vs {r['rss_kib_last'] / 1024:.1f} MiB "
-                         f"({r['growth']:+.1%}); peak {r['peak_rss_kib'] / 1024:.1f} MiB |")
+            lines.append(
+                f"| RSS of a {r['epochs']}-epoch `rings` run: after epoch 2 vs after epoch {r['epochs']} "
+                f"| {r['rss_kib_epoch2'] / 1024:.1f} MiB vs {r['rss_kib_last'] / 1024:.1f} MiB "
+                f"({r['growth']:+.1%}); peak {r['peak_rss_kib'] / 1024:.1f} MiB |"
+            )
         for name, value in extras.items():
             if isinstance(value, dict) and "error" in value:
                 lines.append(f"| {name} | error: {value['error']} |")
@@ -461,6 +577,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- main
+
 
 def summarize_cases(report: dict[str, Any], raw: dict[str, Any], quick: bool) -> None:
     report["not_measured"] = {}
@@ -471,12 +588,17 @@ def summarize_cases(report: dict[str, Any], raw: dict[str, Any], quick: bool) ->
                 report["not_measured"][f"{case}/{k}"] = {"error": s["error"]}
         ok = {k: s for k, s in v.items() if "error" not in s}
         report["cases"][case] = {
-            "model": CASES[case][0], "batch_size": CASES[case][2], "epochs": CASES[case][4 if quick else 3],
+            "model": CASES[case][0],
+            "batch_size": CASES[case][2],
+            "epochs": CASES[case][4 if quick else 3],
             "variants": v,
-            "ratios": {"c/a": ratio(ok.get("c"), ok.get("a"), "samples_per_s"),
-                       "c/b": ratio(ok.get("c"), ok.get("b"), "samples_per_s"),
-                       "d/c": ratio(ok.get("d"), ok.get("c"), "samples_per_s"),
-                       "wall c/a": ratio(ok.get("c"), ok.get("a"), "wall_s")}}
+            "ratios": {
+                "c/a": ratio(ok.get("c"), ok.get("a"), "samples_per_s"),
+                "c/b": ratio(ok.get("c"), ok.get("b"), "samples_per_s"),
+                "d/c": ratio(ok.get("d"), ok.get("c"), "samples_per_s"),
+                "wall c/a": ratio(ok.get("c"), ok.get("a"), "wall_s"),
+            },
+        }
 
 
 def write_report(report: dict[str, Any], out: Path) -> str:
@@ -517,12 +639,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-epochs", type=int, help="epochs of the rings memory probe (default 100, 3 with --quick)")
     p.add_argument("--out", default=str(HERE / "results" / "latest.json"), help="JSON path; .md written beside it")
     p.add_argument("--timeout", type=float, default=900, help="seconds per process")
-    p.add_argument("--retries", type=int, help="extra runs of a cell when other processes disturbed it "
-                   "(default 2, 0 with --quick)")
-    p.add_argument("--quiet-wait", type=float, help="before each run, wait up to this many seconds for other "
-                   "processes to leave the CPUs idle (default 90, 0 with --quick)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="no runs: pool the runs of earlier result files "
-                   "(same data and seed) into one report at --out")
+    p.add_argument(
+        "--retries", type=int, help="extra runs of a cell when other processes disturbed it (default 2, 0 with --quick)"
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="before each run, wait up to this many seconds for other "
+        "processes to leave the CPUs idle (default 90, 0 with --quick)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="no runs: pool the runs of earlier result files (same data and seed) into one report at --out",
+    )
     args = p.parse_args(argv)
     if args.merge:
         return merge(args.merge, Path(args.out))
@@ -543,24 +674,35 @@ def main(argv: list[str] | None = None) -> int:
         data = prepare_data(work, synthetic, n_train, n_test, args.seed)
         fused = engine_uses_fused_adam()
         report: dict[str, Any] = {
-            "version": 1, "quick": args.quick, "seed": args.seed, "repeats": repeats, "data": data["source"],
-            "synthetic": synthetic, "machine": machine(), "variants": {k: VARIANTS[k] for k in variants},
-            "adam_fused": fused, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cases": {}, "not_measured": {},
+            "version": 1,
+            "quick": args.quick,
+            "seed": args.seed,
+            "repeats": repeats,
+            "data": data["source"],
+            "synthetic": synthetic,
+            "machine": machine(),
+            "variants": {k: VARIANTS[k] for k in variants},
+            "adam_fused": fused,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "cases": {},
+            "not_measured": {},
         }
         raw: dict[str, dict[str, list[dict[str, Any]]]] = {c: {v: [] for v in variants} for c in cases}
         if not args.no_extras:
             print("extras: start-up, first step, first chart, memory", file=sys.stderr, flush=True)
-            report["extras"] = {"startup": startup(3 if args.quick else 7),
-                                "first_step": first_step(data, args.seed, work),
-                                "first_chart": first_chart(data, args.seed, work),
-                                "rss": rss(args.rss_epochs or (3 if args.quick else 100))}
+            report["extras"] = {
+                "startup": startup(3 if args.quick else 7),
+                "first_step": first_step(data, args.seed, work),
+                "first_chart": first_chart(data, args.seed, work),
+                "rss": rss(args.rss_epochs or (3 if args.quick else 100)),
+            }
         out = Path(args.out)
         write_report(report, out)  # also after every run: a stopped benchmark keeps what it measured
         for r in range(repeats):  # interleaved, so drift in machine load spreads over every cell
             for case in cases:
                 epochs = CASES[case][4 if args.quick else 3]
                 for v in variants:
-                    for attempt in range(1 + retries):
+                    for _attempt in range(1 + retries):
                         busy = wait_for_quiet(quiet_wait) if quiet_wait > 0 else None
                         before, start = cpu_counters(), time.perf_counter()
                         res = run_case(v, case, epochs, data, args.seed, work, fused, args.timeout)
@@ -569,8 +711,12 @@ def main(argv: list[str] | None = None) -> int:
                         res["cpu_busy_before"] = busy
                         raw[case][v].append(res)
                         shown = res.get("error") or f"{res['samples_per_s']:,.0f} samples/s, wall {res['wall_s']:.2f} s"
-                        print(f"[{r + 1}/{repeats}] {case:<10} {v}: {shown}  (others used "
-                              f"{res['others_cpu_share']:.0%} of the CPUs)", file=sys.stderr, flush=True)
+                        print(
+                            f"[{r + 1}/{repeats}] {case:<10} {v}: {shown}  (others used "
+                            f"{res['others_cpu_share']:.0%} of the CPUs)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         summarize_cases(report, raw, args.quick)
                         write_report(report, out)
                         if "error" in res or not res["disturbed"]:

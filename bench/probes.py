@@ -1,8 +1,8 @@
 """Small drivers the benchmark runs in their own processes; each prints one JSON object on stdout.
 
-    python bench/probes.py rss --epochs 100         # VmRSS at each EpochEnded of a `rings` run
-    python bench/probes.py dashboard RESULT.json [--until-first-chart] PRESET [tuitrain train options]
-                                                    # `tuitrain train`'s dashboard; run it in a terminal (pty)
+python bench/probes.py rss --epochs 100         # VmRSS at each EpochEnded of a `rings` run
+python bench/probes.py dashboard RESULT.json [--until-first-chart] PRESET [tuitrain train options]
+                                                # `tuitrain train`'s dashboard; run it in a terminal (pty)
 """
 
 from __future__ import annotations
@@ -38,10 +38,19 @@ def rss(argv: list[str]) -> None:
     config = resolve_config("rings", epochs=epochs)
     ended = Trainer(config, [consumer]).run()
     first = samples.get(2, samples.get(1, 0))
-    print(json.dumps({"status": ended.status, "epochs": epochs, "rss_kib_epoch2": first,
-                      "rss_kib_last": samples.get(epochs, 0), "rss_kib_by_epoch": samples,
-                      "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "samples_per_s": ended.samples_per_s}))
+    print(
+        json.dumps(
+            {
+                "status": ended.status,
+                "epochs": epochs,
+                "rss_kib_epoch2": first,
+                "rss_kib_last": samples.get(epochs, 0),
+                "rss_kib_by_epoch": samples,
+                "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "samples_per_s": ended.samples_per_s,
+            }
+        )
+    )
 
 
 def dashboard(argv: list[str]) -> None:
@@ -66,8 +75,12 @@ def dashboard(argv: list[str]) -> None:
         if isinstance(event, StepProgress):
             seen.setdefault("first_step_time", time.time())
         elif isinstance(event, RunEnded):
-            seen.update(status=event.status, samples_per_s=event.samples_per_s,
-                        train_seconds=event.train_seconds, test=event.test and event.test.loss)
+            seen.update(
+                status=event.status,
+                samples_per_s=event.samples_per_s,
+                train_seconds=event.train_seconds,
+                test=event.test and event.test.loss,
+            )
 
     def drawing(self: Dashboard) -> None:
         draw_charts(self)

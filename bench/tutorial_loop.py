@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bare_loop import LeNet, mlp, rings_data  # noqa: E402  (same architectures, nothing else)
+from bare_loop import LeNet, mlp, rings_data
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
         test_set = datasets.FashionMNIST(root=args.root, train=False, transform=to_tensor, download=False)
         # tuitrain holds out 10% for validation; train on the same 54,000 images for a like-for-like count
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(args.seed))
-        train_set = Subset(full, order[round(len(full) * 0.1):].tolist())
+        train_set = Subset(full, order[round(len(full) * 0.1) :].tolist())
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     test_loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
 
@@ -81,9 +81,18 @@ def main() -> None:
             _, predicted = torch.max(outputs.data, 1)
             total += labels.size(0)
             correct += (predicted == labels).sum().item()
-    print(json.dumps({"samples": samples, "train_seconds": train_seconds, "samples_per_s": samples / train_seconds,
-                      "train_loss": running_loss / len(train_loader), "test_loss": test_loss / total,
-                      "test_accuracy": correct / total}))
+    print(
+        json.dumps(
+            {
+                "samples": samples,
+                "train_seconds": train_seconds,
+                "samples_per_s": samples / train_seconds,
+                "train_loss": running_loss / len(train_loader),
+                "test_loss": test_loss / total,
+                "test_accuracy": correct / total,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

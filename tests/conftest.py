@@ -37,7 +37,7 @@ def make_idx_set(folder: Path, train: int = 120, test: int = 40, compress: bool 
         images = bytearray(n * 28 * 28)
         for i, label in enumerate(labels):
             row = 2 * label + 4
-            images[i * 784 + row * 28: i * 784 + row * 28 + 28] = bytes([255]) * 28
+            images[i * 784 + row * 28 : i * 784 + row * 28 + 28] = bytes([255]) * 28
         write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", bytes(images), [n, 28, 28], compress)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, [n], compress)
     return folder

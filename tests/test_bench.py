@@ -24,8 +24,24 @@ def load_bench():
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--cases", "mlp-64,rings", "--variants", "ac",
-                           "--no-extras", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--cases",
+            "mlp-64,rings",
+            "--variants",
+            "ac",
+            "--no-extras",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["synthetic"] is True and "synthetic" in report["data"]
@@ -52,18 +68,41 @@ def test_markdown_lists_ratios_extras_and_gaps() -> None:
     bench = load_bench()
     cell = {"samples_per_s": 1000.0, "wall_s": 10.0, "runs": []}
     report = {
-        "machine": {"cpu": "CPU", "cores": 2, "memory_gib": 4, "os": "Linux", "python": "3.11", "torch": "2",
-                    "torch_threads": 2, "torchvision": "0"},
-        "data": "synthetic", "seed": 0, "repeats": 1,
-        "cases": {"mlp-64": {"epochs": 1, "variants": {"a": cell, "b": {**cell, "samples_per_s": 250.0},
-                                                       "c": {**cell, "wall_s": 11.0}, "d": {"error": "no TUI"}},
-                             "ratios": {"c/a": 1.0, "c/b": 4.0, "d/c": None, "wall c/a": 1.1}}},
+        "machine": {
+            "cpu": "CPU",
+            "cores": 2,
+            "memory_gib": 4,
+            "os": "Linux",
+            "python": "3.11",
+            "torch": "2",
+            "torch_threads": 2,
+            "torchvision": "0",
+        },
+        "data": "synthetic",
+        "seed": 0,
+        "repeats": 1,
+        "cases": {
+            "mlp-64": {
+                "epochs": 1,
+                "variants": {
+                    "a": cell,
+                    "b": {**cell, "samples_per_s": 250.0},
+                    "c": {**cell, "wall_s": 11.0},
+                    "d": {"error": "no TUI"},
+                },
+                "ratios": {"c/a": 1.0, "c/b": 4.0, "d/c": None, "wall c/a": 1.1},
+            }
+        },
         "not_measured": {"mlp-64/d": {"error": "no TUI"}},
-        "extras": {"startup": {"tuitrain_help": {"median_s": 0.1, "runs_s": [0.1]},
-                               "import_torch": {"median_s": 1.0, "runs_s": [1.0]}, "ratio": 0.1},
-                   "first_step": {"to_first_step_s": 3.0, "to_start_event_s": 2.5},
-                   "rss": {"epochs": 100, "rss_kib_epoch2": 1024, "rss_kib_last": 1024, "growth": 0.0,
-                           "peak_rss_kib": 2048}},
+        "extras": {
+            "startup": {
+                "tuitrain_help": {"median_s": 0.1, "runs_s": [0.1]},
+                "import_torch": {"median_s": 1.0, "runs_s": [1.0]},
+                "ratio": 0.1,
+            },
+            "first_step": {"to_first_step_s": 3.0, "to_start_event_s": 2.5},
+            "rss": {"epochs": 100, "rss_kib_epoch2": 1024, "rss_kib_last": 1024, "growth": 0.0, "peak_rss_kib": 2048},
+        },
     }
     text = bench.markdown(report)
     assert "| mlp-64 | 1 | 1,000 | 250 | 1,000 | - | 10.00 | 10.00 | 11.00 | - | 1.00 | 4.00 | - | 1.10 |" in text

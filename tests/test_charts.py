@@ -15,11 +15,31 @@ from textual.app import App
 
 from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StateChanged, StepProgress
 from tuitrain.tui.history import RunHistory
-from tuitrain.tui.widgets.charts import (Chart, Line, TimedPlot, epoch_chart, fmt_tick, loss_chart, nice_ticks,
-                                         tick_labels)
+from tuitrain.tui.widgets.charts import (
+    Chart,
+    Line,
+    TimedPlot,
+    epoch_chart,
+    fmt_tick,
+    loss_chart,
+    nice_ticks,
+    tick_labels,
+)
 from tuitrain.tui.widgets.predictions import confusion_caption, confusion_text, decision_regions, regions_legend
-from tuitrain.tui.widgets.render import (CLASS_256, DEPTHS, STANDARD_RGB, ansi16, class_point, class_region,
-                                         colour_depth, diverging_colour, fit_phrases, heatmap, signed_char, xterm256)
+from tuitrain.tui.widgets.render import (
+    CLASS_256,
+    DEPTHS,
+    STANDARD_RGB,
+    ansi16,
+    class_point,
+    class_region,
+    colour_depth,
+    diverging_colour,
+    fit_phrases,
+    heatmap,
+    signed_char,
+    xterm256,
+)
 from tuitrain.tui.widgets.status import StatusLine
 
 SIZES = [(100, 30), (70, 22), (40, 12), (200, 50), (60, 20), (12, 5)]
@@ -91,13 +111,15 @@ def history(events) -> RunHistory:
 
 
 def started(task="classes", epochs=3000, steps=13, start_epoch=0) -> RunStarted:
-    return RunStarted("rings", {"train": {"lr": 0.01}}, "cpu", task, 100, 10, 10, steps, epochs, start_epoch, 1000,
-                      "generated")
+    return RunStarted(
+        "rings", {"train": {"lr": 0.01}}, "cpu", task, 100, 10, 10, steps, epochs, start_epoch, 1000, "generated"
+    )
 
 
 def step(n, loss, acc=0.5, seconds=None, steps=13) -> StepProgress:
-    return StepProgress((n - 1) // steps + 1, n, (n - 1) % steps + 1, loss, acc, 0.01, 1000.0,
-                        n * 0.01 if seconds is None else seconds)
+    return StepProgress(
+        (n - 1) // steps + 1, n, (n - 1) % steps + 1, loss, acc, 0.01, 1000.0, n * 0.01 if seconds is None else seconds
+    )
 
 
 def epoch(e, loss, acc=0.5, steps=13) -> EpochEnded:
@@ -142,7 +164,7 @@ async def test_chart_draws_hostile_data_at_every_size(name, log_y):
         assert all(re.fullmatch(r"-?\d+", label) for label in x_labels(big)), x_labels(big)
     if log_y:
         assert "log scale" in big
-    for (width, height), text in drawn.items():
+    for (width, _height), text in drawn.items():
         if width >= 40:
             assert text.lstrip().startswith("loss"), text  # a title that does not fit is not dropped
             assert "log" in text.splitlines()[0] or not log_y
@@ -183,8 +205,9 @@ async def test_accuracy_chart_is_percent_per_step_with_integer_epochs():
 
 # ---------------------------------------------------------------- history: the run's words and numbers
 def test_status_counts_epochs_completed_and_uses_the_run_files_words():
-    h = history([started(epochs=3000, steps=13), epoch(1029, 0.1), step(1029 * 13 + 37 % 13, 0.1),
-                 StateChanged("paused", 0.01)])
+    h = history(
+        [started(epochs=3000, steps=13), epoch(1029, 0.1), step(1029 * 13 + 37 % 13, 0.1), StateChanged("paused", 0.01)]
+    )
     assert h.state == "paused" and h.epochs_done == 1029 and h.steps_into_epoch == 37 % 13
     h.add(RunEnded("interrupted", 1029, 1029 * 13 + 11, Metrics(0.1, 0.9), 10.0, 1000.0))
     assert h.state == "interrupted" and h.ended and h.epochs_done == 1029
@@ -231,14 +254,22 @@ def test_eta_waits_until_it_means_something():
 def rings_predictions(grid_size=24):
     """Three classes by radius, the network sure of each: what `train rings` shows."""
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid_size), torch.linspace(-1, 1, grid_size), indexing="ij")
-    r = (xs ** 2 + ys ** 2).sqrt()
+    r = (xs**2 + ys**2).sqrt()
     cls = (r > 0.45).long() + (r > 0.85).long()
     grid = torch.nn.functional.one_hot(cls, 3).float() * 0.6 + 0.4 / 3
     points = torch.tensor([[0.0, 0.0], [0.65, 0.0], [0.0, -0.95], [0.9, 0.9]])
     targets = torch.tensor([0, 1, 2, 0])  # the last one is wrong (outer region)
     outputs = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 2]), 3).float()
-    return SimpleNamespace(kind="points", task="classes", grid=grid, bounds=(-1.0, 1.0, -1.0, 1.0), inputs=points,
-                           targets=targets, outputs=outputs, class_names=["inner", "middle", "outer"])
+    return SimpleNamespace(
+        kind="points",
+        task="classes",
+        grid=grid,
+        bounds=(-1.0, 1.0, -1.0, 1.0),
+        inputs=points,
+        targets=targets,
+        outputs=outputs,
+        class_names=["inner", "middle", "outer"],
+    )
 
 
 def shown(colour, depth):
@@ -284,11 +315,16 @@ def test_class_legend_is_in_each_class_colour(depth):
     legend = fit_phrases(regions_legend(["inner", "middle", "outer"], 3, depth), 200)
     assert "inner" in legend.plain and "outer" in legend.plain and "misclassified" in legend.plain
     if depth == "none":
-        assert all(f"{char} region, {k} point: {name}" in legend.plain
-                   for k, (char, name) in enumerate(zip("·░▒", ("inner", "middle", "outer"))))
+        assert all(
+            f"{char} region, {k} point: {name}" in legend.plain
+            for k, (char, name) in enumerate(zip("·░▒", ("inner", "middle", "outer")))
+        )
         return
-    colours = {span.style.color.name for span in legend.spans
-               if isinstance(span.style, Style) and span.style.color and span.style.bgcolor is None}
+    colours = {
+        span.style.color.name
+        for span in legend.spans
+        if isinstance(span.style, Style) and span.style.color and span.style.bgcolor is None
+    }
     assert len(colours) >= 3  # not one grey for all
 
 
@@ -303,8 +339,9 @@ def test_heatmap_keeps_the_sign(depth):
     cells = [shown(diverging_colour(v, depth), depth) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
     assert len(set(cells)) == 5, cells
     if depth != "standard":  # blue below zero, red above, white in between, in the colours the terminal gets
-        triplets = [Color.parse(diverging_colour(v, depth)).downgrade(SYSTEMS[depth]).get_truecolor()
-                    for v in (-1.0, 0.0, 1.0)]
+        triplets = [
+            Color.parse(diverging_colour(v, depth)).downgrade(SYSTEMS[depth]).get_truecolor() for v in (-1.0, 0.0, 1.0)
+        ]
         (r0, _, b0), (r1, g1, b1), (r2, _, b2) = triplets
         assert b0 > r0 + 100 and r2 > b2 + 100 and min(r1, g1, b1) > 200
     else:  # the standard colour numbers of blue and red
@@ -330,11 +367,20 @@ def test_confusion_matrix_fits_without_cut_names(width):
     lines = text.plain.split("\n")
     assert all(len(line.rstrip()) <= width for line in lines), width
     heads = lines[0].split()
-    assert heads in ([str(i) for i in range(10)],
-                     ["Tee", "Trouser", "Pullov", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"])
+    assert heads in (
+        [str(i) for i in range(10)],
+        ["Tee", "Trouser", "Pullov", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
+    )
     assert all(name in line.split() for name, line in zip(FASHION, lines[1:]))  # row names whole
-    title = fit_phrases([("confusion matrix", "bold"), ("rows: true class", "dim"), ("columns: predicted", "dim"),
-                         ("epoch 3 (step 2,532), all 10,000 test images", "")], width)
+    title = fit_phrases(
+        [
+            ("confusion matrix", "bold"),
+            ("rows: true class", "dim"),
+            ("columns: predicted", "dim"),
+            ("epoch 3 (step 2,532), all 10,000 test images", ""),
+        ],
+        width,
+    )
     for phrase in ("confusion matrix", "rows: true class", "columns: predicted", "all 10,000 test images"):
         assert any(phrase in line for line in title.plain.split("\n")), (phrase, title.plain)
 
@@ -346,7 +392,8 @@ def test_fit_phrases_breaks_only_between_phrases():
     assert fit_phrases(phrases, 12, max_lines=2).plain == "alpha beta\ngamma delta"
     assert fit_phrases([("a" * 30, "")], 10).plain == "a" * 9 + "…"
     assert fit_phrases(["Run completed after 3 epochs.", "", "r: restart  q: quit"], 40).plain == (
-        "Run completed after 3 epochs.\nr: restart  q: quit")  # plain strings; empty ones left out
+        "Run completed after 3 epochs.\nr: restart  q: quit"
+    )  # plain strings; empty ones left out
 
 
 def test_confusion_caption_says_how_fresh():
@@ -362,8 +409,12 @@ def test_confusion_matrix_is_computed_once_per_epoch(monkeypatch):
     from tuitrain import inspection
 
     n_test = 300
-    data = SimpleNamespace(task="classes", is_image=True, class_names=["a", "b", "c"],
-                           test=Split(torch.randn(n_test, 1, 2, 2), torch.randint(0, 3, (n_test,))))
+    data = SimpleNamespace(
+        task="classes",
+        is_image=True,
+        class_names=["a", "b", "c"],
+        test=Split(torch.randn(n_test, 1, 2, 2), torch.randint(0, 3, (n_test,))),
+    )
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     batches: list[int] = []
     model.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))

@@ -16,8 +16,14 @@ TINY = str(DATA / "tiny_rings.toml")
 
 def tuitrain(*args, env=None, timeout=120):
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tuitrain", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tuitrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_json_run_is_one_object_per_line():
@@ -48,20 +54,23 @@ def test_log_output_is_plain_lines():
     assert result.stdout.splitlines()[-1].startswith("completed: test loss")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "nope"], "unknown preset 'nope'"),
-    (["run", "rings", "--lr", "-1"], "--lr"),
-    (["run", "rings", "--epochs", "0"], "--epochs"),
-    (["run", "rings", "--optimizer", "sgdd"], "sgdd"),
-    (["run", "rings", "--batch-size", "many"], "--batch-size"),
-    (["run", "lenet", "--dataset", "rings"], "lenet"),
-    (["run", "neuron", "--dataset", "rings"], "neuron"),
-    (["run", str(DATA / "syntax_error.toml")], "line 5"),
-    (["run", str(DATA / "unknown_key.toml")], "train.epocs"),
-    (["run", "mlp", "--data-dir", "/nonexistent-dir"], "/nonexistent-dir"),
-    (["run"], "PRESET"),
-    (["frobnicate"], "frobnicate"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "nope"], "unknown preset 'nope'"),
+        (["run", "rings", "--lr", "-1"], "--lr"),
+        (["run", "rings", "--epochs", "0"], "--epochs"),
+        (["run", "rings", "--optimizer", "sgdd"], "sgdd"),
+        (["run", "rings", "--batch-size", "many"], "--batch-size"),
+        (["run", "lenet", "--dataset", "rings"], "lenet"),
+        (["run", "neuron", "--dataset", "rings"], "neuron"),
+        (["run", str(DATA / "syntax_error.toml")], "line 5"),
+        (["run", str(DATA / "unknown_key.toml")], "train.epocs"),
+        (["run", "mlp", "--data-dir", "/nonexistent-dir"], "/nonexistent-dir"),
+        (["run"], "PRESET"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = tuitrain(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -94,9 +103,11 @@ def test_divergence_exits_3_with_advice():
 
 
 def test_help_and_list_do_not_import_torch():
-    probe = ("import sys, runpy\nsys.argv = ['tuitrain'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('tuitrain', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)")
+    probe = (
+        "import sys, runpy\nsys.argv = ['tuitrain'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('tuitrain', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)"
+    )
     for args in (["--help"], ["list"], ["run", "--help"]):
         result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
         assert result.stderr.strip().endswith("NO-TORCH"), (args, result.stderr)

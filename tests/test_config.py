@@ -25,17 +25,25 @@ def test_builtin_presets_load_and_round_trip(name, tmp_path):
 def test_seed_hyperparameters_are_the_presets():
     rings, mlp, square = load_preset("rings"), load_preset("mlp"), load_preset("square")
     assert (rings.model.hidden, rings.train.lr, rings.train.batch_size) == ([100, 100], 0.01, 1000)
-    assert (mlp.model.hidden, mlp.train.optimizer, mlp.train.lr, mlp.train.batch_size) == ([512, 256], "adam", 0.001, 64)
+    assert (mlp.model.hidden, mlp.train.optimizer, mlp.train.lr, mlp.train.batch_size) == (
+        [512, 256],
+        "adam",
+        0.001,
+        64,
+    )
     assert (square.model.hidden, square.train.lr) == ([100], 0.001)
 
 
-@pytest.mark.parametrize("file, words", [
-    ("unknown_key.toml", ["unknown_key.toml", "train.epocs", "unknown key"]),
-    ("wrong_type.toml", ["wrong_type.toml", "train.batch_size", "expected an integer"]),
-    ("out_of_range.toml", ["out_of_range.toml", "data.valid_fraction", "out of range"]),
-    ("syntax_error.toml", ["syntax_error.toml", "line 5"]),
-    ("lenet_on_points.toml", ["lenet", "rings"]),
-])
+@pytest.mark.parametrize(
+    "file, words",
+    [
+        ("unknown_key.toml", ["unknown_key.toml", "train.epocs", "unknown key"]),
+        ("wrong_type.toml", ["wrong_type.toml", "train.batch_size", "expected an integer"]),
+        ("out_of_range.toml", ["out_of_range.toml", "data.valid_fraction", "out of range"]),
+        ("syntax_error.toml", ["syntax_error.toml", "line 5"]),
+        ("lenet_on_points.toml", ["lenet", "rings"]),
+    ],
+)
 def test_bad_preset_files_name_file_and_key(file, words):
     with pytest.raises(ConfigError) as info:
         load_preset(str(DATA / file))

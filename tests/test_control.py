@@ -33,8 +33,9 @@ def long_rings():
     return config
 
 
-@pytest.mark.parametrize("make", [lambda c, d: Trainer(c), lambda c, d: RemoteTrainer(c, str(d))],
-                         ids=["in-process", "child-process"])
+@pytest.mark.parametrize(
+    "make", [lambda c, d: Trainer(c), lambda c, d: RemoteTrainer(c, str(d))], ids=["in-process", "child-process"]
+)
 def test_commands_steer_both_implementations(tmp_path, make):
     control = make(long_rings(), tmp_path)
     assert isinstance(control, RunControl)

@@ -6,13 +6,12 @@ import gzip
 
 import pytest
 import torch
+from conftest import FASHION_DIR, make_idx_set
 
 from tuitrain.config import DataConfig, apply_overrides, load_preset
 from tuitrain.data import data_status, find_idx_files, load_dataset, read_idx
 from tuitrain.engine import Trainer
 from tuitrain.errors import DataUnavailable, UsageError
-
-from conftest import FASHION_DIR, make_idx_set
 
 
 def test_rings_labels_follow_the_radius():

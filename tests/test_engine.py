@@ -71,8 +71,7 @@ def test_neuron_step_matches_hand_computed_gradient():
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_lowers_the_loss(optimizer):
     lrs = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.05}
-    config = apply_overrides(load_preset(TINY), optimizer=optimizer,
-                             lr=lrs.get(optimizer, 0.01), epochs=5)
+    config = apply_overrides(load_preset(TINY), optimizer=optimizer, lr=lrs.get(optimizer, 0.01), epochs=5)
     trainer = Trainer(config)
     before = trainer.evaluate(trainer.data.valid).loss
     end = trainer.run()

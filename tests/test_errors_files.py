@@ -25,8 +25,14 @@ ROOT = os.geteuid() == 0
 
 
 def tuitrain(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "tuitrain", *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ), stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tuitrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def assert_one_error(result, code, *words):
@@ -69,6 +75,7 @@ def copy_run(src: Path, dst: Path) -> Path:
 
 # ----------------------------------------------------------------------------- 1. resume --lr
 
+
 @pytest.mark.parametrize("lr", ["nan", "inf", "-inf"])
 def test_resume_refuses_a_non_finite_learning_rate(done_run, tmp_path, lr):
     d = copy_run(done_run, tmp_path / "r")
@@ -79,38 +86,89 @@ def test_resume_refuses_a_non_finite_learning_rate(done_run, tmp_path, lr):
 
 # ----------------------------------------------------------------------------- 7. events read back
 
-GOOD_EPOCH = {"event": "epoch", "epoch": 1, "step": 9, "train": {"loss": 1.0, "accuracy": 0.5},
-              "valid": {"loss": 1.1, "accuracy": 0.4}, "lr": 0.01, "seconds": 0.1, "samples_per_s": 900.0,
-              "total_seconds": 0.1}
+GOOD_EPOCH = {
+    "event": "epoch",
+    "epoch": 1,
+    "step": 9,
+    "train": {"loss": 1.0, "accuracy": 0.5},
+    "valid": {"loss": 1.1, "accuracy": 0.4},
+    "lr": 0.01,
+    "seconds": 0.1,
+    "samples_per_s": 900.0,
+    "total_seconds": 0.1,
+}
 
 
-@pytest.mark.parametrize("line", [
-    {"event": "epoch", "epoch": "x", "train": 5},
-    {**GOOD_EPOCH, "epoch": "1"},
-    {**GOOD_EPOCH, "epoch": True},
-    {**GOOD_EPOCH, "epoch": 1.0},
-    {**GOOD_EPOCH, "step": -1},
-    {**GOOD_EPOCH, "step": 10**30},
-    {**GOOD_EPOCH, "train": 5},
-    {**GOOD_EPOCH, "train": {"loss": "low"}},
-    {**GOOD_EPOCH, "valid": {"loss": 1.0, "accuracy": [1]}},
-    {**GOOD_EPOCH, "lr": "0.01"},
-    {**GOOD_EPOCH, "seconds": False},
-    {"event": "step", "epoch": 1, "step": 1, "epoch_step": 1, "loss": {"a": 1}, "accuracy": None, "lr": 0.1,
-     "samples_per_s": 1.0, "seconds": 1.0},
-    {"event": "state", "state": 1, "lr": 0.1},
-    {"event": "end", "status": "completed", "epoch": 1, "step": 1, "test": "good", "train_seconds": 1.0,
-     "samples_per_s": 1.0},
-    {"event": "start", "preset": "p", "config": {"train": {"lr": "fast"}}, "device": "cpu", "task": "classes",
-     "train_samples": 1, "valid_samples": 1, "test_samples": 1, "steps_per_epoch": 1, "epochs": 1,
-     "start_epoch": 0, "parameters": 1, "data_source": "x"},
-    {"event": "start", "preset": "p", "config": {"train": [1]}, "device": "cpu", "task": "classes",
-     "train_samples": 1, "valid_samples": 1, "test_samples": 1, "steps_per_epoch": 1, "epochs": 1,
-     "start_epoch": 0, "parameters": 1, "data_source": "x"},
-    {"event": ["epoch"]},
-    {"event": "epoch"},  # fields missing
-    ["not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"event": "epoch", "epoch": "x", "train": 5},
+        {**GOOD_EPOCH, "epoch": "1"},
+        {**GOOD_EPOCH, "epoch": True},
+        {**GOOD_EPOCH, "epoch": 1.0},
+        {**GOOD_EPOCH, "step": -1},
+        {**GOOD_EPOCH, "step": 10**30},
+        {**GOOD_EPOCH, "train": 5},
+        {**GOOD_EPOCH, "train": {"loss": "low"}},
+        {**GOOD_EPOCH, "valid": {"loss": 1.0, "accuracy": [1]}},
+        {**GOOD_EPOCH, "lr": "0.01"},
+        {**GOOD_EPOCH, "seconds": False},
+        {
+            "event": "step",
+            "epoch": 1,
+            "step": 1,
+            "epoch_step": 1,
+            "loss": {"a": 1},
+            "accuracy": None,
+            "lr": 0.1,
+            "samples_per_s": 1.0,
+            "seconds": 1.0,
+        },
+        {"event": "state", "state": 1, "lr": 0.1},
+        {
+            "event": "end",
+            "status": "completed",
+            "epoch": 1,
+            "step": 1,
+            "test": "good",
+            "train_seconds": 1.0,
+            "samples_per_s": 1.0,
+        },
+        {
+            "event": "start",
+            "preset": "p",
+            "config": {"train": {"lr": "fast"}},
+            "device": "cpu",
+            "task": "classes",
+            "train_samples": 1,
+            "valid_samples": 1,
+            "test_samples": 1,
+            "steps_per_epoch": 1,
+            "epochs": 1,
+            "start_epoch": 0,
+            "parameters": 1,
+            "data_source": "x",
+        },
+        {
+            "event": "start",
+            "preset": "p",
+            "config": {"train": [1]},
+            "device": "cpu",
+            "task": "classes",
+            "train_samples": 1,
+            "valid_samples": 1,
+            "test_samples": 1,
+            "steps_per_epoch": 1,
+            "epochs": 1,
+            "start_epoch": 0,
+            "parameters": 1,
+            "data_source": "x",
+        },
+        {"event": ["epoch"]},
+        {"event": "epoch"},  # fields missing
+        ["not", "an", "object"],
+    ],
+)
 def test_lines_with_wrong_types_are_skipped(line):
     assert event_from_dict(line) is None
 
@@ -118,11 +176,31 @@ def test_lines_with_wrong_types_are_skipped(line):
 def test_well_typed_lines_become_events_with_the_right_types():
     epoch = event_from_dict({**GOOD_EPOCH, "lr": 1, "train": {"loss": None}})  # null: NaN written as null
     assert isinstance(epoch, EpochEnded) and isinstance(epoch.lr, float) and epoch.train.loss != epoch.train.loss
-    step = event_from_dict({"event": "step", "epoch": 1, "step": 1, "epoch_step": 1, "loss": None, "accuracy": None,
-                            "lr": 0.1, "samples_per_s": 1.0, "seconds": 1.0})
+    step = event_from_dict(
+        {
+            "event": "step",
+            "epoch": 1,
+            "step": 1,
+            "epoch_step": 1,
+            "loss": None,
+            "accuracy": None,
+            "lr": 0.1,
+            "samples_per_s": 1.0,
+            "seconds": 1.0,
+        }
+    )
     assert isinstance(step, StepProgress) and step.accuracy is None
-    end = event_from_dict({"event": "end", "status": "diverged", "epoch": 1, "step": 1, "test": None,
-                           "train_seconds": 1.0, "samples_per_s": None})
+    end = event_from_dict(
+        {
+            "event": "end",
+            "status": "diverged",
+            "epoch": 1,
+            "step": 1,
+            "test": None,
+            "train_seconds": 1.0,
+            "samples_per_s": None,
+        }
+    )
     assert isinstance(end, RunEnded) and end.test is None
     assert metrics_from_dict({"loss": "x"}) is None and metrics_from_dict({"loss": 1}).loss == 1.0
 
@@ -192,11 +270,14 @@ def test_a_damaged_summary_is_listed_as_damaged(done_run, tmp_path, name):
     assert read_summary(d) == {}  # what a resume reads: nothing rather than wrong types
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("summary.json", "summary.json: Is a directory"),
-    ("metrics.jsonl", "metrics.jsonl: Is a directory"),
-    ("config.toml", "config.toml: Is a directory"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("summary.json", "summary.json: Is a directory"),
+        ("metrics.jsonl", "metrics.jsonl: Is a directory"),
+        ("config.toml", "config.toml: Is a directory"),
+    ],
+)
 def test_a_folder_where_a_file_belongs_is_listed_as_unreadable(done_run, tmp_path, name, problem):
     d = copy_run(done_run, tmp_path / "out" / "20200101-000000-x")
     (d / name).unlink()
@@ -276,8 +357,9 @@ def test_runs_table_escapes_control_characters(done_run, tmp_path):
 def test_resume_ignores_a_damaged_summary(done_run, tmp_path):
     d = copy_run(done_run, tmp_path / "r")
     summary = json.loads((d / "summary.json").read_text())
-    (d / "summary.json").write_text(json.dumps({**summary, "started_at": "yesterday",
-                                                "best": {"epoch": 1, "valid": {"loss": "x"}}}))
+    (d / "summary.json").write_text(
+        json.dumps({**summary, "started_at": "yesterday", "best": {"epoch": 1, "valid": {"loss": "x"}}})
+    )
     result = tuitrain("run", "--resume", str(d), "--epochs", "3", "--json")
     assert result.returncode == 0, result.stderr
     rewritten = json.loads((d / "summary.json").read_text())
@@ -292,6 +374,7 @@ def test_a_deeply_nested_run_config_is_one_line(done_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 8. checkpoints
+
 
 def other_optimizer_state():
     """The optimizer state of an SGD-with-momentum run of the same network."""
@@ -312,34 +395,54 @@ CHECKPOINT_DAMAGE = {  # name -> (change to the checkpoint dict, words of the me
     "train_seconds string": (lambda s: s.update(train_seconds="1"), ["train_seconds must be a number of seconds"]),
     "samples_seen missing": (lambda s: s.pop("samples_seen"), ["checkpoint lacks samples_seen"]),
     "version string": (lambda s: s.update(version="1"), ["version must be a whole number"]),
-    "shuffle_rng float": (lambda s: s.update(shuffle_rng=s["shuffle_rng"].float()),
-                          ["shuffle_rng must be a uint8 tensor"]),
+    "shuffle_rng float": (
+        lambda s: s.update(shuffle_rng=s["shuffle_rng"].float()),
+        ["shuffle_rng must be a uint8 tensor"],
+    ),
     "shuffle_rng list": (lambda s: s.update(shuffle_rng=[1, 2, 3]), ["shuffle_rng must be a uint8 tensor"]),
-    "shuffle_rng 2-D": (lambda s: s.update(shuffle_rng=s["shuffle_rng"].reshape(2, -1)),
-                        ["shuffle_rng must be a uint8 tensor"]),
-    "shuffle_rng of another device": (lambda s: s.update(shuffle_rng=torch.zeros(16, dtype=torch.uint8)),
-                                      ["shuffle state is for another device"]),
-    "torch_rng wrong size": (lambda s: s.update(torch_rng=torch.zeros(3, dtype=torch.uint8)),
-                             ["torch_rng must be"]),
+    "shuffle_rng 2-D": (
+        lambda s: s.update(shuffle_rng=s["shuffle_rng"].reshape(2, -1)),
+        ["shuffle_rng must be a uint8 tensor"],
+    ),
+    "shuffle_rng of another device": (
+        lambda s: s.update(shuffle_rng=torch.zeros(16, dtype=torch.uint8)),
+        ["shuffle state is for another device"],
+    ),
+    "torch_rng wrong size": (lambda s: s.update(torch_rng=torch.zeros(3, dtype=torch.uint8)), ["torch_rng must be"]),
     "model value not a tensor": (lambda s: set_first(s, "model", "weights"), ["model must be a state dict of tensors"]),
-    "model wrong shape": (lambda s: set_first(s, "model", torch.zeros(7, 2)),
-                          ["does not fit this network", "has shape [7, 2] in the checkpoint"]),
-    "model missing tensor": (lambda s: s["model"].pop(next(iter(s["model"]))),
-                             ["does not fit this network", "missing"]),
+    "model wrong shape": (
+        lambda s: set_first(s, "model", torch.zeros(7, 2)),
+        ["does not fit this network", "has shape [7, 2] in the checkpoint"],
+    ),
+    "model missing tensor": (
+        lambda s: s["model"].pop(next(iter(s["model"]))),
+        ["does not fit this network", "missing"],
+    ),
     "optimizer not a dict": (lambda s: s.update(optimizer=[1]), ["optimizer must be an optimizer state dict"]),
-    "optimizer lr string": (lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"),
-                            ["optimizer must be an optimizer state dict"]),
-    "SGD-momentum state in an adam run": (lambda s: s.update(optimizer=other_optimizer_state()),
-                                          ["optimizer state is not adam state", "betas"]),
-    "config names another optimizer": (lambda s: s["config"]["train"].update(optimizer="sgd"),
-                                       ["holds sgd optimizer state", "trains with adam"]),
-    "adam state of another shape": (lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)),
-                                    ["optimizer state does not fit this network", "exp_avg is [3] torch.float32"]),
-    "adam state of another dtype": (lambda s: s["optimizer"]["state"][0].update(exp_avg_sq=torch.zeros(100, 2,
-                                                                                                dtype=torch.float64)),
-                                    ["optimizer state does not fit", "exp_avg_sq is [100, 2] torch.float64"]),
-    "adam state lacking exp_avg_sq": (lambda s: s["optimizer"]["state"][0].pop("exp_avg_sq"),
-                                      ["optimizer state is not adam state", "exp_avg_sq"]),
+    "optimizer lr string": (
+        lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"),
+        ["optimizer must be an optimizer state dict"],
+    ),
+    "SGD-momentum state in an adam run": (
+        lambda s: s.update(optimizer=other_optimizer_state()),
+        ["optimizer state is not adam state", "betas"],
+    ),
+    "config names another optimizer": (
+        lambda s: s["config"]["train"].update(optimizer="sgd"),
+        ["holds sgd optimizer state", "trains with adam"],
+    ),
+    "adam state of another shape": (
+        lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)),
+        ["optimizer state does not fit this network", "exp_avg is [3] torch.float32"],
+    ),
+    "adam state of another dtype": (
+        lambda s: s["optimizer"]["state"][0].update(exp_avg_sq=torch.zeros(100, 2, dtype=torch.float64)),
+        ["optimizer state does not fit", "exp_avg_sq is [100, 2] torch.float64"],
+    ),
+    "adam state lacking exp_avg_sq": (
+        lambda s: s["optimizer"]["state"][0].pop("exp_avg_sq"),
+        ["optimizer state is not adam state", "exp_avg_sq"],
+    ),
     "config train a list": (lambda s: s["config"].update(train=[1]), ["config must be a configuration"]),
     "config epochs string": (lambda s: s["config"]["train"].update(epochs="9"), ["config must be a configuration"]),
     "best with a string loss": (lambda s: s.update(best={"epoch": 1, "valid": {"loss": "x"}}), ["best must be"]),

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_idx_set, write_idx
 
 from tuitrain import engine
-from tuitrain.config import apply_overrides, config_from_dict, load_preset, resolve_config
+from tuitrain.config import apply_overrides, config_from_dict, load_preset
 from tuitrain.data import load_dataset
 from tuitrain.errors import ConfigError, TuitrainError, UsageError, escape, quote
 from tuitrain.events import Metrics, RunEnded, RunStarted
@@ -21,14 +22,18 @@ from tuitrain.headless import PlainPrinter
 from tuitrain.models import build_model, parameter_count
 from tuitrain.resources import DATA_SHAPES, available_memory, check_fits, memory_estimate, parameter_estimate
 
-from conftest import make_idx_set, write_idx
-
 TINY = Path(__file__).parent / "data" / "tiny_rings.toml"
 
 
 def tuitrain(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "tuitrain", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tuitrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def assert_one_error(result, code, *words):
@@ -59,41 +64,56 @@ def rings(**changes):
 
 # ----------------------------------------------------------------------------- 1. non-finite, absurd settings
 
-@pytest.mark.parametrize("args, words", [
-    (["--lr", "nan"], ["--lr", "finite", "nan"]),
-    (["--lr", "inf"], ["--lr", "finite", "inf"]),
-    (["--lr", "-inf"], ["--lr", "finite"]),
-    (["--lr", "1e400"], ["--lr", "finite"]),
-    (["--lr", "0"], ["--lr", "out of range"]),
-])
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--lr", "nan"], ["--lr", "finite", "nan"]),
+        (["--lr", "inf"], ["--lr", "finite", "inf"]),
+        (["--lr", "-inf"], ["--lr", "finite"]),
+        (["--lr", "1e400"], ["--lr", "finite"]),
+        (["--lr", "0"], ["--lr", "out of range"]),
+    ],
+)
 def test_non_finite_lr_on_the_command_line(args, words):
     assert_one_error(tuitrain("show", "rings", *args), 2, *words)
 
 
-@pytest.mark.parametrize("section, line, words", [
-    ("train", "momentum = nan", ["train.momentum", "finite"]),
-    ("train", "weight_decay = nan", ["train.weight_decay", "finite"]),
-    ("train", "weight_decay = -inf", ["train.weight_decay", "finite"]),
-    ("train", "lr = inf", ["train.lr", "finite"]),
-    ("train", "lr = 1e999", ["train.lr", "finite"]),
-    ("data", "valid_fraction = nan", ["data.valid_fraction", "finite"]),
-    ("data", "test_fraction = nan", ["data.test_fraction", "finite"]),
-    ("data", "test_fraction = -0.1", ["data.test_fraction", "out of range"]),
-    pytest.param("data", "samples = 1" + "0" * 400, ["data.samples", "out of range", "<= 1000000000000"],
-                 id="samples-10**400"),
-    pytest.param("model", "hidden = [" + ", ".join(["1"] * 1001) + "]", ["model.hidden", "at most 1000"],
-                 id="1001-layers"),
-    ("model", "hidden = [0]", ["model.hidden", "between 1 and 100000"]),
-])
+@pytest.mark.parametrize(
+    "section, line, words",
+    [
+        ("train", "momentum = nan", ["train.momentum", "finite"]),
+        ("train", "weight_decay = nan", ["train.weight_decay", "finite"]),
+        ("train", "weight_decay = -inf", ["train.weight_decay", "finite"]),
+        ("train", "lr = inf", ["train.lr", "finite"]),
+        ("train", "lr = 1e999", ["train.lr", "finite"]),
+        ("data", "valid_fraction = nan", ["data.valid_fraction", "finite"]),
+        ("data", "test_fraction = nan", ["data.test_fraction", "finite"]),
+        ("data", "test_fraction = -0.1", ["data.test_fraction", "out of range"]),
+        pytest.param(
+            "data",
+            "samples = 1" + "0" * 400,
+            ["data.samples", "out of range", "<= 1000000000000"],
+            id="samples-10**400",
+        ),
+        pytest.param(
+            "model", "hidden = [" + ", ".join(["1"] * 1001) + "]", ["model.hidden", "at most 1000"], id="1001-layers"
+        ),
+        ("model", "hidden = [0]", ["model.hidden", "between 1 and 100000"]),
+    ],
+)
 def test_non_finite_and_absurd_values_in_a_preset_file(tmp_path, section, line, words):
     path = preset_file(tmp_path, f"[{section}]\n{line}\n")
     assert_one_error(tuitrain("show", path), 2, "bad.toml", *words)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["rings", "--lr", "nan"], ["--lr", "finite"]),
-    ([str(TINY), "--lr", "inf", "--epochs", "1"], ["--lr", "finite"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["rings", "--lr", "nan"], ["--lr", "finite"]),
+        ([str(TINY), "--lr", "inf", "--epochs", "1"], ["--lr", "finite"]),
+    ],
+)
 def test_run_refuses_non_finite_settings_before_training(args, words, tmp_path):
     result = tuitrain("run", *args, "--out", str(tmp_path / "out"))
     assert_one_error(result, 2, *words)
@@ -118,24 +138,38 @@ def test_overrides_and_dicts_refuse_non_finite_numbers():
 
 # ----------------------------------------------------------------------------- 2. too big to fit
 
+
 def test_network_too_big_is_refused_with_the_estimate(tmp_path):
-    path = preset_file(tmp_path, 'name = "huge"\n[model]\nhidden = [100000, 100000]\n[data]\ndataset = "rings"\n'
-                                 '[train]\noptimizer = "adam"\n')
+    path = preset_file(
+        tmp_path,
+        'name = "huge"\n[model]\nhidden = [100000, 100000]\n[data]\ndataset = "rings"\n[train]\noptimizer = "adam"\n',
+    )
     result = tuitrain("run", path, "--out", str(tmp_path / "out"))
-    line = assert_one_error(result, 2, "the network needs about", "GB", "10,000,700,003 parameters with adam",
-                            "available", "fewer or smaller hidden layers")
+    line = assert_one_error(
+        result,
+        2,
+        "the network needs about",
+        "GB",
+        "10,000,700,003 parameters with adam",
+        "available",
+        "fewer or smaller hidden layers",
+    )
     assert "this machine has" in line
 
 
 def test_data_set_too_big_is_refused(tmp_path):
     path = preset_file(tmp_path, 'name = "many"\n[data]\ndataset = "rings"\nsamples = 1000000000000\n')
-    assert_one_error(tuitrain("run", path), 2, "the data set needs about", "1,000,000,000,000 rings samples",
-                     "fewer data.samples")
+    assert_one_error(
+        tuitrain("run", path), 2, "the data set needs about", "1,000,000,000,000 rings samples", "fewer data.samples"
+    )
 
 
 def test_batch_too_big_is_refused(tmp_path):
-    path = preset_file(tmp_path, 'name = "wide"\n[model]\nhidden = [100000]\n[data]\ndataset = "rings"\n'
-                                 'samples = 1000000\n[train]\nbatch_size = 1000000\n')
+    path = preset_file(
+        tmp_path,
+        'name = "wide"\n[model]\nhidden = [100000]\n[data]\ndataset = "rings"\n'
+        "samples = 1000000\n[train]\nbatch_size = 1000000\n",
+    )
     assert_one_error(tuitrain("run", path), 2, "a batch needs about", "smaller --batch-size")
 
 
@@ -143,8 +177,10 @@ def test_fit_messages_state_the_estimate_and_what_is_available():
     config = rings(model__hidden=[100000, 100000], train__optimizer="adam")
     with pytest.raises(UsageError) as info:
         check_fits(config, available=23 * 10**9)
-    assert str(info.value) == ("the network needs about 400 GB (10,000,700,003 parameters with adam) but this "
-                               "machine has 23 GB available; use fewer or smaller hidden layers")
+    assert str(info.value) == (
+        "the network needs about 400 GB (10,000,700,003 parameters with adam) but this "
+        "machine has 23 GB available; use fewer or smaller hidden layers"
+    )
     with pytest.raises(UsageError, match=r"the data set needs about 128 GB \(2,000,000,000 rings samples\)"):
         check_fits(rings(data__samples=2_000_000_000), available=23 * 10**9)
     parts = memory_estimate(rings())
@@ -178,11 +214,14 @@ def test_data_shapes_match_the_data_sets(dataset):
     assert data.train.x[0].nbytes + data.train.y[0].nbytes == held
 
 
-@pytest.mark.parametrize("error", [
-    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB\nsecond line"),
-    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried"),
-    MemoryError(),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB\nsecond line"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried"),
+        MemoryError(),
+    ],
+)
 def test_out_of_memory_while_building_is_a_one_line_failure(monkeypatch, capsys, error):
     def build(*args, **kwargs):
         raise error
@@ -212,11 +251,14 @@ def test_other_runtime_errors_while_building_are_not_hidden(monkeypatch):
 DEEP = 5000
 
 
-@pytest.mark.parametrize("command, text", [
-    pytest.param("show", "name = " + "[" * DEEP + "]" * DEEP + "\n", id="show-arrays"),
-    pytest.param("run", "name = " + "[" * DEEP + "]" * DEEP + "\n", id="run-arrays"),
-    pytest.param("show", "[train]\nx = " + "{a = " * DEEP + "1" + "}" * DEEP + "\n", id="show-inline-tables"),
-])
+@pytest.mark.parametrize(
+    "command, text",
+    [
+        pytest.param("show", "name = " + "[" * DEEP + "]" * DEEP + "\n", id="show-arrays"),
+        pytest.param("run", "name = " + "[" * DEEP + "]" * DEEP + "\n", id="run-arrays"),
+        pytest.param("show", "[train]\nx = " + "{a = " * DEEP + "1" + "}" * DEEP + "\n", id="show-inline-tables"),
+    ],
+)
 def test_deeply_nested_toml_is_a_syntax_error(tmp_path, command, text):
     path = preset_file(tmp_path, text, name="deep.toml")
     assert_one_error(tuitrain(command, path), 2, "deep.toml", "TOML syntax error", "nested too deeply")
@@ -236,13 +278,16 @@ def test_list_survives_a_deeply_nested_user_preset(isolated_xdg):
 OSC_TITLE = "\x1b]0;pwned\x07"
 
 
-@pytest.mark.parametrize("key, value", [
-    ("name", "two\nlines"),
-    ("name", f"net{OSC_TITLE}"),
-    ("name", "tab\there"),
-    ("description", f"red \x1b[31mtext\x1b[0m"),
-    ("name", "right\u202eto-left"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("name", "two\nlines"),
+        ("name", f"net{OSC_TITLE}"),
+        ("name", "tab\there"),
+        ("description", "red \x1b[31mtext\x1b[0m"),
+        ("name", "right\u202eto-left"),
+    ],
+)
 def test_control_characters_in_names_are_refused(tmp_path, key, value):
     path = tmp_path / "ctl.toml"
     path.write_text(f'{key} = {quote_toml(value)}\n[data]\ndataset = "rings"\n', encoding="utf-8")
@@ -254,12 +299,15 @@ def quote_toml(text):
     return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text) + '"'
 
 
-@pytest.mark.parametrize("args, words", [
-    (["run", "no\nsuch"], ["unknown preset 'no\\nsuch'"]),
-    (["show", f"x{OSC_TITLE}"], ["unknown preset", "\\x1b]0;pwned\\x07"]),
-    (["show", "missing\n.toml"], ["preset file not found", "'missing\\n.toml'"]),
-    (["run", "mlp", "--data-dir", "/no\nwhere", "--epochs", "1"], ["'/no\\nwhere'", "IDX files"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "no\nsuch"], ["unknown preset 'no\\nsuch'"]),
+        (["show", f"x{OSC_TITLE}"], ["unknown preset", "\\x1b]0;pwned\\x07"]),
+        (["show", "missing\n.toml"], ["preset file not found", "'missing\\n.toml'"]),
+        (["run", "mlp", "--data-dir", "/no\nwhere", "--epochs", "1"], ["'/no\\nwhere'", "IDX files"]),
+    ],
+)
 def test_user_given_names_are_quoted_in_messages(args, words):
     assert_one_error(tuitrain(*args), 2, *words)
 
@@ -301,12 +349,16 @@ def test_error_text_is_always_one_printable_line():
 
 # ----------------------------------------------------------------------------- 5. empty splits
 
-@pytest.mark.parametrize("data, words", [
-    ("samples = 1", ["training and validation sets would be empty", "0 train / 0 valid / 1 test"]),
-    ("samples = 2", ["training set would be empty", "data.samples = 2", "0 train / 1 valid / 1 test"]),
-    ("samples = 100\nvalid_fraction = 0.5\ntest_fraction = 0.5", ["training set would be empty", "0 train"]),
-    ("samples = 3\nstandardize = true", ["standardize needs at least 2 training samples"]),
-])
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ("samples = 1", ["training and validation sets would be empty", "0 train / 0 valid / 1 test"]),
+        ("samples = 2", ["training set would be empty", "data.samples = 2", "0 train / 1 valid / 1 test"]),
+        ("samples = 100\nvalid_fraction = 0.5\ntest_fraction = 0.5", ["training set would be empty", "0 train"]),
+        ("samples = 3\nstandardize = true", ["standardize needs at least 2 training samples"]),
+    ],
+)
 def test_synthetic_splits_that_leave_a_set_empty(tmp_path, data, words):
     path = preset_file(tmp_path, f'name = "few"\n[data]\ndataset = "rings"\n{data}\n')
     assert_one_error(tuitrain("run", path, "--epochs", "1"), 2, *words)
@@ -319,6 +371,7 @@ def test_one_training_image_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 6. malformed IDX files
+
 
 def damaged_set(folder: Path, damage: str) -> Path:
     """A tiny MNIST-shaped set with one kind of damage (see the parameters below)."""
@@ -359,23 +412,26 @@ def damaged_set(folder: Path, damage: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("damage, preset, words", [
-    ("label 200", "mlp", ["train-labels-idx1-ubyte", "label 200 is out of range", "0 to 9"]),
-    ("no training images", "mlp", ["train-images-idx3-ubyte", "holds no images"]),
-    ("no test images", "mlp", ["t10k-images-idx3-ubyte", "holds no images"]),
-    ("flat images", "lenet", ["train-images-idx3-ubyte", "28x28", "[30, 784]"]),
-    ("flat images", "mlp", ["train-images-idx3-ubyte", "28x28", "[30, 784]"]),
-    ("28x29 images", "lenet", ["train-images-idx3-ubyte", "28x28", "[30, 28, 29]"]),
-    ("3-D labels", "mlp", ["train-labels-idx1-ubyte", "one label per image", "[30, 1, 1]"]),
-    ("count mismatch", "mlp", ["30 images", "29 labels", "train-labels-idx1-ubyte"]),
-    ("wrong magic", "mlp", ["train-images-idx3-ubyte", "not an IDX file"]),
-    ("float values", "mlp", ["train-images-idx3-ubyte", "32-bit floats"]),
-    ("truncated data", "mlp", ["train-images-idx3-ubyte", "truncated"]),
-    ("truncated header", "mlp", ["train-images-idx3-ubyte", "truncated", "header"]),
-    ("extra bytes", "mlp", ["train-images-idx3-ubyte", "more data than its shape"]),
-    ("huge shape", "mlp", ["train-images-idx3-ubyte", "declares shape", "available"]),
-    ("corrupt gzip", "mlp", ["cannot read", "train-images-idx3-ubyte.gz"]),
-])
+@pytest.mark.parametrize(
+    "damage, preset, words",
+    [
+        ("label 200", "mlp", ["train-labels-idx1-ubyte", "label 200 is out of range", "0 to 9"]),
+        ("no training images", "mlp", ["train-images-idx3-ubyte", "holds no images"]),
+        ("no test images", "mlp", ["t10k-images-idx3-ubyte", "holds no images"]),
+        ("flat images", "lenet", ["train-images-idx3-ubyte", "28x28", "[30, 784]"]),
+        ("flat images", "mlp", ["train-images-idx3-ubyte", "28x28", "[30, 784]"]),
+        ("28x29 images", "lenet", ["train-images-idx3-ubyte", "28x28", "[30, 28, 29]"]),
+        ("3-D labels", "mlp", ["train-labels-idx1-ubyte", "one label per image", "[30, 1, 1]"]),
+        ("count mismatch", "mlp", ["30 images", "29 labels", "train-labels-idx1-ubyte"]),
+        ("wrong magic", "mlp", ["train-images-idx3-ubyte", "not an IDX file"]),
+        ("float values", "mlp", ["train-images-idx3-ubyte", "32-bit floats"]),
+        ("truncated data", "mlp", ["train-images-idx3-ubyte", "truncated"]),
+        ("truncated header", "mlp", ["train-images-idx3-ubyte", "truncated", "header"]),
+        ("extra bytes", "mlp", ["train-images-idx3-ubyte", "more data than its shape"]),
+        ("huge shape", "mlp", ["train-images-idx3-ubyte", "declares shape", "available"]),
+        ("corrupt gzip", "mlp", ["cannot read", "train-images-idx3-ubyte.gz"]),
+    ],
+)
 def test_malformed_idx_files_are_named(tmp_path, damage, preset, words):
     folder = damaged_set(tmp_path / "idx", damage)
     result = tuitrain("run", preset, "--data-dir", str(folder), "--epochs", "1", "--out", str(tmp_path / "out"))

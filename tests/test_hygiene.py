@@ -8,10 +8,27 @@ import sys
 import pytest
 
 UI = ("textual", "rich", "click")
-CORE = ["tuitrain.engine", "tuitrain.events", "tuitrain.data", "tuitrain.models", "tuitrain.inspection",
-        "tuitrain.config", "tuitrain.control", "tuitrain.remote", "tuitrain.runs", "tuitrain.writer",
-        "tuitrain.session", "tuitrain.signals", "tuitrain.checkpoints", "tuitrain.vitals", "tuitrain.fmt", "tuitrain.resources", "tuitrain.checks",
-        "tuitrain.headless", "tuitrain.commands"]
+CORE = [
+    "tuitrain.engine",
+    "tuitrain.events",
+    "tuitrain.data",
+    "tuitrain.models",
+    "tuitrain.inspection",
+    "tuitrain.config",
+    "tuitrain.control",
+    "tuitrain.remote",
+    "tuitrain.runs",
+    "tuitrain.writer",
+    "tuitrain.session",
+    "tuitrain.signals",
+    "tuitrain.checkpoints",
+    "tuitrain.vitals",
+    "tuitrain.fmt",
+    "tuitrain.resources",
+    "tuitrain.checks",
+    "tuitrain.headless",
+    "tuitrain.commands",
+]
 
 
 @pytest.mark.parametrize("module", CORE)
@@ -23,8 +40,10 @@ def test_headless_modules_import_no_ui(module):
 
 
 def test_headless_json_run_never_imports_textual():
-    code = ("import sys, runpy\nsys.argv = ['tuitrain', 'run', 'neuron', '--epochs', '1', '--json']\n"
-            "try:\n    runpy.run_module('tuitrain', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('UI' if any(m.split('.')[0] in ('textual', 'rich') for m in sys.modules) else 'CLEAN', file=sys.stderr)")
+    code = (
+        "import sys, runpy\nsys.argv = ['tuitrain', 'run', 'neuron', '--epochs', '1', '--json']\n"
+        "try:\n    runpy.run_module('tuitrain', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('UI' if any(m.split('.')[0] in ('textual', 'rich') for m in sys.modules) else 'CLEAN', file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stderr.strip().endswith("CLEAN"), result.stderr

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tuitrain import checkpoints, engine, runs
+from tuitrain import checkpoints, engine, runs, session
 from tuitrain.checkpoints import CheckpointError
 from tuitrain.cli import cli
 from tuitrain.config import resolve_config
@@ -20,7 +20,6 @@ from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
 from tuitrain.events import EpochEnded, StepProgress
 from tuitrain.runs import read_events
-from tuitrain import session
 from tuitrain.session import trainer_from_run
 from tuitrain.signals import GracefulStop
 from tuitrain.writer import RunWriter
@@ -64,6 +63,7 @@ def resume(run_dir, epochs=None):
 
 
 # ----------------------------------------------------------------------------- layout and exactness
+
 
 def test_run_directory_layout(tmp_path):
     trainer, writer, rec, ended = train(tmp_path, small(3))
@@ -139,6 +139,7 @@ def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):
 
 
 # ----------------------------------------------------------------------------- checkpoint faults
+
 
 @pytest.fixture(scope="module")
 def done_run(tmp_path_factory):
@@ -225,13 +226,16 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
 def test_atomic_write_failure_leaves_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "f.json"
     checkpoints.atomic_write(target, "old")
-    monkeypatch.setattr(checkpoints, "_write_all", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(
+        checkpoints, "_write_all", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))
+    )
     with pytest.raises(OSError):
         checkpoints.atomic_write(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
 
 # ----------------------------------------------------------------------------- metrics file
+
 
 def test_read_events_skips_broken_lines_and_waits_for_a_half_written_one(tmp_path, caplog):
     path = tmp_path / "metrics.jsonl"
@@ -261,6 +265,7 @@ def test_resume_cuts_a_half_written_metrics_line(done_run, tmp_path):
 
 # ----------------------------------------------------------------------------- CLI (in-process)
 
+
 def test_unwritable_out(tmp_path):
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(cli, ["run", "rings", "--epochs", "1", "--out", str(tmp_path / "file" / "runs")])
@@ -277,8 +282,11 @@ def test_resume_on_a_directory_that_is_not_a_run(tmp_path):
 def test_run_needs_preset_or_resume(done_run):
     result = CliRunner().invoke(cli, ["run"])
     assert isinstance(result.exception, UsageError) and "PRESET" in str(result.exception)
-    for args in (["rings", "--resume", str(done_run[0])], ["--resume", str(done_run[0]), "--batch-size", "1"],
-                 ["--resume", str(done_run[0])]):  # done_run completed its 2 epochs already
+    for args in (
+        ["rings", "--resume", str(done_run[0])],
+        ["--resume", str(done_run[0]), "--batch-size", "1"],
+        ["--resume", str(done_run[0])],
+    ):  # done_run completed its 2 epochs already
         result = CliRunner().invoke(cli, ["run", *args])
         assert isinstance(result.exception, UsageError), args
 
@@ -339,7 +347,11 @@ def test_abort_marks_the_summary_and_keeps_the_checkpoint(done_run, tmp_path):
 def test_full_disk_at_the_start_is_an_error(done_run, tmp_path, monkeypatch):
     d = copy_run(done_run[0], tmp_path / "r")
     trainer = trainer_from_run(d, epochs=3)
-    monkeypatch.setattr(checkpoints, "_write_all", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        checkpoints,
+        "_write_all",
+        lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")),
+    )
     with pytest.raises(runs.RunDirError, match="No space left") as info:
         RunWriter(trainer, run_dir=d, resume=True)
     assert info.value.exit_code == 2

@@ -47,6 +47,7 @@ def one_error_line(stderr: str) -> str:
 
 # ----------------------------------------------------------------------------- one owner
 
+
 def test_a_second_process_cannot_train_the_same_run_directory(tmp_path):
     write_preset(tmp_path, epochs=200)
     first = tuitrain("run", "ringlet.toml", "--out", "out", "--json", cwd=tmp_path)
@@ -80,6 +81,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 
 # ----------------------------------------------------------------------------- early stops, divergence
 
+
 def test_a_stop_in_the_first_moments_leaves_a_resumable_checkpoint(tmp_path):
     write_preset(tmp_path, epochs=2)
     proc = tuitrain("run", "ringlet.toml", "--out", "out", "--json", cwd=tmp_path)
@@ -99,8 +101,9 @@ def test_a_stop_in_the_first_moments_leaves_a_resumable_checkpoint(tmp_path):
 
 
 def test_divergence_never_saves_non_finite_weights_and_resumes_lower(tmp_path):
-    code, out, err = finish(tuitrain("run", "square", "--out", "out", "--lr", "100", "--epochs", "3", "--json",
-                                     cwd=tmp_path))
+    code, out, err = finish(
+        tuitrain("run", "square", "--out", "out", "--lr", "100", "--epochs", "3", "--json", cwd=tmp_path)
+    )
     assert code == 3, err
     run_dir = next((tmp_path / "out").iterdir())
     state = checkpoints.load(run_dir / "last.pt")
@@ -111,8 +114,22 @@ def test_divergence_never_saves_non_finite_weights_and_resumes_lower(tmp_path):
 
 
 def test_on_diverge_recover_rolls_back_at_half_the_rate(tmp_path):
-    code, out, err = finish(tuitrain("run", "square", "--out", "out", "--lr", "1.2", "--epochs", "40",
-                                     "--on-diverge", "recover", "--json", cwd=tmp_path))
+    code, out, err = finish(
+        tuitrain(
+            "run",
+            "square",
+            "--out",
+            "out",
+            "--lr",
+            "1.2",
+            "--epochs",
+            "40",
+            "--on-diverge",
+            "recover",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
     lines = [json.loads(line) for line in out.splitlines()]
     recoveries = [e for e in lines if e["event"] == "recovery"]
     assert recoveries and recoveries[0]["new_lr"] == recoveries[0]["lr"] / 2 == 0.6
@@ -128,15 +145,23 @@ def test_on_diverge_recover_rolls_back_at_half_the_rate(tmp_path):
 
 # ----------------------------------------------------------------------------- output that cannot be written
 
+
 @pytest.mark.parametrize("stdout", ["closed", "full"])
 def test_output_that_cannot_be_written_does_not_stop_training(tmp_path, stdout):
     write_preset(tmp_path, epochs=1)
-    command = f"{sys.executable} -m tuitrain run ringlet.toml --out out " + (">&-" if stdout == "closed" else
-                                                                           "> /dev/full")
+    command = f"{sys.executable} -m tuitrain run ringlet.toml --out out " + (
+        ">&-" if stdout == "closed" else "> /dev/full"
+    )
     if stdout == "full" and not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
-    result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
-                            preexec_fn=default_signals)
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        preexec_fn=default_signals,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if "Warning" in line]) <= 1
@@ -145,13 +170,21 @@ def test_output_that_cannot_be_written_does_not_stop_training(tmp_path, stdout):
 
 
 def test_a_signal_stops_a_run_whose_json_output_nobody_reads(tmp_path):
-    (tmp_path / "ringlet.toml").write_text(PRESET.replace("samples = 60000", "samples = 2000")
-                                           .replace("batch_size = 50", "batch_size = 1000")
-                                           .replace("epochs = 8", "epochs = 100000"))
+    (tmp_path / "ringlet.toml").write_text(
+        PRESET.replace("samples = 60000", "samples = 2000")
+        .replace("batch_size = 50", "batch_size = 1000")
+        .replace("epochs = 8", "epochs = 100000")
+    )
     read_end, write_end = os.pipe()  # never read: after ~64 KiB every write would block
-    proc = subprocess.Popen([sys.executable, "-m", "tuitrain", "run", "ringlet.toml", "--out", "out", "--json"],
-                            cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=default_signals)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuitrain", "run", "ringlet.toml", "--out", "out", "--json"],
+        cwd=tmp_path,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=default_signals,
+    )
     os.close(write_end)
     try:
         run_dir = wait_for_step(tmp_path / "out")
@@ -212,6 +245,7 @@ def test_resume_overrides_are_validated_before_anything_is_written(tmp_path):
 
 
 # ----------------------------------------------------------------------------- kill -9
+
 
 @pytest.mark.slow
 def test_kill_9_loop_leaves_every_file_readable_and_every_resume_working(tmp_path):

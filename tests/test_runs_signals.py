@@ -39,8 +39,16 @@ def default_signals() -> None:
 def tuitrain(*args: str, cwd: Path, **kw) -> subprocess.Popen:
     # one thread: tiny networks gain nothing from more, and spinning threads crawl on a busy machine
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tuitrain", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuitrain", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_signals,
+        **kw,
+    )
 
 
 def wait_for_step(out: Path, timeout: float = 60.0) -> Path:

@@ -89,7 +89,9 @@ async def test_the_data_line_follows_the_data_set():
         assert "● ready" in line and "rings" in line and "mnist" not in line
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not FASHION.is_dir(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+)
 async def test_missing_mnist_offers_the_fashion_mnist_on_disk_in_one_key():
     app = make_app(preset="mlp")
     async with app.run_test(size=(100, 30)) as pilot:

@@ -51,8 +51,10 @@ def live_app(preset: str = "rings", mode: str = "in-process", show_speed: bool =
     return make_app(source, show_speed=show_speed), source, factory
 
 
-CELL = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" '
-                  r'clip-path="url\(#[^)]*-line-(\d+)\)">(.*?)</text>')
+CELL = re.compile(
+    r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" '
+    r'clip-path="url\(#[^)]*-line-(\d+)\)">(.*?)</text>'
+)
 
 
 def screen_text(app) -> str:
@@ -125,8 +127,11 @@ async def test_pause_step_lr_stop(mode):
         await pilot.press("s")
         await until(pilot, lambda: dash.history.state == "interrupted", what="stopped")
         run_dir = Path(source.controls.run_dir)
-        await until(pilot, lambda: json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted",
-                    what="summary written")
+        await until(
+            pilot,
+            lambda: json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted",
+            what="summary written",
+        )
         assert (run_dir / "last.pt").is_file()
 
 
@@ -139,8 +144,14 @@ async def test_parameter_table_and_drilldown(mode):
         await pilot.press("tab")
         table = dash.query_one(ParamTable)
         await until(pilot, lambda: dash.history.inspection is not None and table.row_count, what="inspection")
-        names = ["layers.1.weight", "layers.1.bias", "layers.3.weight", "layers.3.bias", "layers.5.weight",
-                 "layers.5.bias"]
+        names = [
+            "layers.1.weight",
+            "layers.1.bias",
+            "layers.3.weight",
+            "layers.3.bias",
+            "layers.5.weight",
+            "layers.5.bias",
+        ]
         if mode == "in-process":
             assert names == [name for name, _ in factory.trainer.model.named_parameters()]
         assert [str(key.value) for key in table.rows] == names
@@ -183,8 +194,15 @@ async def test_prediction_viewer_images(tmp_path, mode):
         await pilot.press("3")
         panel = dash.query_one(PredictionPanel)
         await until(pilot, lambda: dash.history.ended, what="run end")
-        await until(pilot, lambda: panel.predictions is not None and dash.history.inspection is not None
-                    and dash.history.inspection.step == dash.history.step, what="predictions of the final network")
+        await until(
+            pilot,
+            lambda: (
+                panel.predictions is not None
+                and dash.history.inspection is not None
+                and dash.history.inspection.step == dash.history.step
+            ),
+            what="predictions of the final network",
+        )
         await pilot.pause()
         text = screen_text(app)
         names = panel.predictions.class_names
@@ -222,8 +240,13 @@ async def test_restart_starts_a_new_run_directory(mode):
         await pilot.press("y")
         await until(pilot, lambda: app.screen is dash, what="dialog closed")
         assert dash.history.state in ("starting", "running")  # the new run at once, not the old one's end
-        await until(pilot, lambda: source.controls is not None and source.controls.run_dir not in (None, first)
-                    and dash.history.step > 0, what="a new run")
+        await until(
+            pilot,
+            lambda: (
+                source.controls is not None and source.controls.run_dir not in (None, first) and dash.history.step > 0
+            ),
+            what="a new run",
+        )
         assert json.loads((Path(first) / "summary.json").read_text())["status"] == "interrupted"
         source.controls.stop()
 
@@ -283,15 +306,19 @@ async def test_snapshot_finished_neuron_parameters():
         dash = app.screen
         await until(pilot, lambda: dash.history.ended, what="run end")
         await pilot.press("2")
-        await until(pilot, lambda: dash.history.inspection is not None
-                    and dash.history.inspection.step == dash.history.step, what="final inspection")
+        await until(
+            pilot,
+            lambda: dash.history.inspection is not None and dash.history.inspection.step == dash.history.step,
+            what="final inspection",
+        )
         await pilot.pause()
         check_snapshot("neuron_finished_params_100x24", screen_text(app))
 
 
 def test_train_bad_input_exits_2():
-    result = subprocess.run([sys.executable, "-m", "tuitrain", "train", "rings", "--lr", "0"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "tuitrain", "train", "rings", "--lr", "0"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("Error: --lr") and "Traceback" not in result.stderr
 
@@ -303,8 +330,9 @@ def test_tmux_smoke(tmp_path):
     marker = tmp_path / "exit"
     command = f"{sys.executable} -m tuitrain train rings; echo $? > {marker}"
     env_prefix = "TERM=xterm-256color "
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", env_prefix + command],
-                   check=True)
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", env_prefix + command], check=True
+    )
 
     def pane() -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
@@ -475,8 +503,15 @@ async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
         await pilot.press("l")  # log-y on a diverged run's charts (a crash once)
         await pilot.resize_terminal(70, 22)
         await pilot.press("R")
-        await until(pilot, lambda: dash.history.state in ("running", "diverged", "completed")
-                    and source.controls.run_dir == first and dash.history.lr == 50.0, what="resumed at half the rate")
+        await until(
+            pilot,
+            lambda: (
+                dash.history.state in ("running", "diverged", "completed")
+                and source.controls.run_dir == first
+                and dash.history.lr == 50.0
+            ),
+            what="resumed at half the rate",
+        )
         assert source.controls.run_dir == first  # the same run goes on, from its checkpoint
         await until(pilot, lambda: dash.history.ended, what="the recovered run's end")
 
@@ -484,8 +519,10 @@ async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
 async def test_watch_says_crashed_when_the_training_process_was_killed(tmp_path):
     from tests.test_runs_signals import tuitrain, wait_for_step
 
-    (tmp_path / "long.toml").write_text('name = "long"\n[model]\nkind = "mlp"\nhidden = [16]\n[data]\n'
-                                        'dataset = "rings"\nsamples = 2000\n[train]\nepochs = 1000000\n')
+    (tmp_path / "long.toml").write_text(
+        'name = "long"\n[model]\nkind = "mlp"\nhidden = [16]\n[data]\n'
+        'dataset = "rings"\nsamples = 2000\n[train]\nepochs = 1000000\n'
+    )
     proc = tuitrain("run", "long.toml", "--out", "out", cwd=tmp_path)
     try:
         run_dir = wait_for_step(tmp_path / "out")

@@ -116,12 +116,19 @@ def _is_optimizer_state(value: Any) -> bool:
         return False
     groups = value.get("param_groups")
     if not isinstance(groups, list) or not all(
-            isinstance(g, dict) and is_number(g.get("lr")) and isinstance(g.get("params"), list)
-            and all(is_count(i) for i in g["params"]) for g in groups):
+        isinstance(g, dict)
+        and is_number(g.get("lr"))
+        and isinstance(g.get("params"), list)
+        and all(is_count(i) for i in g["params"])
+        for g in groups
+    ):
         return False
-    return all(is_count(k) and isinstance(v, dict) and all(
-        isinstance(x, torch.Tensor) or x is None or is_number(x) for x in v.values())
-        for k, v in value["state"].items())
+    return all(
+        is_count(k)
+        and isinstance(v, dict)
+        and all(isinstance(x, torch.Tensor) or x is None or is_number(x) for x in v.values())
+        for k, v in value["state"].items()
+    )
 
 
 def _is_rng_state(value: Any) -> bool:
@@ -130,8 +137,11 @@ def _is_rng_state(value: Any) -> bool:
 
 def _is_config(value: Any) -> bool:
     train = value.get("train", {}) if isinstance(value, dict) else None
-    return isinstance(train, dict) and (train.get("epochs") is None or is_count(train["epochs"])) and (
-        train.get("optimizer") is None or isinstance(train["optimizer"], str))
+    return (
+        isinstance(train, dict)
+        and (train.get("epochs") is None or is_count(train["epochs"]))
+        and (train.get("optimizer") is None or isinstance(train["optimizer"], str))
+    )
 
 
 # what each entry of a checkpoint must hold (those in REQUIRED must be there)
@@ -144,8 +154,10 @@ FIELDS = {
     "shuffle_rng": (_is_rng_state, "a uint8 tensor (a random generator state)"),
     "train_seconds": (lambda v: is_finite(v) and v >= 0, "a number of seconds"),
     "samples_seen": (is_count, "a whole number"),
-    "torch_rng": (lambda v: _is_rng_state(v) and v.numel() == torch.get_rng_state().numel(),
-                  "torch's random generator state (a uint8 tensor)"),
+    "torch_rng": (
+        lambda v: _is_rng_state(v) and v.numel() == torch.get_rng_state().numel(),
+        "torch's random generator state (a uint8 tensor)",
+    ),
     "config": (_is_config, "a configuration (tables model, data, train)"),
     "best": (lambda v: v is None or is_best(v), "the best epoch (epoch, step, valid)"),
 }
@@ -166,8 +178,10 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused a Python object: it could have run code
-        raise CheckpointError(f"{where}: not a tuitrain checkpoint (it holds Python objects other than "
-                              "tensors and plain values; refused without running them)") from None
+        raise CheckpointError(
+            f"{where}: not a tuitrain checkpoint (it holds Python objects other than "
+            "tensors and plain values; refused without running them)"
+        ) from None
     except Exception as exc:  # truncated zip, random bytes, ...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{where}: not a readable checkpoint (truncated or corrupt?): {first[:200]}") from None
@@ -187,11 +201,24 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # an optimizer's state per parameter, and a setting only its own param groups have
-OPTIMIZER_STATE = {"sgd": (), "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",),
-                   "adagrad": ("sum",), "rmsprop": ("square_avg",), "adam": ("exp_avg", "exp_avg_sq"),
-                   "adamw": ("exp_avg", "exp_avg_sq")}
-OPTIMIZER_SETTING = {"sgd": "nesterov", "momentum": "nesterov", "nesterov": "nesterov", "adagrad": "lr_decay",
-                     "rmsprop": "alpha", "adam": "betas", "adamw": "betas"}
+OPTIMIZER_STATE = {
+    "sgd": (),
+    "momentum": ("momentum_buffer",),
+    "nesterov": ("momentum_buffer",),
+    "adagrad": ("sum",),
+    "rmsprop": ("square_avg",),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+}
+OPTIMIZER_SETTING = {
+    "sgd": "nesterov",
+    "momentum": "nesterov",
+    "nesterov": "nesterov",
+    "adagrad": "lr_decay",
+    "rmsprop": "alpha",
+    "adam": "betas",
+    "adamw": "betas",
+}
 
 
 def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
@@ -203,8 +230,10 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
             what = "missing" if key not in saved else "extra"
             return f"checkpoint does not fit this network: {escape(key)} is {what}"
         if saved[key].shape != model[key].shape:
-            return (f"checkpoint does not fit this network: {escape(key)} has shape {list(saved[key].shape)} "
-                    f"in the checkpoint, {list(model[key].shape)} here")
+            return (
+                f"checkpoint does not fit this network: {escape(key)} has shape {list(saved[key].shape)} "
+                f"in the checkpoint, {list(model[key].shape)} here"
+            )
     kind = trainer.config.train.optimizer
     saved_kind = state.get("config", {}).get("train", {}).get("optimizer")
     if saved_kind is not None and saved_kind != kind:
@@ -222,14 +251,21 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
         if lacking:
             return f"checkpoint's optimizer state is not {kind} state (no {lacking[0]})"
         for name, value in entry.items():
-            if isinstance(value, torch.Tensor) and name != "step" and (
-                    value.shape != param.shape or value.dtype != param.dtype):
-                return (f"checkpoint's optimizer state does not fit this network: {escape(name)} is "
-                        f"{list(value.shape)} {value.dtype}, its parameter {list(param.shape)} {param.dtype}")
+            if (
+                isinstance(value, torch.Tensor)
+                and name != "step"
+                and (value.shape != param.shape or value.dtype != param.dtype)
+            ):
+                return (
+                    f"checkpoint's optimizer state does not fit this network: {escape(name)} is "
+                    f"{list(value.shape)} {value.dtype}, its parameter {list(param.shape)} {param.dtype}"
+                )
     rng, own = state["shuffle_rng"], trainer.generator.get_state()
     if rng.numel() != own.numel():
-        return (f"checkpoint's shuffle state is for another device ({rng.numel()} bytes, {trainer.device} "
-                f"uses {own.numel()}); resume on the machine kind it was trained on")
+        return (
+            f"checkpoint's shuffle state is for another device ({rng.numel()} bytes, {trainer.device} "
+            f"uses {own.numel()}); resume on the machine kind it was trained on"
+        )
     return None
 
 

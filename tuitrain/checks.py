@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuitrain.errors import escape
 
@@ -23,8 +24,11 @@ def is_count(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     """An int or float that converts to a float (NaN and Inf included)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        not isinstance(value, int) or abs(value) < MAX_COUNT)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (not isinstance(value, int) or abs(value) < MAX_COUNT)
+    )
 
 
 def is_finite(value: Any) -> bool:
@@ -38,8 +42,11 @@ def is_metrics(value: Any) -> bool:
 
 def is_best(value: Any) -> bool:
     """The best epoch as run files keep it: {"epoch", "step", "valid": metrics}."""
-    return isinstance(value, dict) and all(value.get(k) is None or is_count(value[k]) for k in ("epoch", "step")) and (
-        value.get("valid") is None or is_metrics(value["valid"]))
+    return (
+        isinstance(value, dict)
+        and all(value.get(k) is None or is_count(value[k]) for k in ("epoch", "step"))
+        and (value.get("valid") is None or is_metrics(value["valid"]))
+    )
 
 
 def is_names(value: Any) -> bool:
@@ -52,15 +59,17 @@ def show(value: Any, limit: int = 40) -> str:
         text = json.dumps(value)
     except (TypeError, ValueError, RecursionError):
         text = type(value).__name__
-    return escape(text if len(text) <= limit else text[:limit - 3] + "...")
+    return escape(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 # what each summary.json field must hold (null is allowed for all but status: it reads as absent)
 SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{k: (lambda v: isinstance(v, str), "a string") for k in ("status", "preset", "run_dir", "host", "message")},
     **{k: (is_count, "a whole number") for k in ("epoch", "epochs", "step", "epoch_step", "pid")},
-    **{k: (is_finite, "a finite number") for k in ("train_seconds", "samples_per_s", "started_at", "updated_at",
-                                                    "ended_at")},
+    **{
+        k: (is_finite, "a finite number")
+        for k in ("train_seconds", "samples_per_s", "started_at", "updated_at", "ended_at")
+    },
     **{k: (is_metrics, "metrics (loss, accuracy)") for k in ("last_valid", "test")},
     "best": (is_best, "the best epoch (epoch, step, valid)"),
     "checkpoints": (is_names, "names of checkpoint files"),

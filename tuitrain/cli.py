@@ -18,7 +18,9 @@ def training_options(func: Any) -> Any:
         click.option("--lr", type=float, help="Learning rate (per step)."),
         click.option("--optimizer", type=click.Choice(cfgmod.OPTIMIZERS), help="Optimizer."),
         click.option("--batch-size", type=int, help="Samples per optimizer step."),
-        click.option("--activation", type=click.Choice(cfgmod.ACTIVATIONS), help="Hidden-layer activation (mlp, lenet)."),
+        click.option(
+            "--activation", type=click.Choice(cfgmod.ACTIVATIONS), help="Hidden-layer activation (mlp, lenet)."
+        ),
         click.option("--device", type=click.Choice(cfgmod.DEVICES), help="auto picks CUDA when a GPU is visible."),
         click.option("--seed", type=int, help="Seed for data, initial weights and shuffling."),
         click.option("--dataset", type=click.Choice(cfgmod.DATASETS), help="Train on another data set."),
@@ -75,13 +77,22 @@ def show(preset: str, **overrides: Any) -> None:
 @training_options
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout (start, epoch, end).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for run directories (default ./runs).")
-@click.option("--on-diverge", type=click.Choice(["stop", "recover"]), default="stop", show_default=True,
-              help="recover: on a NaN/Inf loss, go back to the last good checkpoint at half the learning rate "
-                   "(at most 3 times).")
-@click.option("--resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
-              help="Continue a stopped run in its own directory (with --epochs N to train further).")
-def run(preset: str | None, json_mode: bool, out: str | None, on_diverge: str, resume: str | None,
-        **overrides: Any) -> None:
+@click.option(
+    "--on-diverge",
+    type=click.Choice(["stop", "recover"]),
+    default="stop",
+    show_default=True,
+    help="recover: on a NaN/Inf loss, go back to the last good checkpoint at half the learning rate (at most 3 times).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    metavar="RUN_DIR",
+    help="Continue a stopped run in its own directory (with --epochs N to train further).",
+)
+def run(
+    preset: str | None, json_mode: bool, out: str | None, on_diverge: str, resume: str | None, **overrides: Any
+) -> None:
     """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
 
     PRESET is a preset name (see `tuitrain list`) or a path to a TOML file. Each run writes
@@ -96,8 +107,9 @@ def run(preset: str | None, json_mode: bool, out: str | None, on_diverge: str, r
 
 
 @cli.command("runs")
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Folder holding run directories.")
+@click.option(
+    "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder holding run directories."
+)
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per run.")
 def list_runs(out: str, json_mode: bool) -> None:
     """List runs: preset, status, epochs, best validation metric, age."""
@@ -120,8 +132,9 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
 @cli.command()
 @click.argument("preset")
 @training_options
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the run directory.")
+@click.option(
+    "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run directory."
+)
 def train(preset: str, out: str, **overrides: Any) -> None:
     """Train PRESET in the live dashboard (charts, parameters, predictions; ? lists the keys).
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tuitrain.errors import UsageError
 from tuitrain.events import Event, Recovery, RunEnded
@@ -34,8 +35,14 @@ def warn(message: str) -> None:
 MAX_RECOVERIES = 3  # --on-diverge recover: at most this many rollbacks in one run
 
 
-def run_command(preset: str | None, resume: str | None, out: str | None, json_mode: bool,
-                overrides: dict[str, Any], on_diverge: str = "stop") -> int:
+def run_command(
+    preset: str | None,
+    resume: str | None,
+    out: str | None,
+    json_mode: bool,
+    overrides: dict[str, Any],
+    on_diverge: str = "stop",
+) -> int:
     """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code."""
     from tuitrain import session
     from tuitrain.config import resolve_config
@@ -74,8 +81,9 @@ def run_command(preset: str | None, resume: str | None, out: str | None, json_mo
     return exit_code(ended, writer.errors, stopper.exit_code, json_mode)
 
 
-def recover(trainer: Trainer, writer: RunWriter, ended: RunEnded, attempt: int,
-            printer: Callable[[Event], None]) -> tuple[Trainer, RunWriter]:
+def recover(
+    trainer: Trainer, writer: RunWriter, ended: RunEnded, attempt: int, printer: Callable[[Event], None]
+) -> tuple[Trainer, RunWriter]:
     """Back to the run's last good checkpoint at half the learning rate, recorded in its metrics."""
     from tuitrain import session
 
@@ -118,16 +126,32 @@ def eval_command(run_dir: str, which: str, json_mode: bool) -> int:
     from tuitrain import runs, session
 
     path = runs.check_run_dir(run_dir)
-    if which == "best" and not (path / runs.CHECKPOINTS["best"]).exists() and (path / runs.CHECKPOINTS["last"]).exists():
+    if (
+        which == "best"
+        and not (path / runs.CHECKPOINTS["best"]).exists()
+        and (path / runs.CHECKPOINTS["last"]).exists()
+    ):
         which = "last"  # stopped before its first validation: there is no best yet
     trainer = session.trainer_from_run(path, "best" if which == "best" else "last")
     test = trainer.evaluate(trainer.data.test)
     valid = trainer.evaluate(trainer.data.valid)
     if json_mode:
-        stdout_line(json.dumps({"event": "eval", "run_dir": str(run_dir), "checkpoint": which,
-                                "epoch": trainer.epoch, "step": trainer.step,
-                                "valid": valid.to_dict(), "test": test.to_dict()}))
+        stdout_line(
+            json.dumps(
+                {
+                    "event": "eval",
+                    "run_dir": str(run_dir),
+                    "checkpoint": which,
+                    "epoch": trainer.epoch,
+                    "step": trainer.step,
+                    "valid": valid.to_dict(),
+                    "test": test.to_dict(),
+                }
+            )
+        )
     else:
-        for line in eval_lines(trainer.config.name, which, trainer.epoch, trainer.epoch_step, trainer.step, valid, test):
+        for line in eval_lines(
+            trainer.config.name, which, trainer.epoch, trainer.epoch_step, trainer.step, valid, test
+        ):
             stdout_line(line)
     return 0

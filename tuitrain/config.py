@@ -21,8 +21,13 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}  # synthetic points, samples = 0
 # input shape and output count per data set, known without loading it (summaries, memory estimates)
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "blobs": ((2,), 1), "rings": ((2,), 3), "square": ((1,), 1), "wave": ((1,), 1),
-    "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
+    "blobs": ((2,), 1),
+    "rings": ((2,), 3),
+    "square": ((1,), 1),
+    "wave": ((1,), 1),
+    "mnist": ((1, 28, 28), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+}
 
 
 def _choice(options: tuple[str, ...]) -> dict[str, Any]:
@@ -83,6 +88,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 # ----------------------------------------------------------------------------- presets on disk
 
+
 def builtin_preset_dir() -> Path:
     """Presets ship inside the wheel; in a source checkout they sit beside the package."""
     packaged = Path(__file__).parent / "presets"
@@ -140,6 +146,7 @@ def preset_description(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- validation
 
+
 def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name: str = "custom") -> Config:
     known_top = {"name", "description", *SECTIONS}
     for key in raw:
@@ -157,8 +164,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name
     config = Config(name=raw.get("name", default_name), description=raw.get("description", ""), **sections)
     for key in ("name", "description"):  # printed by `list`, headless output and the app: one plain line
         if not getattr(config, key).isprintable():
-            raise ConfigError(f"{source}: {key} {quote(getattr(config, key))} contains control characters "
-                              "(newlines, tabs, escape sequences)")
+            raise ConfigError(
+                f"{source}: {key} {quote(getattr(config, key))} contains control characters "
+                "(newlines, tabs, escape sequences)"
+            )
     check_compatible(config, source)
     return config
 
@@ -179,7 +188,7 @@ def _show(value: Any, limit: int = 60) -> str:
         text = repr(value)
     except RecursionError:
         text = f"<{type(value).__name__} nested too deeply>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 MAX_LAYERS = 1000  # hidden layers in an mlp
@@ -237,8 +246,9 @@ def check_compatible(config: Config, source: str = "<config>") -> None:
     """Refuse network/data pairs that cannot work, before any data is loaded."""
     kind, dataset = config.model.kind, config.data.dataset
     if kind == "lenet" and dataset not in IMAGE_SETS:
-        raise ConfigError(f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), "
-                          f"not {quote(dataset)}")
+        raise ConfigError(
+            f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), not {quote(dataset)}"
+        )
     if kind == "neuron" and dataset != "blobs":
         raise ConfigError(f"{source}: the single neuron is a binary classifier for 'blobs', not {quote(dataset)}")
 
@@ -246,8 +256,15 @@ def check_compatible(config: Config, source: str = "<config>") -> None:
 def apply_overrides(config: Config, **overrides: Any) -> Config:
     """Return a copy with CLI overrides (None = keep) validated like preset values."""
     where = {
-        "epochs": "train", "lr": "train", "optimizer": "train", "batch_size": "train",
-        "seed": "train", "device": "train", "activation": "model", "dataset": "data", "data_dir": "data",
+        "epochs": "train",
+        "lr": "train",
+        "optimizer": "train",
+        "batch_size": "train",
+        "seed": "train",
+        "device": "train",
+        "activation": "model",
+        "dataset": "data",
+        "data_dir": "data",
     }
     raw = config.to_dict()
     for key, value in overrides.items():
@@ -266,6 +283,7 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
 
 
 # ----------------------------------------------------------------------------- TOML out
+
 
 def resolve_config(preset: str, **overrides: Any) -> Config:
     """PRESET (a name or a TOML path) with the command line's overrides applied and checked."""

@@ -8,7 +8,7 @@ the process boundary the calls travel as the command dataclasses below, never as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from tuitrain.events import Consumer, EndStatus, Inspection, RunEnded, TrainerState
 from tuitrain.vitals import Vitals
@@ -24,8 +24,7 @@ class RunControl(Protocol):
         ...
 
     @property
-    def state(self) -> TrainerState:
-        ...
+    def state(self) -> TrainerState: ...
 
     @property
     def run_dir(self) -> str | None:
@@ -69,6 +68,7 @@ class RunControl(Protocol):
 
 # ----------------------------------------------------------------------------- pipe commands
 
+
 @dataclass(frozen=True)
 class Pause:
     pass
@@ -109,7 +109,7 @@ class Close:
     """The app is done with the child: it may exit once its run has been saved."""
 
 
-Command = Union[Pause, Resume, Stop, StepOnce, SetLr, RequestInspection, Inspect, Close]
+Command = Pause | Resume | Stop | StepOnce | SetLr | RequestInspection | Inspect | Close
 
 
 def apply(control: RunControl, command: Command) -> None:

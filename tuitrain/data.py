@@ -26,8 +26,7 @@ IDX_FILES = {
 TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
+    "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
     "blobs": ["blue", "orange"],
     "rings": ["inner", "middle", "outer"],
 }
@@ -68,6 +67,7 @@ class Dataset:
 
 # ----------------------------------------------------------------------------- synthetic sets
 
+
 def _blobs(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.randint(0, 2, (n,), generator=g)
     centers = torch.tensor([[-1.0, -1.0], [1.0, 1.0]])
@@ -96,8 +96,12 @@ def _wave(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return x, wave_trend(x) + 0.3 * torch.randn(n, 1, generator=g)
 
 
-SYNTHETIC = {"blobs": (_blobs, "binary"), "rings": (_rings, "classes"),
-             "square": (_square, "regression"), "wave": (_wave, "regression")}
+SYNTHETIC = {
+    "blobs": (_blobs, "binary"),
+    "rings": (_rings, "classes"),
+    "square": (_square, "regression"),
+    "wave": (_wave, "regression"),
+}
 
 
 def _check_splits(train: int, valid: int, test: int, cfg: DataConfig, origin: str, advice: str) -> None:
@@ -105,9 +109,11 @@ def _check_splits(train: int, valid: int, test: int, cfg: DataConfig, origin: st
     sizes = {"training": train, "validation": valid, "test": test}
     empty = [name for name, size in sizes.items() if size < 1]
     if empty:
-        raise UsageError(f"the {' and '.join(empty)} set{'s' if len(empty) > 1 else ''} would be empty: {origin} "
-                         f"split {max(train, 0):,} train / {max(valid, 0):,} valid / {max(test, 0):,} test "
-                         f"(valid_fraction {cfg.valid_fraction:g}); {advice}")
+        raise UsageError(
+            f"the {' and '.join(empty)} set{'s' if len(empty) > 1 else ''} would be empty: {origin} "
+            f"split {max(train, 0):,} train / {max(valid, 0):,} valid / {max(test, 0):,} test "
+            f"(valid_fraction {cfg.valid_fraction:g}); {advice}"
+        )
     if cfg.standardize and train < 2:
         raise UsageError(f"data.standardize needs at least 2 training samples, {origin} leaves {train}; {advice}")
 
@@ -117,19 +123,33 @@ def _synthetic(cfg: DataConfig, seed: int) -> Dataset:
     n = cfg.samples or DEFAULT_SAMPLES[cfg.dataset]
     n_test = min(n, max(1, round(n * cfg.test_fraction)))
     n_valid = min(n - n_test, max(1, round(n * cfg.valid_fraction)))
-    _check_splits(n - n_test - n_valid, n_valid, n_test, cfg, f"data.samples = {n:,} (test_fraction "
-                  f"{cfg.test_fraction:g})", "use more data.samples or smaller fractions")
+    _check_splits(
+        n - n_test - n_valid,
+        n_valid,
+        n_test,
+        cfg,
+        f"data.samples = {n:,} (test_fraction {cfg.test_fraction:g})",
+        "use more data.samples or smaller fractions",
+    )
     g = torch.Generator().manual_seed(seed)
     x, y = make(n, g)
     order = torch.randperm(n, generator=g)
-    test, valid, train = order[:n_test], order[n_test:n_test + n_valid], order[n_test + n_valid:]
+    test, valid, train = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
     outputs = 3 if cfg.dataset == "rings" else 1
-    return Dataset(cfg.dataset, task, Split(x[train], y[train]), Split(x[valid], y[valid]),
-                   Split(x[test], y[test]), outputs, CLASS_NAMES.get(cfg.dataset, []),
-                   source=f"synthetic, {n} points")
+    return Dataset(
+        cfg.dataset,
+        task,
+        Split(x[train], y[train]),
+        Split(x[valid], y[valid]),
+        Split(x[test], y[test]),
+        outputs,
+        CLASS_NAMES.get(cfg.dataset, []),
+        source=f"synthetic, {n} points",
+    )
 
 
 # ----------------------------------------------------------------------------- MNIST-type sets
+
 
 def cache_dir() -> Path:
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -173,13 +193,21 @@ def ensure_available(cfg: DataConfig) -> None:
     """Fetch an MNIST-type set now if it is missing (raising DataUnavailable offline); cheap otherwise."""
     if cfg.dataset not in SYNTHETIC and find_idx_files(cfg.dataset, cfg.data_dir) is None:
         if cfg.data_dir:
-            raise DataUnavailable(f"{quote(cfg.data_dir)} does not hold the {cfg.dataset} IDX files "
-                                  f"({', '.join(IDX_FILES.values())}, optionally .gz)")
+            raise DataUnavailable(
+                f"{quote(cfg.data_dir)} does not hold the {cfg.dataset} IDX files "
+                f"({', '.join(IDX_FILES.values())}, optionally .gz)"
+            )
         _download(cfg.dataset)
 
 
-IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
-             0x0D: "32-bit floats", 0x0E: "64-bit floats"}
+IDX_TYPES = {
+    0x08: "unsigned bytes",
+    0x09: "signed bytes",
+    0x0B: "16-bit integers",
+    0x0C: "32-bit integers",
+    0x0D: "32-bit floats",
+    0x0E: "64-bit floats",
+}
 BYTES_PER_VALUE = 12  # an IDX byte once read: the file's bytes, a uint8 tensor, float32 and its split copy
 
 
@@ -202,12 +230,14 @@ def read_idx(path: Path) -> torch.Tensor:
             header = handle.read(4 * ndim)
             if len(header) < 4 * ndim:
                 raise UsageError(f"{name} is truncated: its header ends before its {ndim} dimensions")
-            dims = [int.from_bytes(header[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+            dims = [int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(ndim)]
             size = math.prod(dims)
             available = available_memory()
             if available is not None and size * BYTES_PER_VALUE > available:
-                raise UsageError(f"{name} declares shape {dims}: about {fmt_bytes(size * BYTES_PER_VALUE)} once "
-                                 f"loaded, but this machine has {fmt_bytes(available)} available")
+                raise UsageError(
+                    f"{name} declares shape {dims}: about {fmt_bytes(size * BYTES_PER_VALUE)} once "
+                    f"loaded, but this machine has {fmt_bytes(available)} available"
+                )
             raw = handle.read(size + 1)
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, a damaged gzip stream, a cut-off gzip file
         raise UsageError(f"cannot read {name}: {exc}") from None
@@ -220,25 +250,31 @@ def read_idx(path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(dims)
 
 
-def _check_idx_pair(images: torch.Tensor, labels: torch.Tensor, files: dict[str, Path], split: str,
-                    classes: int) -> None:
+def _check_idx_pair(
+    images: torch.Tensor, labels: torch.Tensor, files: dict[str, Path], split: str, classes: int
+) -> None:
     """Images [n, 28, 28] and labels [n] in 0..classes-1, as many of one as of the other."""
     image_file, label_file = quote(files[f"{split}_images"]), quote(files[f"{split}_labels"])
     if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
-        raise UsageError(f"{image_file}: expected 28x28 images (IDX shape [n, 28, 28]), "
-                         f"the file holds shape {list(images.shape)}")
+        raise UsageError(
+            f"{image_file}: expected 28x28 images (IDX shape [n, 28, 28]), the file holds shape {list(images.shape)}"
+        )
     if labels.dim() != 1:
-        raise UsageError(f"{label_file}: expected one label per image (IDX shape [n]), "
-                         f"the file holds shape {list(labels.shape)}")
+        raise UsageError(
+            f"{label_file}: expected one label per image (IDX shape [n]), the file holds shape {list(labels.shape)}"
+        )
     if images.shape[0] == 0:
         raise UsageError(f"{image_file} holds no images")
     if images.shape[0] != labels.shape[0]:
-        raise UsageError(f"{image_file} holds {images.shape[0]:,} images but {label_file} "
-                         f"holds {labels.shape[0]:,} labels")
+        raise UsageError(
+            f"{image_file} holds {images.shape[0]:,} images but {label_file} holds {labels.shape[0]:,} labels"
+        )
     wrong = labels >= classes
     if wrong.any():
-        raise UsageError(f"{label_file}: label {int(labels.max())} is out of range (expected 0 to {classes - 1}; "
-                         f"{int(wrong.sum()):,} of {labels.shape[0]:,} labels are)")
+        raise UsageError(
+            f"{label_file}: label {int(labels.max())} is out of range (expected 0 to {classes - 1}; "
+            f"{int(wrong.sum()):,} of {labels.shape[0]:,} labels are)"
+        )
 
 
 def _download(dataset: str) -> None:
@@ -259,7 +295,8 @@ def _download(dataset: str) -> None:
         raise DataUnavailable(
             f"{dataset} is not on this machine and could not be downloaded (offline?); connect to the internet, "
             f"or pass --data-dir DIR holding {IDX_FILES['train_images']}[.gz] and the other three IDX files"
-            f"{hint}") from None
+            f"{hint}"
+        ) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -275,20 +312,34 @@ def _images(cfg: DataConfig, seed: int) -> Dataset:
         _check_idx_pair(parts[f"{split}_images"], parts[f"{split}_labels"], files, split, classes)
     n = parts["train_images"].shape[0]
     n_valid = min(n, max(1, round(n * cfg.valid_fraction)))
-    _check_splits(n - n_valid, n_valid, parts["test_images"].shape[0], cfg,
-                  f"{n:,} training images in {quote(files['train_images'])}", "use a bigger set of images")
+    _check_splits(
+        n - n_valid,
+        n_valid,
+        parts["test_images"].shape[0],
+        cfg,
+        f"{n:,} training images in {quote(files['train_images'])}",
+        "use a bigger set of images",
+    )
     # 1/255 scaling, as ToTensor does; stored as float once so no step converts anything
     train_x = parts["train_images"].unsqueeze(1).float().div_(255)
     test_x = parts["test_images"].unsqueeze(1).float().div_(255)
     train_y, test_y = parts["train_labels"].long(), parts["test_labels"].long()
     order = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
     valid, train = order[:n_valid], order[n_valid:]
-    return Dataset(cfg.dataset, "classes", Split(train_x[train], train_y[train]),
-                   Split(train_x[valid], train_y[valid]), Split(test_x, test_y), classes,
-                   CLASS_NAMES[cfg.dataset], source=str(files["train_images"].parent))
+    return Dataset(
+        cfg.dataset,
+        "classes",
+        Split(train_x[train], train_y[train]),
+        Split(train_x[valid], train_y[valid]),
+        Split(test_x, test_y),
+        classes,
+        CLASS_NAMES[cfg.dataset],
+        source=str(files["train_images"].parent),
+    )
 
 
 # ----------------------------------------------------------------------------- entry point
+
 
 def _standardize(data: Dataset) -> None:
     """Scale with the training split's statistics only, so valid/test stay unseen."""

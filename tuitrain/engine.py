@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,13 +44,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
     params = list(params)
     if name in ("sgd", "momentum", "nesterov"):
         m = 0.0 if name == "sgd" else momentum
-        return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=name == "nesterov" and m > 0,
-                               weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=m, nesterov=name == "nesterov" and m > 0, weight_decay=weight_decay
+        )
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
     if name == "rmsprop":
@@ -76,8 +79,13 @@ class Trainer:
     """One training run in this process (a `RunControl`). `run()` blocks; the control methods may
     be called from any thread. `run_dir` is the directory its RunWriter keeps, named in RunStarted."""
 
-    def __init__(self, config: Config, consumers: Iterable[Consumer] = (), data: Dataset | None = None,
-                 run_dir: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        consumers: Iterable[Consumer] = (),
+        data: Dataset | None = None,
+        run_dir: str | None = None,
+    ):
         self.config = config
         self.run_dir = run_dir
         tc = config.train
@@ -87,14 +95,15 @@ class Trainer:
             self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
             torch.manual_seed(tc.seed)  # model initialisation
             self.model = build_model(config.model, self.data.input_shape, self.data.num_outputs).to(self.device)
-            self.optimizer = build_optimizer(tc.optimizer, self.model.parameters(), tc.lr, tc.momentum,
-                                             tc.weight_decay)
+            self.optimizer = build_optimizer(tc.optimizer, self.model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             if type(exc) is RuntimeError and "can't allocate memory" not in str(exc):  # CPU allocator's OOM
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TuitrainError(f"out of memory on {self.device} while loading the data and building the network "
-                                f"({first[:200]}); use a smaller network or fewer samples") from None
+            raise TuitrainError(
+                f"out of memory on {self.device} while loading the data and building the network "
+                f"({first[:200]}); use a smaller network or fewer samples"
+            ) from None
         self.loss_fn = LOSSES[self.data.task]()
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed)  # shuffling only
         self.consumers: list[Consumer] = list(consumers)
@@ -175,10 +184,12 @@ class Trainer:
     def inspect(self, before: dict[str, torch.Tensor] | None = None) -> Inspection:
         """Parameter statistics and predictions now; safe while the loop is not stepping."""
         start = time.perf_counter()
-        found = Inspection(self.epoch + 1 if self.epoch_step else self.epoch, self.step,
-                          inspection.param_stats(self.model, before),
-                          inspection.predictions(self.model, self.data, self._sample,
-                                                 epoch=self.epoch, step=self.step))
+        found = Inspection(
+            self.epoch + 1 if self.epoch_step else self.epoch,
+            self.step,
+            inspection.param_stats(self.model, before),
+            inspection.predictions(self.model, self.data, self._sample, epoch=self.epoch, step=self.step),
+        )
         found.seconds = time.perf_counter() - start
         return found
 
@@ -190,11 +201,23 @@ class Trainer:
         tc, d = self.config.train, self.data
         self.state = "running"
         steps = math.ceil(len(d.train) / tc.batch_size)
-        self._emit(RunStarted(
-            preset=self.config.name, config=self.config.to_dict(), device=str(self.device), task=d.task,
-            train_samples=len(d.train), valid_samples=len(d.valid), test_samples=len(d.test),
-            steps_per_epoch=steps, epochs=tc.epochs, start_epoch=self.epoch,
-            parameters=parameter_count(self.model), data_source=d.source, run_dir=self.run_dir))
+        self._emit(
+            RunStarted(
+                preset=self.config.name,
+                config=self.config.to_dict(),
+                device=str(self.device),
+                task=d.task,
+                train_samples=len(d.train),
+                valid_samples=len(d.valid),
+                test_samples=len(d.test),
+                steps_per_epoch=steps,
+                epochs=tc.epochs,
+                start_epoch=self.epoch,
+                parameters=parameter_count(self.model),
+                data_source=d.source,
+                run_dir=self.run_dir,
+            )
+        )
         status: EndStatus = "completed"
         message = ""
         try:
@@ -211,8 +234,18 @@ class Trainer:
                 valid = self.evaluate(d.valid)
                 if not math.isfinite(train.loss) or not math.isfinite(valid.loss):
                     return self._finish(self._diverged())
-                self._emit(EpochEnded(self.epoch, self.step, train, valid, self.lr, seconds,
-                                      samples / max(seconds, 1e-9), self.train_seconds))
+                self._emit(
+                    EpochEnded(
+                        self.epoch,
+                        self.step,
+                        train,
+                        valid,
+                        self.lr,
+                        seconds,
+                        samples / max(seconds, 1e-9),
+                        self.train_seconds,
+                    )
+                )
         except torch.OutOfMemoryError:
             status, message = "failed", f"out of memory on {self.device}: try a smaller --batch-size"
             return self._finish(self._ended(status, None, message))
@@ -223,12 +256,23 @@ class Trainer:
         return self._finish(self._ended(status, test, message))
 
     def _ended(self, status: EndStatus, test: Metrics | None, message: str = "") -> RunEnded:
-        return RunEnded(status, self.epoch, self.step, test, self.train_seconds,
-                        self.samples_seen / max(self.train_seconds, 1e-9), message)
+        return RunEnded(
+            status,
+            self.epoch,
+            self.step,
+            test,
+            self.train_seconds,
+            self.samples_seen / max(self.train_seconds, 1e-9),
+            message,
+        )
 
     def _diverged(self) -> RunEnded:
-        return self._ended("diverged", None, f"loss became NaN or infinite at step {self.step} (lr {self.lr:g}); "
-                                             f"try a lower learning rate, e.g. --lr {self.lr / 10:g}")
+        return self._ended(
+            "diverged",
+            None,
+            f"loss became NaN or infinite at step {self.step} (lr {self.lr:g}); "
+            f"try a lower learning rate, e.g. --lr {self.lr / 10:g}",
+        )
 
     def _finish(self, ended: RunEnded) -> RunEnded:
         self.state = "finished"
@@ -261,7 +305,7 @@ class Trainer:
                     return None
                 tick = time.perf_counter()
             before = self._snapshot_if_inspecting()
-            idx = order[i * bs:(i + 1) * bs]
+            idx = order[i * bs : (i + 1) * bs]
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             logits = model(xb)
             loss = loss_fn(logits, yb)
@@ -294,8 +338,18 @@ class Trainer:
                 if not math.isfinite(mean_loss):
                     return self._diverged()
                 acc = window_correct.item() / window_n if task != "regression" else None
-                self._emit(StepProgress(self.epoch + 1, self.step, i + 1, mean_loss, acc, self.lr,
-                                        self.samples_seen / max(self.train_seconds, 1e-9), self.train_seconds))
+                self._emit(
+                    StepProgress(
+                        self.epoch + 1,
+                        self.step,
+                        i + 1,
+                        mean_loss,
+                        acc,
+                        self.lr,
+                        self.samples_seen / max(self.train_seconds, 1e-9),
+                        self.train_seconds,
+                    )
+                )
                 window_loss.zero_(), window_correct.zero_()
                 window_n = 0
                 tick = time.perf_counter()
@@ -361,9 +415,14 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (tensors and plain values only)."""
         return {
-            "config": self.config.to_dict(), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "epoch_step": self.epoch_step,
-            "step": self.step, "train_seconds": self.train_seconds, "samples_seen": self.samples_seen,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "samples_seen": self.samples_seen,
             # an epoch in progress (even one stopped before its first step) replays its own shuffle
             "shuffle_rng": (self._epoch_rng if self._epoch_rng is not None else self.generator.get_state()).cpu(),
         }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal
 
 from tuitrain.checks import is_count, is_number
 
@@ -122,7 +123,7 @@ class Recovery:
     event: str = "recovery"
 
 
-Event = Union[RunStarted, StepProgress, EpochEnded, StateChanged, Inspection, RunEnded, Recovery]
+Event = RunStarted | StepProgress | EpochEnded | StateChanged | Inspection | RunEnded | Recovery
 Consumer = Callable[[Event], None]
 
 
@@ -150,8 +151,9 @@ def metrics_from_dict(data: Any) -> Metrics | None:
     loss, accuracy = data.get("loss"), data.get("accuracy")
     if (loss is not None and not is_number(loss)) or (accuracy is not None and not is_number(accuracy)):
         return None
-    return Metrics(loss=float("nan") if loss is None else float(loss),
-                   accuracy=None if accuracy is None else float(accuracy))
+    return Metrics(
+        loss=float("nan") if loss is None else float(loss), accuracy=None if accuracy is None else float(accuracy)
+    )
 
 
 def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
@@ -176,8 +178,9 @@ def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
         metrics = metrics_from_dict(value)
         return metrics is not None, metrics
     if kind.startswith("dict"):  # RunStarted.config: viewers read its sections and training numbers
-        sections = isinstance(value, dict) and all(isinstance(value.get(k, {}), dict)
-                                                   for k in ("model", "data", "train"))
+        sections = isinstance(value, dict) and all(
+            isinstance(value.get(k, {}), dict) for k in ("model", "data", "train")
+        )
         train = value.get("train", {}) if sections else {}
         numbers = all(is_number(train[k]) for k in ("lr", "momentum", "weight_decay") if k in train)
         counts = all(is_count(train[k]) for k in ("batch_size", "epochs", "seed") if k in train)
@@ -193,8 +196,14 @@ def event_from_dict(data: Any) -> Event | None:
     None for an unknown event, a missing field, or a field of the wrong type (a string where a
     number belongs, true for an integer), so consumers only ever see well-typed events.
     """
-    kinds = {"start": RunStarted, "step": StepProgress, "epoch": EpochEnded, "state": StateChanged,
-             "recovery": Recovery, "end": RunEnded}
+    kinds = {
+        "start": RunStarted,
+        "step": StepProgress,
+        "epoch": EpochEnded,
+        "state": StateChanged,
+        "recovery": Recovery,
+        "end": RunEnded,
+    }
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         return None
     cls = kinds.get(data["event"])

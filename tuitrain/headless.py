@@ -7,7 +7,8 @@ import queue
 import sys
 import threading
 import time
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from tuitrain.errors import escape
 from tuitrain.events import EpochEnded, Event, Metrics, Recovery, RunEnded, RunStarted, StepProgress, event_to_dict
@@ -18,9 +19,11 @@ JSON_EVENTS = ("start", "epoch", "recovery", "end")
 
 def describe_start(e: RunStarted) -> str:
     """One line; names and paths have their control characters escaped, so none reaches the terminal."""
-    return (f"{escape(e.preset)}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
-            f"{e.valid_samples:,} valid / {e.test_samples:,} test ({escape(e.data_source)}); "
-            f"{plural(e.epochs, 'epoch')} x {plural(e.steps_per_epoch, 'step')}")
+    return (
+        f"{escape(e.preset)}: {e.parameters:,} parameters on {e.device}; {e.train_samples:,} train / "
+        f"{e.valid_samples:,} valid / {e.test_samples:,} test ({escape(e.data_source)}); "
+        f"{plural(e.epochs, 'epoch')} x {plural(e.steps_per_epoch, 'step')}"
+    )
 
 
 def describe_end(e: RunEnded) -> str:
@@ -30,8 +33,10 @@ def describe_end(e: RunEnded) -> str:
 
 
 def describe_recovery(e: Recovery) -> str:
-    return (f"diverged at step {e.diverged_step:,} (lr {e.lr:g}): back to the checkpoint at step {e.step:,} "
-            f"(epoch {e.epoch}) with lr {e.new_lr:g} [recovery {e.attempt}]")
+    return (
+        f"diverged at step {e.diverged_step:,} (lr {e.lr:g}): back to the checkpoint at step {e.step:,} "
+        f"(epoch {e.epoch}) with lr {e.new_lr:g} [recovery {e.attempt}]"
+    )
 
 
 class JsonPrinter:
@@ -102,9 +107,15 @@ class RichProgress:
 
         self.console = Console()
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[label]}"), BarColumn(bar_width=None), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=True,
-            expand=True)
+            TextColumn("[bold]{task.fields[label]}"),
+            BarColumn(bar_width=None),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            expand=True,
+        )
         self.task: Any = None
         self.plain = PlainPrinter(write=self.write)  # same formatting, written through the live console
         self.last_row = 0.0
@@ -119,13 +130,21 @@ class RichProgress:
             if self.task is not None:  # a recovery starts over from a checkpoint: one bar, not two
                 self.progress.remove_task(self.task)
             self.progress.start()
-            self.task = self.progress.add_task("train", total=event.epochs * event.steps_per_epoch,
-                                               completed=done, label=f"epoch {event.start_epoch + 1}/{event.epochs}",
-                                               stats="")
+            self.task = self.progress.add_task(
+                "train",
+                total=event.epochs * event.steps_per_epoch,
+                completed=done,
+                label=f"epoch {event.start_epoch + 1}/{event.epochs}",
+                stats="",
+            )
         elif isinstance(event, StepProgress) and self.task is not None:
             acc = f" acc {event.accuracy:.2%}" if event.accuracy is not None else ""
-            self.progress.update(self.task, completed=event.step, label=f"epoch {event.epoch}/{self.plain.epochs}",
-                                 stats=f"loss {event.loss:.4g}{acc}  {event.samples_per_s:,.0f} samples/s")
+            self.progress.update(
+                self.task,
+                completed=event.step,
+                label=f"epoch {event.epoch}/{self.plain.epochs}",
+                stats=f"loss {event.loss:.4g}{acc}  {event.samples_per_s:,.0f} samples/s",
+            )
         elif isinstance(event, EpochEnded):
             now = time.monotonic()
             if now - self.last_row >= self.ROW_INTERVAL or event.epoch == self.plain.epochs:
@@ -219,6 +238,7 @@ def stdout_line(text: str = "") -> None:
 
 # ----------------------------------------------------------------------------- runs, eval
 
+
 def runs_table(rows: list[dict[str, Any]], now: float | None = None) -> list[str]:
     """`tuitrain runs`: one aligned line per run under a header."""
     now = time.time() if now is None else now
@@ -226,13 +246,26 @@ def runs_table(rows: list[dict[str, Any]], now: float | None = None) -> list[str
     for r in rows:
         epochs = f"{r['epoch'] if r['epoch'] is not None else '?'}/{r['epochs'] if r['epochs'] is not None else '?'}"
         best = fmt_score((r.get("best") or {}).get("valid"))
-        table.append((escape(r["name"]), escape(str(r["preset"])), escape(str(r["status"])), epochs, best,
-                      fmt_age(now - r["updated_at"])))
+        table.append(
+            (
+                escape(r["name"]),
+                escape(str(r["preset"])),
+                escape(str(r["status"])),
+                epochs,
+                best,
+                fmt_age(now - r["updated_at"]),
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
 
 
-def eval_lines(name: str, which: str, epoch: int, epoch_step: int, step: int, valid: Metrics, test: Metrics) -> list[str]:
+def eval_lines(
+    name: str, which: str, epoch: int, epoch_step: int, step: int, valid: Metrics, test: Metrics
+) -> list[str]:
     where = f"epoch {epoch}" + (f" (+{epoch_step} steps)" if epoch_step else "")
-    return [f"{name}, {which} checkpoint at {where}, step {step}", f"valid {fmt_metrics(valid)}",
-            f"test  {fmt_metrics(test)}"]
+    return [
+        f"{name}, {which} checkpoint at {where}, step {step}",
+        f"valid {fmt_metrics(valid)}",
+        f"test  {fmt_metrics(test)}",
+    ]

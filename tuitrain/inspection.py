@@ -93,12 +93,20 @@ def param_stats(model: nn.Module, before: dict[str, torch.Tensor] | None = None)
             update = None
             if before is not None and name in before:
                 update = ((w - before[name]).norm() / w.norm().clamp_min(1e-12)).item()
-            rows.append(ParamStats(
-                name=name, shape=tuple(p.shape), count=p.numel(), mean=w.mean().item(),
-                std=w.std().item() if p.numel() > 1 else 0.0, min=w.min().item(), max=w.max().item(),
-                grad_norm=None if p.grad is None else p.grad.detach().norm().item(),
-                update_ratio=update, values=w.cpu().clone(),
-            ))
+            rows.append(
+                ParamStats(
+                    name=name,
+                    shape=tuple(p.shape),
+                    count=p.numel(),
+                    mean=w.mean().item(),
+                    std=w.std().item() if p.numel() > 1 else 0.0,
+                    min=w.min().item(),
+                    max=w.max().item(),
+                    grad_norm=None if p.grad is None else p.grad.detach().norm().item(),
+                    update_ratio=update,
+                    values=w.cpu().clone(),
+                )
+            )
     return rows
 
 
@@ -112,12 +120,13 @@ def _outputs(task: str, logits: torch.Tensor) -> torch.Tensor:
 
 def sample_indices(data: Dataset, count: int = PREDICTION_SAMPLES, seed: int = 0) -> torch.Tensor:
     n = len(data.test)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(count, n)]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(count, n)]
 
 
 @torch.inference_mode()
-def predictions(model: nn.Module, data: Dataset, indices: torch.Tensor, epoch: int | None = None,
-                step: int | None = None) -> Predictions:
+def predictions(
+    model: nn.Module, data: Dataset, indices: torch.Tensor, epoch: int | None = None, step: int | None = None
+) -> Predictions:
     """The fixed sample's predictions now (and the confusion matrix, see `confusion`)."""
     was_training = model.training
     model.eval()
@@ -127,8 +136,9 @@ def predictions(model: nn.Module, data: Dataset, indices: torch.Tensor, epoch: i
     out = _outputs(data.task, model(x)).cpu()
     dims = x[0].numel()
     kind = "image" if data.is_image else ("points" if dims == 2 else "curve")
-    result = Predictions(kind, data.task, x.cpu(), y.cpu().squeeze(-1) if data.task != "classes" else y.cpu(),
-                         out, data.class_names)
+    result = Predictions(
+        kind, data.task, x.cpu(), y.cpu().squeeze(-1) if data.task != "classes" else y.cpu(), out, data.class_names
+    )
     if kind == "points":
         everything = torch.cat([data.train.x, data.test.x])
         lo, hi = everything.min(0).values, everything.max(0).values

@@ -11,8 +11,12 @@ from torch import nn
 from tuitrain.config import ModelConfig
 
 ACTIVATION_LAYERS = {
-    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU, "prelu": nn.PReLU, "identity": nn.Identity,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "prelu": nn.PReLU,
+    "identity": nn.Identity,
 }
 
 
@@ -51,11 +55,20 @@ class LeNet5(nn.Module):
         super().__init__()
         act = ACTIVATION_LAYERS[activation]
         self.features = nn.Sequential(
-            nn.Conv2d(1, 6, 5), act(), nn.MaxPool2d(2),   # 32 -> 28 -> 14
-            nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2),  # 14 -> 10 -> 5
+            nn.Conv2d(1, 6, 5),
+            act(),
+            nn.MaxPool2d(2),  # 32 -> 28 -> 14
+            nn.Conv2d(6, 16, 5),
+            act(),
+            nn.MaxPool2d(2),  # 14 -> 10 -> 5
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, outputs),
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            act(),
+            nn.Linear(120, 84),
+            act(),
+            nn.Linear(84, outputs),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,8 +61,9 @@ def prepare() -> None:
 class RemoteTrainer:
     """Starts `serve` in a spawned child; `run(consumer)` forwards its events until the run ends."""
 
-    def __init__(self, config: Config, out_dir: str = "runs", run_dir: str | None = None,
-                 resume_lr: float | None = None):
+    def __init__(
+        self, config: Config, out_dir: str = "runs", run_dir: str | None = None, resume_lr: float | None = None
+    ):
         self.config = config
         self._state: TrainerState = "idle"
         self._lr = config.train.lr
@@ -72,8 +73,9 @@ class RemoteTrainer:
         ctx = multiprocessing.get_context("spawn")  # fork would copy the app's threads and OpenMP state
         self._conn, child_end = ctx.Pipe()
         self._send_lock = threading.Lock()
-        self.process = ctx.Process(target=serve, args=(config, out_dir, run_dir, resume_lr, child_end), daemon=True,
-                                   name="tuitrain-training")
+        self.process = ctx.Process(
+            target=serve, args=(config, out_dir, run_dir, resume_lr, child_end), daemon=True, name="tuitrain-training"
+        )
         self.process.start()
         child_end.close()
 
@@ -132,7 +134,7 @@ class RemoteTrainer:
             except (EOFError, OSError):
                 message = None
                 ready = True
-            if ready and message is None or not ready and not self.process.is_alive():
+            if (ready and message is None) or (not ready and not self.process.is_alive()):
                 self._state = "finished"
                 self.process.join(1)
                 raise TuitrainError(f"the training process ended unexpectedly (exit code {self.process.exitcode})")
@@ -215,7 +217,7 @@ def serve(config: Config, out_dir: str, run_dir: str | None, resume_lr: float | 
             trainer, _ = new_run(config, out_dir, run_dir=run_dir)
     except TuitrainError as exc:
         return send(Failed(str(exc)))
-    except Exception as exc:  # noqa: BLE001 - reported to the app, which shows it
+    except Exception as exc:
         return send(Failed(f"{type(exc).__name__}: {exc}"))
     trainer.consumers.append(send)
     done = threading.Event()
@@ -249,6 +251,6 @@ def serve(config: Config, out_dir: str, run_dir: str | None, resume_lr: float | 
     threading.Thread(target=heartbeat, daemon=True, name="tuitrain-heartbeat").start()
     try:
         trainer.run()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return send(Failed(f"{type(exc).__name__}: {exc}"))
     done.wait()

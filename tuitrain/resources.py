@@ -16,8 +16,14 @@ from tuitrain.errors import UsageError
 
 # inputs per sample, network outputs, bytes per sample as held (float32 x, y float32 or int64);
 # the same numbers as data.py's sets (a test checks them against it)
-HELD_BYTES = {"blobs": 12, "rings": 16, "square": 8, "wave": 8,  # per sample on the device: inputs + target
-              "mnist": 784 * 4 + 8, "fashion-mnist": 784 * 4 + 8}
+HELD_BYTES = {
+    "blobs": 12,
+    "rings": 16,
+    "square": 8,
+    "wave": 8,  # per sample on the device: inputs + target
+    "mnist": 784 * 4 + 8,
+    "fashion-mnist": 784 * 4 + 8,
+}
 DATA_SHAPES = {name: (math.prod(shape), outputs, HELD_BYTES[name]) for name, (shape, outputs) in DATASET_SHAPES.items()}
 IMAGE_SET_SAMPLES = 70_000  # MNIST-type: 60,000 train + 10,000 test (data.py checks the real files)
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
@@ -67,16 +73,19 @@ def memory_estimate(config: Config) -> dict[str, int]:
         data = samples * (3 * held + 16)  # generated, split copies, standardized; shuffle indices
         n_train = round(samples * (1 - config.data.valid_fraction - config.data.test_fraction))
     per_sample = _activations_per_sample(config) * 4
-    batch = max(2 * per_sample * min(train.batch_size, max(n_train, 1)),  # forward outputs and gradients
-                per_sample * min(EVAL_BATCH, samples))
+    batch = max(
+        2 * per_sample * min(train.batch_size, max(n_train, 1)),  # forward outputs and gradients
+        per_sample * min(EVAL_BATCH, samples),
+    )
     return {"network": network, "data": data, "batch": batch}
 
 
 def _cgroup_limit() -> int | None:
     """Bytes this process's cgroup may still use (v2 memory.max, or v1), None when unlimited."""
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = Path(limit_file).read_text().strip()
         except OSError:
@@ -126,17 +135,24 @@ def check_fits(config: Config, device: Any = None, available: int | None = None)
     """
     parts = memory_estimate(config)
     params, optimizer = parameter_estimate(config), config.train.optimizer
-    samples = (IMAGE_SET_SAMPLES if config.data.dataset in IMAGE_SETS
-               else config.data.samples or DEFAULT_SAMPLES[config.data.dataset])
+    samples = (
+        IMAGE_SET_SAMPLES
+        if config.data.dataset in IMAGE_SETS
+        else config.data.samples or DEFAULT_SAMPLES[config.data.dataset]
+    )
     what = {
         "network": ("the network", f"{params:,} parameters with {optimizer}", "use fewer or smaller hidden layers"),
         "data": ("the data set", f"{samples:,} {config.data.dataset} samples", "use fewer data.samples"),
-        "batch": ("a batch", f"{min(config.train.batch_size, samples):,} samples through "
-                             f"{_activations_per_sample(config):,} activations each",
-                  "use a smaller --batch-size or smaller hidden layers"),
+        "batch": (
+            "a batch",
+            f"{min(config.train.batch_size, samples):,} samples through "
+            f"{_activations_per_sample(config):,} activations each",
+            "use a smaller --batch-size or smaller hidden layers",
+        ),
     }
     checks: list[tuple[str, int | None, dict[str, int]]] = [
-        ("this machine", available if available is not None else available_memory(), parts)]
+        ("this machine", available if available is not None else available_memory(), parts)
+    ]
     if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
         import torch
 
@@ -152,6 +168,8 @@ def check_fits(config: Config, device: Any = None, available: int | None = None)
         if need[largest] > free:
             head = f"{subject} needs about {fmt_bytes(need[largest])} ({detail})"
         else:
-            head = (f"training needs about {fmt_bytes(total)} (the network {fmt_bytes(need['network'])}, "
-                    f"the data {fmt_bytes(need['data'])}, a batch {fmt_bytes(need['batch'])})")
+            head = (
+                f"training needs about {fmt_bytes(total)} (the network {fmt_bytes(need['network'])}, "
+                f"the data {fmt_bytes(need['data'])}, a batch {fmt_bytes(need['batch'])})"
+            )
         raise UsageError(f"{head} but {where} has {fmt_bytes(free)} available; {advice}")

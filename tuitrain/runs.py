@@ -37,12 +37,12 @@ CHECKPOINTS = {"last": "last.pt", "best": "best.pt"}
 DEFAULT_OUT = "runs"
 
 
-
 class RunDirError(UsageError):
     """A path that is not a run directory, or an --out that cannot be written (exit 2)."""
 
 
 # ----------------------------------------------------------------------------- directories
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
@@ -101,6 +101,7 @@ def load_run_config(run_dir: str | os.PathLike[str]) -> Any:
 
 # ----------------------------------------------------------------------------- reading metrics
 
+
 def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """The complete JSON lines of `path` from byte `offset`, and the offset to continue from.
 
@@ -127,8 +128,12 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
                     raise ValueError("not an object")
                 events.append(event)
             except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
-                log.warning("%s: skipping broken line at byte %d: %s", path, position,
-                            exc if isinstance(exc, ValueError) else "nested too deeply")
+                log.warning(
+                    "%s: skipping broken line at byte %d: %s",
+                    path,
+                    position,
+                    exc if isinstance(exc, ValueError) else "nested too deeply",
+                )
         position += len(raw) + 1
     return events, offset + end
 
@@ -248,10 +253,18 @@ def list_runs(out_dir: str | os.PathLike[str] = DEFAULT_OUT) -> list[dict[str, A
             mtime = path.stat().st_mtime
         except OSError:
             mtime = 0.0
-        rows.append({
-            "run_dir": str(path), "name": path.name, "preset": preset, "status": status,
-            "epoch": summary.get("epoch"), "epochs": summary.get("epochs"),
-            "best": summary.get("best"), "test": summary.get("test"),
-            "updated_at": summary.get("updated_at") or mtime, "problem": problem,
-        })
+        rows.append(
+            {
+                "run_dir": str(path),
+                "name": path.name,
+                "preset": preset,
+                "status": status,
+                "epoch": summary.get("epoch"),
+                "epochs": summary.get("epochs"),
+                "best": summary.get("best"),
+                "test": summary.get("test"),
+                "updated_at": summary.get("updated_at") or mtime,
+                "problem": problem,
+            }
+        )
     return rows

@@ -7,8 +7,9 @@ here, with its RunWriter attached and the run directory named to the trainer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from tuitrain import checkpoints
 from tuitrain.config import Config, apply_overrides
@@ -22,8 +23,9 @@ Checkpoint = Literal["last", "best"]
 Warn = Callable[[str], None]
 
 
-def attach_writer(trainer: Trainer, run_dir: str | os.PathLike[str], *, resume: bool = False,
-                  warn: Warn | None = None) -> RunWriter:
+def attach_writer(
+    trainer: Trainer, run_dir: str | os.PathLike[str], *, resume: bool = False, warn: Warn | None = None
+) -> RunWriter:
     """Keep `run_dir` for `trainer`: the writer becomes its first consumer."""
     writer = RunWriter(trainer, run_dir=run_dir, resume=resume, warn=warn)
     trainer.run_dir = str(writer.run_dir)
@@ -31,8 +33,14 @@ def attach_writer(trainer: Trainer, run_dir: str | os.PathLike[str], *, resume: 
     return writer
 
 
-def new_run(config: Config, out_dir: str | os.PathLike[str] = DEFAULT_OUT, *, run_dir: str | os.PathLike[str] | None = None,
-            data: Dataset | None = None, warn: Warn | None = None) -> tuple[Trainer, RunWriter]:
+def new_run(
+    config: Config,
+    out_dir: str | os.PathLike[str] = DEFAULT_OUT,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    data: Dataset | None = None,
+    warn: Warn | None = None,
+) -> tuple[Trainer, RunWriter]:
     """A Trainer for a new run in `run_dir` (made under `out_dir` when not given, before any data loads)."""
     made = run_dir is None
     path = create_run_dir(out_dir, config.name) if run_dir is None else Path(run_dir)
@@ -46,8 +54,9 @@ def new_run(config: Config, out_dir: str | os.PathLike[str] = DEFAULT_OUT, *, ru
     return trainer, writer
 
 
-def restore_trainer(run_dir: str | os.PathLike[str], which: Checkpoint = "last",
-                    epochs: int | None = None) -> tuple[Trainer, dict[str, Any]]:
+def restore_trainer(
+    run_dir: str | os.PathLike[str], which: Checkpoint = "last", epochs: int | None = None
+) -> tuple[Trainer, dict[str, Any]]:
     """A Trainer with the run's configuration and data, in the state of its `which` checkpoint.
 
     Returns the checkpoint too (the writer's state rides in it). `epochs` replaces the configured
@@ -78,14 +87,17 @@ def check_resume(run_dir: str | os.PathLike[str], epochs: int | None) -> None:
     done = state["epoch"]
     if epochs is None:
         if done >= target and not state["epoch_step"]:
-            raise UsageError(f"{run_dir}: already trained {done} of {target} epochs; "
-                             f"pass --epochs N (more than {done}) to train further")
+            raise UsageError(
+                f"{run_dir}: already trained {done} of {target} epochs; "
+                f"pass --epochs N (more than {done}) to train further"
+            )
     elif epochs <= done:
         raise UsageError(f"--epochs {epochs}: the run has done {done} epochs already; ask for more")
 
 
-def resume_run(run_dir: str | os.PathLike[str], *, epochs: int | None = None, lr: float | None = None,
-               warn: Warn | None = None) -> tuple[Trainer, RunWriter]:
+def resume_run(
+    run_dir: str | os.PathLike[str], *, epochs: int | None = None, lr: float | None = None, warn: Warn | None = None
+) -> tuple[Trainer, RunWriter]:
     """Continue a run in its own directory from its last checkpoint (optionally longer, or at another rate)."""
     apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr)  # checked like new settings, first
     check_resume(run_dir, epochs)

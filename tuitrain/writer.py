@@ -7,8 +7,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -57,9 +58,15 @@ class RunWriter:
     stop training: they go to `warn` and to `self.errors`, and the previous files stay intact.
     """
 
-    def __init__(self, trainer: Any, out_dir: str | os.PathLike[str] = DEFAULT_OUT, *,
-                 run_dir: str | os.PathLike[str] | None = None, resume: bool = False,
-                 warn: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        trainer: Any,
+        out_dir: str | os.PathLike[str] = DEFAULT_OUT,
+        *,
+        run_dir: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ):
         self.trainer = trainer
         self.warn = warn or log.warning
         self.errors: list[str] = []
@@ -134,8 +141,12 @@ class RunWriter:
             self.save(last=event.status != "diverged")  # diverged: the last good checkpoint stays
             status, message = event.status, event.message
             if status != "diverged" and self._saved_step != self.trainer.step:
-                status, message = "failed", f"the final checkpoint could not be written: {self.errors[-1]}" if \
-                    self.errors else "the final checkpoint could not be written"
+                status, message = (
+                    "failed",
+                    f"the final checkpoint could not be written: {self.errors[-1]}"
+                    if self.errors
+                    else "the final checkpoint could not be written",
+                )
             self._write_summary(status, event, message)
             self._ended = True
             self.close()
@@ -195,15 +206,25 @@ class RunWriter:
         self._save_cost = end - start
         self._last_save = self._last_heartbeat = end
 
-    def _write_summary(self, status: RunStatus, ended: RunEnded | None = None, message: str | None = None,
-                       durable: bool = True) -> None:
+    def _write_summary(
+        self, status: RunStatus, ended: RunEnded | None = None, message: str | None = None, durable: bool = True
+    ) -> None:
         t, config = self.trainer, self.trainer.config
         summary = {
-            "run_dir": str(self.run_dir), "preset": config.name, "status": status,
-            "epoch": t.epoch, "epochs": config.train.epochs, "step": t.step, "epoch_step": t.epoch_step,
-            "best": self.best or None, "last_valid": self.last_valid,
-            "train_seconds": round(t.train_seconds, 3), "started_at": self.started_at, "updated_at": time.time(),
-            "host": socket.gethostname(), "pid": os.getpid(),
+            "run_dir": str(self.run_dir),
+            "preset": config.name,
+            "status": status,
+            "epoch": t.epoch,
+            "epochs": config.train.epochs,
+            "step": t.step,
+            "epoch_step": t.epoch_step,
+            "best": self.best or None,
+            "last_valid": self.last_valid,
+            "train_seconds": round(t.train_seconds, 3),
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
             "checkpoints": {k: v for k, v in CHECKPOINTS.items() if (self.run_dir / v).exists()},
             "checkpoint": {"epoch": self._saved_epoch[0], "step": self._saved_epoch[1]} if self._saved_epoch else None,
         }
@@ -224,9 +245,14 @@ class RunWriter:
         if self._ended:
             return
         saved = self._saved_epoch
-        self.summary.update(status="aborted", updated_at=time.time(), message=(
-            f"{reason}; --resume continues from the last checkpoint" + (f" (epoch {saved[0]}, step {saved[1]})"
-                                                                       if saved else " (none was written)")))
+        self.summary.update(
+            status="aborted",
+            updated_at=time.time(),
+            message=(
+                f"{reason}; --resume continues from the last checkpoint"
+                + (f" (epoch {saved[0]}, step {saved[1]})" if saved else " (none was written)")
+            ),
+        )
         if saved:
             self.summary.update(epoch=saved[0], step=saved[1], epoch_step=saved[2])
         try:
@@ -248,11 +274,15 @@ class RunWriter:
 
 def finite(state: dict[str, Any]) -> bool:
     """True when every floating-point weight of a checkpoint is a finite number."""
-    return all(bool(torch.isfinite(t).all()) for t in state["model"].values()
-               if isinstance(t, torch.Tensor) and t.is_floating_point())
+    return all(
+        bool(torch.isfinite(t).all())
+        for t in state["model"].values()
+        if isinstance(t, torch.Tensor) and t.is_floating_point()
+    )
 
 
 # ----------------------------------------------------------------------------- ownership
+
 
 def take_lock(run_dir: Path) -> Path:
     """Own `run_dir` (one writing process at a time); a lock left by a dead process is taken over."""
@@ -264,8 +294,10 @@ def take_lock(run_dir: Path) -> Path:
         except FileExistsError:
             owner = _read_lock(path)
             if owner is not None and owner_alive(owner):
-                raise RunDirError(f"{run_dir} is in use by process {owner.get('pid')} on {owner.get('host')} "
-                                  "(one process trains a run at a time)") from None
+                raise RunDirError(
+                    f"{run_dir} is in use by process {owner.get('pid')} on {owner.get('host')} "
+                    "(one process trains a run at a time)"
+                ) from None
             try:
                 path.unlink()  # stale: its process is gone
             except FileNotFoundError:

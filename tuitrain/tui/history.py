@@ -47,7 +47,7 @@ class Series:
         out, avg = [], 0.0
         for i, value in enumerate(self.y, 1):
             avg = factor * avg + (1 - factor) * value
-            out.append(avg / (1 - factor ** i))
+            out.append(avg / (1 - factor**i))
         return out
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tuitrain.config import Config
 from tuitrain.control import RunControl
@@ -77,8 +78,9 @@ class InProcess:
 class LiveRun:
     """A run the dashboard starts and steers; every `follow` (a restart too) is a new run directory."""
 
-    def __init__(self, config: Config, out_dir: str = "runs", run_dir: str | None = None,
-                 factory: ControlFactory = child_process):
+    def __init__(
+        self, config: Config, out_dir: str = "runs", run_dir: str | None = None, factory: ControlFactory = child_process
+    ):
         self.config = config
         self.out_dir = out_dir
         self.first_run_dir = run_dir  # made up front by open_train, so an unwritable --out fails early

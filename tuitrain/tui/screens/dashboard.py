@@ -61,18 +61,30 @@ class Dashboard(Steering):
         Binding("tab", "panel(1)", "Panel", priority=True, tooltip="next panel"),
         Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True, tooltip="previous panel"),
         Binding("n", "step", "Step", tooltip="one optimizer step (while paused)"),
-        Binding("plus,equals_sign", "lr(2.0)", "LR×2", key_display="+",
-                tooltip="learning rate ×2 (live; after the end, for the next start)"),
-        Binding("minus", "lr(0.5)", "LR÷2", key_display="-",
-                tooltip="learning rate ÷2 (live; after the end, for the next start)"),
+        Binding(
+            "plus,equals_sign",
+            "lr(2.0)",
+            "LR×2",
+            key_display="+",
+            tooltip="learning rate ×2 (live; after the end, for the next start)",
+        ),
+        Binding(
+            "minus",
+            "lr(0.5)",
+            "LR÷2",
+            key_display="-",
+            tooltip="learning rate ÷2 (live; after the end, for the next start)",
+        ),
         Binding("s", "stop", "Stop", tooltip="stop the run and save a resumable checkpoint"),
         Binding("r", "restart", "Restart", tooltip="start again with the same settings (a new run directory)"),
         Binding("R", "recover", "Recover", tooltip="after a divergence: last good checkpoint, half the learning rate"),
         Binding("l", "log_y", "Log-y", show=False, tooltip="log scale on the loss chart"),
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False,
-                tooltip="less smoothing of the training loss"),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", show=False,
-                tooltip="more smoothing of the training loss"),
+        Binding(
+            "left_square_bracket", "smoothing(-1)", "Smooth-", show=False, tooltip="less smoothing of the training loss"
+        ),
+        Binding(
+            "right_square_bracket", "smoothing(1)", "Smooth+", show=False, tooltip="more smoothing of the training loss"
+        ),
         Binding("1", "show_panel('charts')", "Charts", show=False, tooltip="charts panel"),
         Binding("2", "show_panel('params')", "Parameters", show=False, tooltip="parameters panel"),
         Binding("3", "show_panel('predictions')", "Predictions", show=False, tooltip="predictions panel"),
@@ -147,8 +159,6 @@ class Dashboard(Steering):
         """What the status line can say before the run's start event (or when it fails before one)."""
         lr = self.source.config.train.lr if isinstance(self.source, LiveRun) else 0.0
         return RunHistory(preset=self.source.title, lr=lr)
-
-
 
     # ------------------------------------------------------------------ events in
     def start_run(self) -> None:
@@ -229,13 +239,19 @@ class Dashboard(Steering):
         if event.status in ("completed", "stopped", "interrupted"):
             test = f"test {fmt_result(event.test)}" if event.test is not None else ""
             keys = "r: restart  q: quit" if self.steerable else "q: quit"
-            self._banner = [f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}).",
-                            test, keys]
+            self._banner = [
+                f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}).",
+                test,
+                keys,
+            ]
             banner.set_class(False, "error")
         else:
             advice = ADVICE.get(event.status, "") if self.steerable else ""
-            self._banner = [f"Run {event.status}:", *_phrases(event.message or "see the log", "; "),
-                            *_phrases(advice, ", ")]
+            self._banner = [
+                f"Run {event.status}:",
+                *_phrases(event.message or "see the log", "; "),
+                *_phrases(advice, ", "),
+            ]
             banner.set_class(True, "error")
             self.notify(event.message or event.status, title=f"Run {event.status}", severity="error", timeout=8)
         self.fit_banner()
@@ -276,9 +292,13 @@ class Dashboard(Steering):
         self.query_one(StatusLine).show_vitals(vitals)
         silent = vitals is not None and vitals.silent_seconds >= SILENT_WARNING
         if vitals is not None and silent and not self._silence_reported:
-            self.notify(f"The training process has not answered for {vitals.silent_seconds:.0f} s (busy or hung). "
-                        "q quits; its last checkpoint stays on disk.", title="Not answering", severity="warning",
-                        timeout=10)
+            self.notify(
+                f"The training process has not answered for {vitals.silent_seconds:.0f} s (busy or hung). "
+                "q quits; its last checkpoint stays on disk.",
+                title="Not answering",
+                severity="warning",
+                timeout=10,
+            )
         self._silence_reported = silent
 
     # ------------------------------------------------------------------ looking inside
@@ -299,8 +319,9 @@ class Dashboard(Steering):
         if controls is not None and self.history.state in ("running", "paused") and self.training():
             self._inspect_pending = True
             controls.request_inspection()
-        elif not self.steerable or (self.history.ended and (self.history.inspection is None
-                                                            or self._needs_final_look())):
+        elif not self.steerable or (
+            self.history.ended and (self.history.inspection is None or self._needs_final_look())
+        ):
             self._inspect_pending = True
             self.inspect_directly(self._generation)
 
@@ -374,10 +395,16 @@ class Dashboard(Steering):
     @classmethod
     def key_rows(cls) -> list[KeyRow]:
         """Every key of the dashboard, its panels and the tensor drill-down (the help and README's table)."""
-        return (key_rows(cls.BINDINGS) + [("enter", "(parameters) open the selected tensor")]
-                + key_rows(ParamDetail.BINDINGS, "tensor") + key_rows(PredictionPanel.BINDINGS, "predictions")
-                + [("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
-                   ("ctrl+q", "quit (asks first while training)")])
+        return (
+            key_rows(cls.BINDINGS)
+            + [("enter", "(parameters) open the selected tensor")]
+            + key_rows(ParamDetail.BINDINGS, "tensor")
+            + key_rows(PredictionPanel.BINDINGS, "predictions")
+            + [
+                ("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
+                ("ctrl+q", "quit (asks first while training)"),
+            ]
+        )
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows(), "Dashboard keys"))

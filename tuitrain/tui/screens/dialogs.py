@@ -71,8 +71,7 @@ class ConfirmQuit(Confirm):
     """Asks before quitting while a run is in progress."""
 
     def __init__(self) -> None:
-        super().__init__("Training is still running. Save a checkpoint and quit?", "Quit",
-                         "Keep training")
+        super().__init__("Training is still running. Save a checkpoint and quit?", "Quit", "Keep training")
 
 
 class HelpScreen(ModalScreen[None]):

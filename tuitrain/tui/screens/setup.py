@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
 
+
 @dataclass(frozen=True)
 class Field:
     """One setting on the form: where it lives in the config and how it is typed."""
@@ -43,8 +44,14 @@ FIELDS = (
     Field("dataset", "Data set", "data", "choice"),
     Field("data_dir", "Data folder", "data", "path", "IDX files; empty: the usual places"),
 )
-ROWS = (("optimizer", "lr"), ("momentum", "weight_decay"), ("batch_size", "epochs"), ("activation", "seed"),
-        ("device", "dataset"), ("data_dir",))
+ROWS = (
+    ("optimizer", "lr"),
+    ("momentum", "weight_decay"),
+    ("batch_size", "epochs"),
+    ("activation", "seed"),
+    ("device", "dataset"),
+    ("data_dir",),
+)
 NARROW = 96  # columns below which each field gets a line of its own
 OTHER_IMAGE_SET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # same shapes, same networks
 
@@ -65,19 +72,25 @@ def data_line(dataset: str, data_dir: str = "") -> tuple[Text, str | None]:
         return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated"), None
     other = OTHER_IMAGE_SET.get(dataset)
     if other is not None and data_status(other, data_dir) == "ready":
-        return Text.assemble(("● not on disk", "bold yellow"), f"  {dataset} would be downloaded (needs internet); ",
-                             (f"{other} is ready here: press f to use it", "bold")), other
+        return Text.assemble(
+            ("● not on disk", "bold yellow"),
+            f"  {dataset} would be downloaded (needs internet); ",
+            (f"{other} is ready here: press f to use it", "bold"),
+        ), other
     folder = cache_dir() / TORCHVISION_NAMES.get(dataset, dataset) / "raw"
-    return Text.assemble(("● will download", "bold yellow"), f"  {dataset} is fetched on first use (needs internet). ",
-                         ("Offline: copy the four IDX files to ", "dim"), str(folder),
-                         (" or name their folder in Data folder.", "dim")), None
+    return Text.assemble(
+        ("● will download", "bold yellow"),
+        f"  {dataset} is fetched on first use (needs internet). ",
+        ("Offline: copy the four IDX files to ", "dim"),
+        str(folder),
+        (" or name their folder in Data folder.", "dim"),
+    ), None
 
 
 @functools.lru_cache(maxsize=64)
 def network_layers(kind: str, hidden: tuple[int, ...], activation: str, dataset: str) -> tuple[Any, ...]:
     """The summary rows of a network (built once per distinct setting, not on every keystroke)."""
-    from tuitrain.config import ModelConfig
-    from tuitrain.config import DATASET_SHAPES
+    from tuitrain.config import DATASET_SHAPES, ModelConfig
     from tuitrain.models import build_model, describe
 
     shape, outputs = DATASET_SHAPES[dataset]
@@ -93,7 +106,9 @@ def network_summary(config: cfgmod.Config) -> Table:
     table.add_column("detail")
     table.add_column("params", justify="right")
     for layer in layers:
-        table.add_row(layer.name, f"{layer.kind} {layer.detail}".rstrip(), f"{layer.parameters:,}" if layer.parameters else "")
+        table.add_row(
+            layer.name, f"{layer.kind} {layer.detail}".rstrip(), f"{layer.parameters:,}" if layer.parameters else ""
+        )
     table.add_row("", Text("total", "bold"), Text(f"{sum(layer.parameters for layer in layers):,}", "bold"))
     return table
 
@@ -102,8 +117,11 @@ class SetupScreen(Screen[None]):
     """The first screen of bare `tuitrain`: every field is checked as it is typed; Start checks the
     data in a worker, then opens the dashboard."""
 
-    BINDINGS = [Binding("ctrl+s", "start", "Start", priority=True), Binding("escape", "app.quit", "Quit"),
-                Binding("f", "use_other_data", "Use the data on disk")]
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start", priority=True),
+        Binding("escape", "app.quit", "Quit"),
+        Binding("f", "use_other_data", "Use the data on disk"),
+    ]
 
     def __init__(self, preset: str | None = None):
         super().__init__()
@@ -239,7 +257,9 @@ class SetupScreen(Screen[None]):
         self.query_one("#data-status", Static).update(Text("Data  ", "bold").append_text(line))
         self.refresh_bindings()
         self.query_one("#momentum", Input).disabled = str(self.query_one("#optimizer", Select).value) not in (
-            "momentum", "nesterov")
+            "momentum",
+            "nesterov",
+        )
         try:
             config = self.resolved()
         except TuitrainError as exc:
@@ -292,6 +312,7 @@ class SetupScreen(Screen[None]):
         button.disabled = True
         button.label = "Checking data…"
         self.build_trainer(config)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup")
     def build_trainer(self, config: cfgmod.Config) -> cfgmod.Config:
         """Check what can fail before the dashboard opens (device, data on disk or downloadable)."""

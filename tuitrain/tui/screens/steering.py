@@ -21,8 +21,11 @@ from tuitrain.tui.widgets.status import StatusLine
 
 def typed_number(query: str) -> float | None:
     """0.05, "lr 0.05", "learning rate = 1e-3" → the number; anything else → None."""
-    match = re.fullmatch(r"\s*(?:(?:set\s+)?(?:lr|learning\s*rate)\s*(?:to|=)?\s*)?([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*",
-                         query, re.IGNORECASE)
+    match = re.fullmatch(
+        r"\s*(?:(?:set\s+)?(?:lr|learning\s*rate)\s*(?:to|=)?\s*)?([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*",
+        query,
+        re.IGNORECASE,
+    )
     return float(match.group(1)) if match else None
 
 
@@ -122,8 +125,9 @@ class Steering(Screen[None]):
                     controls.stop("interrupted")
                 self.start_run()
 
-        self.app.push_screen(Confirm("Stop this run (saved, resumable) and start a new one?",
-                                     "Restart", "Keep training"), answer)
+        self.app.push_screen(
+            Confirm("Stop this run (saved, resumable) and start a new one?", "Restart", "Keep training"), answer
+        )
 
     def palette_commands(self, query: str) -> list[Command]:
         """Every action by name for the command palette (ctrl+p); a typed number sets the learning rate."""
@@ -131,7 +135,9 @@ class Steering(Screen[None]):
         commands = [
             Command("Panel: charts", "loss and accuracy charts", lambda: run("show_panel('charts')")),
             Command("Panel: parameters", "the table of parameter tensors", lambda: run("show_panel('params')")),
-            Command("Panel: predictions", "test predictions, confusion matrix", lambda: run("show_panel('predictions')")),
+            Command(
+                "Panel: predictions", "test predictions, confusion matrix", lambda: run("show_panel('predictions')")
+            ),
             Command("Toggle log scale (loss chart)", "l", lambda: run("log_y")),
             Command("More smoothing", "]", lambda: run("smoothing(1)")),
             Command("Less smoothing", "[", lambda: run("smoothing(-1)")),
@@ -145,18 +151,30 @@ class Steering(Screen[None]):
                 Command("Learning rate ÷2", "-", lambda: run("lr(0.5)")),
                 Command("Stop the run (saves a resumable checkpoint)", "s", lambda: run("stop")),
                 Command("Restart with the same settings", "r", lambda: run("restart")),
-                Command("Recover a diverged run (last good checkpoint, half the learning rate)", "R",
-                        lambda: run("recover")),
+                Command(
+                    "Recover a diverged run (last good checkpoint, half the learning rate)", "R", lambda: run("recover")
+                ),
             ]
             typed = typed_number(query)
             if typed is not None:
                 lr: float = typed
-                commands.insert(0, Command(f"Set learning rate to {lr:g}", "live while training; else for the next start",
-                                           lambda: self.set_lr_to(lr)))
+                commands.insert(
+                    0,
+                    Command(
+                        f"Set learning rate to {lr:g}",
+                        "live while training; else for the next start",
+                        lambda: self.set_lr_to(lr),
+                    ),
+                )
         inspection = self.history.inspection
         for param in inspection.params if inspection is not None else []:
-            commands.append(Command(f"Open tensor {param.name}", "histogram and heatmap",
-                                    functools.partial(self.open_tensor, param.name)))
+            commands.append(
+                Command(
+                    f"Open tensor {param.name}",
+                    "histogram and heatmap",
+                    functools.partial(self.open_tensor, param.name),
+                )
+            )
         return commands
 
     def open_tensor(self, name: str) -> None:
@@ -196,6 +214,7 @@ class Steering(Screen[None]):
 
     def action_quit_run(self) -> None:
         if self.training() and not self.history.ended:
+
             def answer(quit_now: bool | None) -> None:
                 if quit_now:
                     self.shutdown()
@@ -217,4 +236,3 @@ class Steering(Screen[None]):
         saved = self.source.wait(15)
         self.source.close()
         self.app.call_from_thread(self.app.exit, None, 0 if saved else 1)
-

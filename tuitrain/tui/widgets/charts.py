@@ -47,7 +47,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[
     top = math.ceil(math.log10(span)) + 1
     for exponent in range(top, top - 8, -1):  # from one step over the whole range down to ~1e-7 of it
         for m in (5, 2, 1):
-            step = m * 10.0 ** exponent
+            step = m * 10.0**exponent
             if integer and step < 1:
                 return chosen or [float(lo), float(hi)]
             first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
@@ -61,7 +61,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[
 def _decimals(step: float) -> int:
     """Decimal places that write every multiple of `step` exactly (at most 6)."""
     for d in range(7):
-        scaled = step * 10 ** d
+        scaled = step * 10**d
         if abs(scaled - round(scaled)) < 1e-6 * max(1.0, scaled):
             return d
     return 6
@@ -87,7 +87,7 @@ def fmt_tick(value: float, step: float | None = None, scientific: bool | None = 
     if scientific:
         exponent = math.floor(math.log10(size))
         digits = min(3, max(0, exponent - math.floor(math.log10(step) + 1e-9)))
-        mantissa = value / 10.0 ** exponent
+        mantissa = value / 10.0**exponent
         if round(abs(mantissa), digits) >= 10:  # 9.99e4 rounding up to 10.0e4
             exponent += 1
             mantissa /= 10
@@ -115,12 +115,12 @@ def log_ticks(lo: float, hi: float, n: int) -> tuple[list[float], list[str]]:
         stride = next((s for s in (1, 2, 5, 10, 20, 50, 100) if len(decades) / s <= max(2, n)), 100)
         chosen = [k for k in decades if k % stride == 0] if len(decades) > stride else decades[:1]
         chosen = chosen if len(chosen) >= 2 else [decades[0], decades[-1]]
-        return [float(k) for k in chosen], [fmt_tick(10.0 ** k) for k in chosen]
-    candidates = [math.log10(m * 10.0 ** k) for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
+        return [float(k) for k in chosen], [fmt_tick(10.0**k) for k in chosen]
+    candidates = [math.log10(m * 10.0**k) for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
     inside = [c for c in candidates if lo - 1e-9 <= c <= hi + 1e-9]
     if 2 <= len(inside) <= 2 * n:
-        return inside, [fmt_tick(10.0 ** c) for c in inside]
-    values = [v for v in nice_ticks(10.0 ** lo, 10.0 ** hi, n) if v > 0]
+        return inside, [fmt_tick(10.0**c) for c in inside]
+    values = [v for v in nice_ticks(10.0**lo, 10.0**hi, n) if v > 0]
     return [math.log10(v) for v in values], tick_labels(values)
 
 
@@ -242,8 +242,16 @@ def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
         if line.kind == "scatter":
             plt.scatter(xs, ys, marker=line.marker, color=line.colour, label=line.label or None)
         elif line.kind == "bar":
-            plt.bar(xs, ys, marker=line.marker, color=line.colour, width=0.8, reset_ticks=False,
-                    label=line.label or None, minimum=0)
+            plt.bar(
+                xs,
+                ys,
+                marker=line.marker,
+                color=line.colour,
+                width=0.8,
+                reset_ticks=False,
+                label=line.label or None,
+                minimum=0,
+            )
         else:
             plt.plot(xs, ys, marker=line.marker, color=line.colour, label=line.label or None)
 
@@ -253,28 +261,52 @@ def loss_chart(history: RunHistory, smoothing: float = 0.0, log_y: bool = False)
     """Training loss per progress event (smoothed) and validation loss per epoch, x = step."""
     train, valid = history.train_loss, history.valid_loss
     notes = (f"train smoothed {smoothing:g}",) if smoothing else ()
-    return Chart("loss", "step", (
-        Line("valid", tuple(valid.x), tuple(valid.y), VALID_MARKER, VALID_COLOUR),
-        Line("train", tuple(train.x), tuple(train.smoothed(smoothing)), TRAIN_MARKER, TRAIN_COLOUR),  # on top
-    ), log_y=log_y, x_integer=True, notes=notes)
+    return Chart(
+        "loss",
+        "step",
+        (
+            Line("valid", tuple(valid.x), tuple(valid.y), VALID_MARKER, VALID_COLOUR),
+            Line("train", tuple(train.x), tuple(train.smoothed(smoothing)), TRAIN_MARKER, TRAIN_COLOUR),  # on top
+        ),
+        log_y=log_y,
+        x_integer=True,
+        notes=notes,
+    )
 
 
 def epoch_chart(history: RunHistory, log_y: bool = False) -> Chart:
     """Accuracy in percent (training per step, validation per epoch); regression: loss per epoch."""
     if history.regression:
-        return Chart("loss per epoch", "epoch", (
-            Line("valid", tuple(history.epoch_valid.x), tuple(history.epoch_valid.y), VALID_MARKER, VALID_COLOUR),
-            Line("train", tuple(history.epoch_train.x), tuple(history.epoch_train.y), TRAIN_MARKER, TRAIN_COLOUR),
-        ), log_y=log_y, x_integer=True)
+        return Chart(
+            "loss per epoch",
+            "epoch",
+            (
+                Line("valid", tuple(history.epoch_valid.x), tuple(history.epoch_valid.y), VALID_MARKER, VALID_COLOUR),
+                Line("train", tuple(history.epoch_train.x), tuple(history.epoch_train.y), TRAIN_MARKER, TRAIN_COLOUR),
+            ),
+            log_y=log_y,
+            x_integer=True,
+        )
     steps = history.steps_per_epoch
     if len(history.train_acc) and steps:
-        train = Line("train", tuple(x / steps for x in history.train_acc.x),
-                     tuple(100 * y for y in history.train_acc.y), TRAIN_MARKER, TRAIN_COLOUR)
+        train = Line(
+            "train",
+            tuple(x / steps for x in history.train_acc.x),
+            tuple(100 * y for y in history.train_acc.y),
+            TRAIN_MARKER,
+            TRAIN_COLOUR,
+        )
     else:  # a watched run whose log has no step events: the per-epoch figure
-        train = Line("train", tuple(history.epoch_train.x), tuple(100 * y for y in history.epoch_train.y),
-                     TRAIN_MARKER, TRAIN_COLOUR)
-    valid = Line("valid", tuple(history.epoch_valid.x), tuple(100 * y for y in history.epoch_valid.y),
-                 VALID_MARKER, VALID_COLOUR)
+        train = Line(
+            "train",
+            tuple(history.epoch_train.x),
+            tuple(100 * y for y in history.epoch_train.y),
+            TRAIN_MARKER,
+            TRAIN_COLOUR,
+        )
+    valid = Line(
+        "valid", tuple(history.epoch_valid.x), tuple(100 * y for y in history.epoch_valid.y), VALID_MARKER, VALID_COLOUR
+    )
     return Chart("accuracy %", "epoch", (valid, train), x_integer=True, whole_x=True, y_clamp=(0.0, 100.0))
 
 
@@ -298,7 +330,7 @@ class TimedPlot(PlotextPlot):
         try:
             draw_chart(plt, self.chart, self.size.width, self.size.height)
             result = super().render()
-        except Exception as error:  # noqa: BLE001 - a chart must never take the app (and the run) down
+        except Exception as error:
             result = Text(f"{self.chart.title}: cannot draw this chart ({type(error).__name__}: {error})", "red")
         self.render_seconds = time.perf_counter() - start
         return result

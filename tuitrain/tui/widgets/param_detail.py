@@ -30,7 +30,7 @@ def _tiles(images: torch.Tensor, peak: float, width: int, depth: Depth, scale: i
     per_row = max(1, (width + 1) // (w + 1))
     out = Text(no_wrap=True, overflow="crop")
     for start in range(0, min(n, MAX_TILES), per_row):
-        chunk = images[start:start + per_row].tolist()
+        chunk = images[start : start + per_row].tolist()
         blocks = [heatmap(img, peak, depth).split("\n") for img in chunk]
         for line in range(len(blocks[0])):
             for block in blocks:
@@ -83,8 +83,9 @@ def histogram_chart(values: torch.Tensor) -> Chart:
     counts = torch.histc(finite, bins=HISTOGRAM_BINS, min=lo, max=hi).tolist()
     width = (hi - lo) / HISTOGRAM_BINS
     centres = tuple(lo + width * (i + 0.5) for i in range(HISTOGRAM_BINS))
-    return Chart(title, "value", (Line("", centres, tuple(counts), "sd", "cyan", "bar"),), y_integer=True,
-                 x_range=(lo, hi))
+    return Chart(
+        title, "value", (Line("", centres, tuple(counts), "sd", "cyan", "bar"),), y_integer=True, x_range=(lo, hi)
+    )
 
 
 class ParamDetail(Vertical, can_focus=True):
@@ -133,9 +134,17 @@ class ParamDetail(Vertical, can_focus=True):
         depth = colour_depth(self.app)
         width = max(20, self.query_one("#detail-title").size.width or self.size.width - 4)
         grad = "-" if p.grad_norm is None else f"{p.grad_norm:.3g}"
-        phrases: list[Phrase] = [(p.name, "bold"), f"shape {tuple(p.shape)}", f"{p.count:,} values", _stat("mean", f"{p.mean:.4g}"),
-                   _stat("std", f"{p.std:.4g}"), _stat("min", f"{p.min:.4g}"), _stat("max", f"{p.max:.4g}"),
-                   _stat("grad norm", grad), _stat("step", f"{inspection.step:,}")]
+        phrases: list[Phrase] = [
+            (p.name, "bold"),
+            f"shape {tuple(p.shape)}",
+            f"{p.count:,} values",
+            _stat("mean", f"{p.mean:.4g}"),
+            _stat("std", f"{p.std:.4g}"),
+            _stat("min", f"{p.min:.4g}"),
+            _stat("max", f"{p.max:.4g}"),
+            _stat("grad norm", grad),
+            _stat("step", f"{inspection.step:,}"),
+        ]
         neuron = self._neuron(params)
         title = fit_phrases(phrases, width)
         if neuron:
@@ -163,8 +172,15 @@ class ParamDetail(Vertical, can_focus=True):
             line = f"x2 = {-w1 / w2:.3g}·x1 {'-' if bias / w2 > 0 else '+'} {abs(bias / w2):.3g}"
         else:
             line = f"x1 = {-bias / w1:.3g}" if abs(w1) > 1e-9 else "none (all weights are zero)"
-        return ([_stat("w1", f"{w1:.4g}"), _stat("w2", f"{w2:.4g}"), _stat("b", f"{bias:.4g}"),
-                 _stat(" decision line:", line)], (w1, w2, bias))
+        return (
+            [
+                _stat("w1", f"{w1:.4g}"),
+                _stat("w2", f"{w2:.4g}"),
+                _stat("b", f"{bias:.4g}"),
+                _stat(" decision line:", line),
+            ],
+            (w1, w2, bias),
+        )
 
     @staticmethod
     def _line_chart(weights: tuple[float, float, float], pred: Any) -> Chart:
@@ -177,15 +193,28 @@ class ParamDetail(Vertical, can_focus=True):
             pts, labels = pred.inputs.tolist(), pred.targets.reshape(-1).tolist()
             for cls, colour, marker in ((0, "blue", "•"), (1, "orange", "+")):
                 chosen = [p for p, t in zip(pts, labels) if round(t) == cls]
-                lines.append(Line(f"class {cls}", tuple(p[0] for p in chosen), tuple(p[1] for p in chosen), marker,
-                                  colour, "scatter"))
+                lines.append(
+                    Line(
+                        f"class {cls}",
+                        tuple(p[0] for p in chosen),
+                        tuple(p[1] for p in chosen),
+                        marker,
+                        colour,
+                        "scatter",
+                    )
+                )
         else:
             xmin, xmax = -3.0, 3.0
         if abs(w2) > 1e-9 and all(map(math.isfinite, (w1, w2, b))):
             xs = tuple(xmin + (xmax - xmin) * i / 50 for i in range(51))
             lines.append(Line("decision line", xs, tuple(-(w1 * x + b) / w2 for x in xs), "braille", "red"))
-        return Chart("decision line w1·x1 + w2·x2 + b = 0 over the test points", "x1", tuple(lines),
-                     x_range=x_range, y_range=y_range)
+        return Chart(
+            "decision line w1·x1 + w2·x2 + b = 0 over the test points",
+            "x1",
+            tuple(lines),
+            x_range=x_range,
+            y_range=y_range,
+        )
 
 
 def _stat(name: str, value: str) -> Text:

@@ -16,8 +16,17 @@ def _num(value: float | None) -> Text:
 
 def row_cells(p: Any) -> list[Any]:
     shape = "×".join(str(d) for d in p.shape) or "scalar"
-    return [p.name, shape, Text(f"{p.count:,}", justify="right"), _num(p.mean), _num(p.std), _num(p.min),
-            _num(p.max), _num(p.grad_norm), _num(p.update_ratio)]
+    return [
+        p.name,
+        shape,
+        Text(f"{p.count:,}", justify="right"),
+        _num(p.mean),
+        _num(p.std),
+        _num(p.min),
+        _num(p.max),
+        _num(p.grad_norm),
+        _num(p.update_ratio),
+    ]
 
 
 class ParamTable(DataTable):

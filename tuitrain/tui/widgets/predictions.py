@@ -13,15 +13,35 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tuitrain.tui.widgets.charts import TRAIN_COLOUR, VALID_COLOUR, VALID_MARKER, Chart, Line, TimedPlot
-from tuitrain.tui.widgets.render import (Depth, Phrase, bar, class_char, class_point, class_region, colour_depth,
-                                         fit_phrases, grey_picture, mistake_style, named)
+from tuitrain.tui.widgets.render import (
+    Depth,
+    Phrase,
+    bar,
+    class_char,
+    class_point,
+    class_region,
+    colour_depth,
+    fit_phrases,
+    grey_picture,
+    mistake_style,
+    named,
+)
 
 CELL_WIDTH = 16  # 14 image columns + 2 of gap
 CELL_HEIGHT = 11  # 7 image lines, true label, predicted label, confidence bar, gap
 SHORT_NAMES = {  # confusion-matrix column headers, at most 7 cells
-    "T-shirt": "Tee", "T-shirt/top": "Tee", "Trouser": "Trouser", "Pullover": "Pullov", "Dress": "Dress",
-    "Coat": "Coat", "Sandal": "Sandal", "Shirt": "Shirt", "Sneaker": "Sneaker", "Bag": "Bag",
-    "Boot": "Boot", "Ankle boot": "Boot",
+    "T-shirt": "Tee",
+    "T-shirt/top": "Tee",
+    "Trouser": "Trouser",
+    "Pullover": "Pullov",
+    "Dress": "Dress",
+    "Coat": "Coat",
+    "Sandal": "Sandal",
+    "Shirt": "Shirt",
+    "Sneaker": "Sneaker",
+    "Bag": "Bag",
+    "Boot": "Boot",
+    "Ankle boot": "Boot",
 }
 
 
@@ -60,7 +80,7 @@ def image_grid(pred: Any, indices: list[int], columns: int, depth: Depth = "true
     true = truth(pred)
     out = Text(no_wrap=True, overflow="crop")
     for start in range(0, len(indices), columns):
-        chunk = indices[start:start + columns]
+        chunk = indices[start : start + columns]
         cells = [image_cell(pred.inputs[i], depth) for i in chunk]
         for line in range(len(cells[0]) if cells else 0):
             for cell in cells:
@@ -73,7 +93,9 @@ def image_grid(pred: Any, indices: list[int], columns: int, depth: Depth = "true
             wrong = cls[i] != true[i]
             mark = "✗ " if wrong else "✓ "
             style = mistake_style(depth) if wrong else Style(color=named("green", depth))
-            out.append((mark + _label(names, cls[i]))[:14], style).append(" " * (CELL_WIDTH - min(14, 2 + len(_label(names, cls[i])))))
+            out.append((mark + _label(names, cls[i]))[:14], style).append(
+                " " * (CELL_WIDTH - min(14, 2 + len(_label(names, cls[i]))))
+            )
         out.append("\n")
         for i in chunk:
             colour = named("red" if cls[i] != true[i] else "cyan", depth)
@@ -114,8 +136,9 @@ def decision_regions(pred: Any, width: int, height: int, depth: Depth = "truecol
         if plain:
             marks[(line, c)] = ("x" if wrong else str(true[i] % 10), "bold")
         else:
-            marks[(line, c)] = ("✗", mistake_style(depth)) if wrong else (
-                "●", Style(color=class_point(true[i], depth), bold=True))
+            marks[(line, c)] = (
+                ("✗", mistake_style(depth)) if wrong else ("●", Style(color=class_point(true[i], depth), bold=True))
+            )
     out = Text(no_wrap=True, overflow="crop")
     for line in range(lines):
         for c in range(cols):
@@ -139,10 +162,14 @@ def regions_legend(names: list[str], classes: int, depth: Depth) -> Sequence[Phr
     """One phrase per class in its own colour (or region character), then the mistake mark."""
     if depth == "none":
         return [(f"{class_char(k)} region, {k % 10} point: {_label(names, k)}", "") for k in range(classes)] + [
-            ("x misclassified", "bold")]
-    return [Text("● ", Style(color=class_point(k, depth), bold=True)).append(
-        _label(names, k), Style(color=class_point(k, depth))) for k in range(classes)] + [
-        Text("✗", mistake_style(depth)).append(" misclassified")]
+            ("x misclassified", "bold")
+        ]
+    return [
+        Text("● ", Style(color=class_point(k, depth), bold=True)).append(
+            _label(names, k), Style(color=class_point(k, depth))
+        )
+        for k in range(classes)
+    ] + [Text("✗", mistake_style(depth)).append(" misclassified")]
 
 
 def short_name(names: list[str], index: int) -> str:
@@ -174,8 +201,11 @@ def confusion_text(matrix: Any, names: list[str], width: int, depth: Depth = "tr
     for i, row in enumerate(values):
         out.append("\n" + rows[i][:row_width].ljust(row_width))
         for j, v in enumerate(row):
-            style = Style(color=named("green", depth), bold=True) if i == j else (
-                Style(color=named("red", depth)) if v else Style(dim=True))
+            style = (
+                Style(color=named("green", depth), bold=True)
+                if i == j
+                else (Style(color=named("red", depth)) if v else Style(dim=True))
+            )
             out.append(" ").append(str(v).rjust(column), style)
     return out
 
@@ -251,7 +281,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         per_page = columns * rows
         pages = max(1, math.ceil(len(indices) / per_page))
         self.page %= pages
-        return indices[self.page * per_page:(self.page + 1) * per_page], pages, columns
+        return indices[self.page * per_page : (self.page + 1) * per_page], pages, columns
 
     def redraw(self) -> None:
         pred = self.predictions
@@ -267,16 +297,28 @@ class PredictionPanel(VerticalScroll, can_focus=True):
             shown, pages, columns = self.visible_indices()
             cls, _ = predicted(pred)
             wrong = sum(c != t for c, t in zip(cls, truth(pred)))
-            info.update(fit_phrases([("test images", "bold"), (f"page {self.page + 1}/{pages}", ""),
-                                     (f"{wrong}/{len(cls)} wrong", ""),
-                                     ("(mistakes only)" if self.mistakes_only else "", ""),
-                                     (", . page  m mistakes", "dim")], width))
-            body.update(image_grid(pred, shown, columns, depth) if shown
-                        else Text("No mistakes on these samples.", "green"))
+            info.update(
+                fit_phrases(
+                    [
+                        ("test images", "bold"),
+                        (f"page {self.page + 1}/{pages}", ""),
+                        (f"{wrong}/{len(cls)} wrong", ""),
+                        ("(mistakes only)" if self.mistakes_only else "", ""),
+                        (", . page  m mistakes", "dim"),
+                    ],
+                    width,
+                )
+            )
+            body.update(
+                image_grid(pred, shown, columns, depth) if shown else Text("No mistakes on these samples.", "green")
+            )
         elif pred.kind == "points":
             classes = pred.grid.shape[2]
-            shade = ("one character per predicted class" if depth == "none" else
-                     "colour: predicted class" + ("" if depth == "standard" else ", brighter = surer"))
+            shade = (
+                "one character per predicted class"
+                if depth == "none"
+                else "colour: predicted class" + ("" if depth == "standard" else ", brighter = surer")
+            )
             points = "digits: test points by true class" if depth == "none" else "dots: test points by true class"
             header = fit_phrases([("decision regions", "bold"), (shade, "dim"), (points, "dim")], width)
             legend = fit_phrases(regions_legend(pred.class_names, classes, depth), width)
@@ -284,19 +326,52 @@ class PredictionPanel(VerticalScroll, can_focus=True):
             room = self.size.height - 1 - len(header.split("\n")) - len(legend.split("\n"))
             body.update(decision_regions(pred, max(8, self.size.width - 2), max(4, room), depth).append_text(legend))
         else:
-            info.update(fit_phrases([("fitted curve", "bold"), ("line: network output", "dim"),
-                                     ("dots: test points", "dim"), ("(standardized units where the preset says so)",
-                                                                    "dim")], width))
-            curve.show(Chart("", "x", (
-                Line("data", tuple(pred.inputs.reshape(-1).tolist()), tuple(pred.targets.reshape(-1).tolist()),
-                     VALID_MARKER, VALID_COLOUR, "scatter"),
-                Line("network", tuple(pred.curve_x.tolist()), tuple(pred.curve_y.reshape(-1).tolist()),
-                     "braille", TRAIN_COLOUR),
-            )))
+            info.update(
+                fit_phrases(
+                    [
+                        ("fitted curve", "bold"),
+                        ("line: network output", "dim"),
+                        ("dots: test points", "dim"),
+                        ("(standardized units where the preset says so)", "dim"),
+                    ],
+                    width,
+                )
+            )
+            curve.show(
+                Chart(
+                    "",
+                    "x",
+                    (
+                        Line(
+                            "data",
+                            tuple(pred.inputs.reshape(-1).tolist()),
+                            tuple(pred.targets.reshape(-1).tolist()),
+                            VALID_MARKER,
+                            VALID_COLOUR,
+                            "scatter",
+                        ),
+                        Line(
+                            "network",
+                            tuple(pred.curve_x.tolist()),
+                            tuple(pred.curve_y.reshape(-1).tolist()),
+                            "braille",
+                            TRAIN_COLOUR,
+                        ),
+                    ),
+                )
+            )
         title, confusion = self.query_one("#pred-confusion-title", Static), self.query_one("#pred-confusion", Static)
         title.display = confusion.display = pred.confusion is not None
         if pred.confusion is not None:
-            title.update(fit_phrases([("confusion matrix", "bold"), ("rows: true class", "dim"),
-                                      ("columns: predicted", "dim"), (confusion_caption(pred), "")], width))
+            title.update(
+                fit_phrases(
+                    [
+                        ("confusion matrix", "bold"),
+                        ("rows: true class", "dim"),
+                        ("columns: predicted", "dim"),
+                        (confusion_caption(pred), ""),
+                    ],
+                    width,
+                )
+            )
             confusion.update(confusion_text(pred.confusion, pred.class_names, width, depth))
-

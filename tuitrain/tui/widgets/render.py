@@ -24,24 +24,60 @@ Depth = Literal["truecolor", "256", "standard", "none"]
 DEPTHS: tuple[Depth, ...] = ("truecolor", "256", "standard", "none")
 RGB = tuple[int, int, int]
 
-CLASS_COLOURS: list[RGB] = [(78, 121, 167), (242, 142, 43), (89, 161, 79), (225, 87, 89), (176, 122, 161),
-                            (118, 183, 178), (237, 201, 72), (255, 157, 167), (156, 117, 95), (186, 176, 172)]
+CLASS_COLOURS: list[RGB] = [
+    (78, 121, 167),
+    (242, 142, 43),
+    (89, 161, 79),
+    (225, 87, 89),
+    (176, 122, 161),
+    (118, 183, 178),
+    (237, 201, 72),
+    (255, 157, 167),
+    (156, 117, 95),
+    (186, 176, 172),
+]
 # the same hues in the 256-colour palette: (dark, mid, bright) per class; regions use dark/mid, points bright
-CLASS_256: list[tuple[int, int, int]] = [(18, 25, 39), (94, 166, 214), (22, 28, 82), (88, 160, 203), (54, 97, 177),
-                                         (23, 30, 51), (58, 142, 227), (125, 168, 218), (95, 137, 180),
-                                         (240, 245, 252)]
+CLASS_256: list[tuple[int, int, int]] = [
+    (18, 25, 39),
+    (94, 166, 214),
+    (22, 28, 82),
+    (88, 160, 203),
+    (54, 97, 177),
+    (23, 30, 51),
+    (58, 142, 227),
+    (125, 168, 218),
+    (95, 137, 180),
+    (240, 245, 252),
+]
 # the 16 ANSI colours as Rich reduces RGB to them (the VGA palette): the RGB sent for each name
 STANDARD_RGB: dict[str, RGB] = {
-    "black": (0, 0, 0), "red": (170, 0, 0), "green": (0, 170, 0), "yellow": (170, 85, 0), "blue": (0, 0, 170),
-    "magenta": (170, 0, 170), "cyan": (0, 170, 170), "white": (170, 170, 170), "bright_black": (85, 85, 85),
-    "bright_red": (255, 85, 85), "bright_green": (85, 255, 85), "bright_yellow": (255, 255, 85),
-    "bright_blue": (85, 85, 255), "bright_magenta": (255, 85, 255), "bright_cyan": (85, 255, 255),
+    "black": (0, 0, 0),
+    "red": (170, 0, 0),
+    "green": (0, 170, 0),
+    "yellow": (170, 85, 0),
+    "blue": (0, 0, 170),
+    "magenta": (170, 0, 170),
+    "cyan": (0, 170, 170),
+    "white": (170, 170, 170),
+    "bright_black": (85, 85, 85),
+    "bright_red": (255, 85, 85),
+    "bright_green": (85, 255, 85),
+    "bright_yellow": (255, 255, 85),
+    "bright_blue": (85, 85, 255),
+    "bright_magenta": (255, 85, 255),
+    "bright_cyan": (85, 255, 255),
     "bright_white": (255, 255, 255),
 }
 # 16 colours: (region, point) per class; seven hues, so classes past the seventh repeat
-CLASS_16: list[tuple[str, str]] = [("blue", "bright_blue"), ("yellow", "bright_yellow"), ("green", "bright_green"),
-                                   ("red", "bright_red"), ("magenta", "bright_magenta"), ("cyan", "bright_cyan"),
-                                   ("white", "bright_white")]
+CLASS_16: list[tuple[str, str]] = [
+    ("blue", "bright_blue"),
+    ("yellow", "bright_yellow"),
+    ("green", "bright_green"),
+    ("red", "bright_red"),
+    ("magenta", "bright_magenta"),
+    ("cyan", "bright_cyan"),
+    ("white", "bright_white"),
+]
 CLASS_CHARS = "·░▒▓█=+*#%"  # NO_COLOR: decision regions, one character per class
 BACKGROUND: RGB = (24, 24, 28)
 SHADES = " ░▒▓█"

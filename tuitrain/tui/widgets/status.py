@@ -10,9 +10,18 @@ from tuitrain.tui.history import RunHistory
 from tuitrain.tui.widgets.render import fit_phrases
 from tuitrain.vitals import Vitals
 
-STATE_STYLES = {"starting": "dim", "running": "bold green", "paused": "bold yellow", "completed": "bold cyan",
-                "stopped": "bold magenta", "interrupted": "bold magenta", "aborted": "bold magenta",
-                "diverged": "bold red", "failed": "bold red", "crashed": "bold red"}
+STATE_STYLES = {
+    "starting": "dim",
+    "running": "bold green",
+    "paused": "bold yellow",
+    "completed": "bold cyan",
+    "stopped": "bold magenta",
+    "interrupted": "bold magenta",
+    "aborted": "bold magenta",
+    "diverged": "bold red",
+    "failed": "bold red",
+    "crashed": "bold red",
+}
 
 
 def fmt_vitals(vitals: Vitals | None) -> str:
