@@ -56,6 +56,13 @@ async def test_text_in_a_number_field_is_marked_explained_and_blocks_start():
         lr.value = "0.05"
         await pilot.pause()
         assert not lr.has_class("-invalid") and not screen.query_one("#start", Button).disabled
+        screen.query_one("#device", Select).value = "cuda"  # this machine has no GPU
+        screen.query_one("#data_dir", Input).value = "/no/such/folder"
+        await pilot.pause()
+        assert "✗ Data folder: no such folder" in str(screen.query_one("#data_dir-error").render())
+        if not __import__("torch").cuda.is_available():
+            assert "no CUDA GPU" in str(screen.query_one("#device-error").render())
+        assert screen.query_one("#start", Button).disabled
 
 
 async def test_momentum_weight_decay_and_data_folder_reach_the_config(tmp_path):

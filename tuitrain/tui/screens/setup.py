@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -230,9 +231,24 @@ class SetupScreen(Screen[None]):
                         what = "a number" if field.kind == "float" else "a whole number"
                         raise TuitrainError(f"{field.label} must be {what}, not {text!r}") from None
                 values[field.key] = cfgmod.check_setting(field.section, field.key, value, field.label)
+                problem = self.field_problem(field.key, values[field.key])
+                if problem:
+                    raise TuitrainError(f"{field.label}: {problem}")
             except TuitrainError as exc:
                 self.errors[field.key] = str(exc)
         return values
+
+    @staticmethod
+    def field_problem(key: str, value: Any) -> str:
+        """What the config checks cannot know: this machine's GPU, folders on disk."""
+        if key == "device" and value == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return "no CUDA GPU is visible here: choose auto or cpu"
+        if key == "data_dir" and value and not Path(value).expanduser().is_dir():
+            return f"no such folder {value!r}"
+        return ""
 
     def resolved(self) -> cfgmod.Config:
         """The config the form shows; a TuitrainError when a field is invalid or the whole does not fit."""
@@ -277,7 +293,7 @@ class SetupScreen(Screen[None]):
             message = self.errors.get(field.key, "")
             self.query_one(f"#{field.key}").set_class(bool(message), "-invalid")
             error = self.query_one(f"#{field.key}-error", Static)
-            error.update(Text(message))
+            error.update(Text(f"✗ {message}" if message else ""))  # reads as an error without colour too
             error.display = bool(message)
 
     def show_error(self, message: str) -> None:
