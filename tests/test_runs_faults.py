@@ -279,3 +279,28 @@ def test_kill_9_loop_leaves_every_file_readable_and_every_resume_working(tmp_pat
     assert [e["epoch"] for e in runs.epoch_history(events)] == list(range(1, 7))
     with pytest.raises(TuitrainError):
         run_command(None, str(run_dir), None, True, {})  # done: nothing left to resume
+
+
+def test_step_lines_thin_out_as_a_run_gets_older_and_every_epoch_stays(tmp_path, monkeypatch):
+    """A ten-hour run of tiny epochs: step lines grow like log(time), not like time; epochs all kept."""
+    from tuitrain import writer as writer_module
+    from tuitrain.config import resolve_config
+    from tuitrain.events import EpochEnded, Metrics, StepProgress
+    from tuitrain.session import new_run
+
+    clock = [1000.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(writer_module, "MIDEPOCH_INTERVAL", 1e12)  # no checkpoints: this is about the file
+    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 1e12)
+    trainer, writer = new_run(resolve_config("rings", epochs=1_000_000), tmp_path)
+    metrics = Metrics(0.5, 0.8)
+    for i in range(1, 36_001):  # one step event a second for 10 hours, an epoch every 10 s
+        clock[0] += 1.0
+        writer(StepProgress(i // 10 + 1, i, i % 10, 0.5, 0.8, 0.01, 1000.0, float(i)))
+        if i % 10 == 0:
+            writer(EpochEnded(i // 10, i, metrics, metrics, 0.01, 10.0, 1000.0, float(i)))
+    writer.close()
+    events, _ = runs.read_events(writer.run_dir / "metrics.jsonl")
+    steps = sum(e["event"] == "step" for e in events)
+    assert sum(e["event"] == "epoch" for e in events) == 3_600
+    assert steps < 6_000  # 36,000 unthinned
