@@ -536,3 +536,25 @@ async def test_watch_says_crashed_when_the_training_process_was_killed(tmp_path)
         assert "--resume" in dash.history.message
         assert "crashed" in screen_text(app).lower()
         await pilot.press("q")
+
+
+async def test_palette_exports_the_epochs_as_csv():
+    import csv
+
+    from textual.command import CommandPalette
+
+    app, source, _ = live_app("rings", epochs=3)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.ended, what="run end")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"export")
+        await until(pilot, lambda: "Export the epochs as CSV" in screen_text(app), what="the export command")
+        await pilot.press("enter")
+        path = Path(source.controls.run_dir) / "epochs.csv"
+        await until(pilot, path.exists, what="epochs.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    summary = json.loads((path.parent / "summary.json").read_text())
+    assert float(rows[-1]["valid_accuracy"]) == summary["last_valid"]["accuracy"]

@@ -166,6 +166,9 @@ class Steering(Screen[None]):
                         lambda: self.set_lr_to(lr),
                     ),
                 )
+        commands.append(
+            Command("Export the epochs as CSV (RUN_DIR/epochs.csv)", "for a spreadsheet or pandas", self.export_csv)
+        )
         inspection = self.history.inspection
         for param in inspection.params if inspection is not None else []:
             commands.append(
@@ -176,6 +179,28 @@ class Steering(Screen[None]):
                 )
             )
         return commands
+
+    def run_dir(self) -> str | None:
+        controls = self.controls()
+        if controls is not None:
+            return controls.run_dir
+        watched = getattr(self.source, "run_dir", None)
+        return str(watched) if watched is not None else None
+
+    def export_csv(self) -> None:
+        from tuitrain.errors import TuitrainError
+        from tuitrain.export import write_epoch_csv
+
+        run_dir = self.run_dir()
+        if run_dir is None:
+            self.notify("no run directory yet: the run is still starting", timeout=3)
+            return
+        try:
+            path = write_epoch_csv(run_dir)
+        except (TuitrainError, OSError) as exc:
+            self.notify(str(exc), title="Export", severity="error", timeout=6)
+            return
+        self.notify(f"epochs written to {path}", title="Export", timeout=6)
 
     def open_tensor(self, name: str) -> None:
         """Filled in by the Dashboard: the drill-down of one parameter tensor."""
