@@ -10,6 +10,7 @@ import pytest
 UI = ("textual", "rich", "click")
 CORE = [
     "tuitrain.engine",
+    "tuitrain.export",
     "tuitrain.events",
     "tuitrain.data",
     "tuitrain.models",
