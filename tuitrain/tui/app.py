@@ -8,8 +8,10 @@ import traceback
 from pathlib import Path
 
 from textual.app import App
+from textual.command import CommandPalette
 
 from tuitrain.tui.screens.dashboard import Dashboard
+from tuitrain.tui.screens.palette import Palette
 from tuitrain.tui.screens.setup import SetupScreen
 from tuitrain.tui.source import Source
 
@@ -41,6 +43,11 @@ class TuitrainApp(App[None]):
             self.push_screen(Dashboard(self.source, show_speed=self.show_speed))
         else:
             self.push_screen(SetupScreen(self.preset))
+
+    def action_command_palette(self) -> None:
+        """ctrl+p: Textual's palette, hardened (see Palette)."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(Palette())
 
     async def action_quit(self) -> None:
         """ctrl+q goes through the dashboard's confirmation while a run is training."""

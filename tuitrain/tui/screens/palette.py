@@ -1,4 +1,4 @@
-"""Provides the command palette's provider: it offers whatever commands the active screen lists."""
+"""Provides the command palette and its provider: it offers whatever commands the active screen lists."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
 
 
 @dataclass(frozen=True)
@@ -42,3 +42,19 @@ class ScreenCommands(Provider):
                 score = max(score, 1.0)  # typed values always match what was typed
             if score > 0:
                 yield Hit(score, matcher.highlight(command.name), command.run, help=command.help)
+
+
+class Palette(CommandPalette):
+    """Textual's command palette without two crashes (Textual 8.2) that fast keys in a busy app reach:
+
+    - Textual opens its palette with a fixed id; when a palette closes from its own handler (it ran a
+      command), a ctrl+p already queued is handled before the old one is removed, and a second palette
+      with the same id raised DuplicateIds. This one has no id (App.action_command_palette opens it).
+    - PageUp/PageDown right after the first results arrive, before the list has been laid out, raised
+      KeyError in OptionList._move_page. They wait until the list has a size (there is nothing to page).
+    """
+
+    def _action_command_list(self, action: str) -> None:
+        if action in ("page_up", "page_down") and not self.query_one(CommandList).scrollable_content_region:
+            return
+        super()._action_command_list(action)
