@@ -226,7 +226,7 @@ class Dashboard(Steering):
             if self.query_one("#panels", TabbedContent).active == "charts":
                 self.draw_charts()
                 cost = time.monotonic() - now + sum(c.render_seconds for c in self.query(TimedPlot))
-                self._chart_interval = min(1.0, max(CHART_INTERVAL, cost / CHART_BUDGET))
+                self._chart_interval = min(2.0, max(CHART_INTERVAL, cost / CHART_BUDGET))
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
