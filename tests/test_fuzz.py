@@ -39,9 +39,21 @@ QUITTING = {"q", "ctrl+q", "ctrl+c"}  # these end the app: never sent during the
 
 # The help's key names (Textual's format_key) → tmux send-keys arguments; one character goes literally (-l).
 TMUX_KEYS = {
-    "space": "Space", "tab": "Tab", "shift+tab": "BTab", "enter": "Enter", "esc": "Escape", "escape": "Escape",
-    "⌫": "BSpace", "backspace": "BSpace", "ctrl+p": "C-p", "pgup": "PPage", "pgdn": "NPage",
-    "up": "Up", "down": "Down", "left": "Left", "right": "Right",
+    "space": "Space",
+    "tab": "Tab",
+    "shift+tab": "BTab",
+    "enter": "Enter",
+    "esc": "Escape",
+    "escape": "Escape",
+    "⌫": "BSpace",
+    "backspace": "BSpace",
+    "ctrl+p": "C-p",
+    "pgup": "PPage",
+    "pgdn": "NPage",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
 }
 EXTRA = ["escape", "up", "down", "left", "right", "pgup", "pgdn", "=", "y", "n", "backspace"]
 
@@ -73,8 +85,33 @@ def test_every_documented_key_is_fuzzed():
     for key in documented_keys():
         assert key in QUITTING or key in keys
         assert key in QUITTING or tmux_args(key)
-    for key in ("tab", "shift+tab", "1", "2", "3", "enter", "esc", ",", ".", "m", "?", "ctrl+p", "l", "[", "]",
-                "+", "-", "space", "n", "s", "r", "R", "up", "pgup", "pgdn"):
+    for key in (
+        "tab",
+        "shift+tab",
+        "1",
+        "2",
+        "3",
+        "enter",
+        "esc",
+        ",",
+        ".",
+        "m",
+        "?",
+        "ctrl+p",
+        "l",
+        "[",
+        "]",
+        "+",
+        "-",
+        "space",
+        "n",
+        "s",
+        "r",
+        "R",
+        "up",
+        "pgup",
+        "pgdn",
+    ):
         assert key in keys, key
 
 
@@ -92,13 +129,33 @@ class Terminal:
         self.size = (width, height)
 
     def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", *args], capture_output=True,
-                              text=True, check=check, timeout=10)
+        return subprocess.run(
+            ["tmux", "-S", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=10,
+        )
 
     def start(self, command: str) -> None:
         width, height = self.size
-        self.tmux("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), command,
-                  ";", "set-option", "-t", self.session, "remain-on-exit", "on")
+        self.tmux(
+            "new-session",
+            "-d",
+            "-s",
+            self.session,
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            command,
+            ";",
+            "set-option",
+            "-t",
+            self.session,
+            "remain-on-exit",
+            "on",
+        )
 
     def send(self, *args: str) -> None:
         self.tmux("send-keys", "-t", self.session, *args)
@@ -120,18 +177,24 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
     rng = random.Random(seed)
     marker, err, log = tmp_path / "exit", tmp_path / "err.txt", tmp_path / "keys.txt"
     out, state = tmp_path / "out", tmp_path / "state"
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "XDG_STATE_HOME": str(state), **colour_env}
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_STATE_HOME": str(state),
+        **colour_env,
+    }
     settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     unset = " ".join(f"-u {k}" for k in ("COLORTERM", "NO_COLOR", "FORCE_COLOR", "TEXTUAL") if k not in env)
     # Textual draws on stderr (its driver writes to sys.__stderr__), so stderr cannot simply go to a
     # file: tee keeps a copy (the UI's bytes and whatever else is written there) and passes it on.
     script = tmp_path / "run.sh"
-    script.write_text(f"cd {shlex.quote(str(tmp_path))} || exit\n"
-                      f"env {unset} {settings} {shlex.quote(sys.executable)} -m tuitrain train rings "
-                      f"--epochs 100000 --out {shlex.quote(str(out))} 2> >(tee {shlex.quote(str(err))} >&2)\n"
-                      f"echo $? > {shlex.quote(str(marker))}\n")
+    script.write_text(
+        f"cd {shlex.quote(str(tmp_path))} || exit\n"
+        f"env {unset} {settings} {shlex.quote(sys.executable)} -m tuitrain train rings "
+        f"--epochs 100000 --out {shlex.quote(str(out))} 2> >(tee {shlex.quote(str(err))} >&2)\n"
+        f"echo $? > {shlex.quote(str(marker))}\n"
+    )
     term = Terminal(f"fuzz-{os.getpid()}-{seed}-{len(colour_env)}")
     sent: list[tuple[float, str]] = []  # (time, key or <what else happened>): keys.txt and failure messages
     quitting = False
@@ -146,8 +209,10 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
         log.write_text("".join(f"{t:.3f} {what}\n" for t, what in sent))
         crashes = "".join(f"\n{path}:\n{path.read_text()[-4000:]}" for path in crash_logs())
         last = " ".join(what for _, what in sent[-30:])
-        raise AssertionError(f"fuzz seed {seed} ({colour_env}): {why}\nlast keys: {last}\nall keys: {log}\n"
-                             f"stderr (with the UI): {err}\nscreen:\n{term.pane()}{crashes}")
+        raise AssertionError(
+            f"fuzz seed {seed} ({colour_env}): {why}\nlast keys: {last}\nall keys: {log}\n"
+            f"stderr (with the UI): {err}\nscreen:\n{term.pane()}{crashes}"
+        )
 
     def wait_for(condition, what: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
