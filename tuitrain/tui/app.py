@@ -46,7 +46,7 @@ class TuitrainApp(App[None]):
 
     def action_command_palette(self) -> None:
         """ctrl+p: Textual's palette, hardened (see Palette)."""
-        if self.use_command_palette and not CommandPalette.is_open(self):
+        if self.use_command_palette and not CommandPalette.is_open(self):  # type: ignore[arg-type]
             self.push_screen(Palette())
 
     async def action_quit(self) -> None:
