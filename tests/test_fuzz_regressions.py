@@ -173,3 +173,23 @@ async def test_restart_keys_while_a_run_starts_start_it_once(spy):
         await until(pilot, lambda: not app.is_running, "the app to quit", timeout=10)
     assert app.return_code == 0 and spy.calls == 2
 
+
+async def test_quitting_closes_each_run_once_after_it_ended(spy):
+    """Quitting closed a run's controls three times (the quit, the dashboard's unmount, the launcher),
+    and once while its follow thread still read the pipe: with a child process, two threads read one
+    pipe at once and one got garbage (UnpicklingError printed over the terminal)."""
+    app = fuzz_app(spy)
+    async with driving(app, spy) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("s")
+        await until(pilot, lambda: dash.history.ended, "the stop")
+        await pilot.press("r")
+        await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, "the restart")
+        await pilot.press("q")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, "the app to quit", timeout=10)
+    app.source.close()  # what the launcher does after the app
+    assert app.return_code == 0
+    assert [r["closes"] for r in spy.runs] == [1, 1]
+    assert not any(r["closed_while_running"] for r in spy.runs)
