@@ -14,6 +14,7 @@ import time
 import pytest
 from textual import events
 from textual.command import CommandList, CommandPalette
+from textual.widgets import OptionList
 
 from tuitrain.config import resolve_config
 from tuitrain.tui.app import make_app
@@ -123,6 +124,31 @@ async def test_ctrl_p_queued_while_the_last_palette_is_being_removed():
         await pilot.press("escape")
         await until(pilot, lambda: not CommandPalette.is_open(app), "the palette to close")
         assert app.is_running and app.return_code is None
+
+
+async def test_a_palette_selection_on_its_way_when_escape_closed_it():
+    """Enter then escape in the palette, both handled before the selection's message arrived: the
+    palette was dismissed twice, the second time popping the dashboard (a blank app), and the selected
+    command then raised NoMatches on the removed dashboard."""
+    app = fuzz_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: CommandPalette.is_open(app) and app.screen.query_one(CommandList).option_count,
+                    "the palette's commands")
+        palette = app.screen
+        await pilot.press("down")  # the first command highlighted
+        commands = palette.query_one(CommandList)
+        index = commands.highlighted
+        selected = OptionList.OptionSelected(commands, commands.get_option_at_index(index), index)
+        palette.post_message(selected)  # Enter's selection, waiting in the palette's queue ...
+        await palette.run_action("escape")  # ... when escape closes the palette
+        await pilot.pause(0.3)
+        assert app.is_running and app.return_code is None
+        assert app.screen is dash and dash.is_mounted
+        await pilot.press("2")
+        await until(pilot, lambda: dash.query_one("#panels").active == "params", "the dashboard to answer")
 
 
 @pytest.mark.parametrize("key", ["pageup", "pagedown"])
