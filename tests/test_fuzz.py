@@ -5,7 +5,9 @@ interleaved with terminal resizes, in two colour modes. Afterwards the app must 
 keys, quit with exit code 0 and leave no traceback or crash log.
 
 Replay or widen: TUITRAIN_FUZZ_SEEDS=7,8,9 TUITRAIN_FUZZ_KEYS=300 pytest tests/test_fuzz.py
-(the seed is in the test id and in every failure message; the keys sent are in keys.txt).
+(the seed is in the test id and in every failure message; the keys sent, with their times, are in
+keys.txt; TUITRAIN_FUZZ_TEXTUAL_LOG=1 adds Textual's log of every message, TUITRAIN_FUZZ_KEEP=1 keeps
+the tmux session of a failure to look at).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def test_every_documented_key_is_fuzzed():
 
 def parameters_shown(screen: str) -> bool:
     """The parameter table's header, or a tensor's drill-down (the table's place), is on the screen."""
-    return bool(re.search(r"name +shape +count", screen) or re.search(r"shape \(.*values", screen))
+    return bool(re.search(r"shape +count +mean", screen) or re.search(r"shape \(.*values", screen))
 
 
 class Terminal:
@@ -123,6 +125,8 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
            "XDG_STATE_HOME": str(state), **colour_env}
+    if os.environ.get("TUITRAIN_FUZZ_TEXTUAL_LOG"):  # every key, message and action, to replay a failure
+        env["TEXTUAL_LOG"] = str(tmp_path / "textual.log")
     settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     unset = " ".join(f"-u {k}" for k in ("COLORTERM", "NO_COLOR", "FORCE_COLOR", "TEXTUAL") if k not in env)
     # Textual draws on stderr (its driver writes to sys.__stderr__), so stderr cannot simply go to a
