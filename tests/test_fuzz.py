@@ -37,6 +37,7 @@ COLOUR_MODES = {
 }
 if os.environ.get("TUITRAIN_FUZZ_TERM"):  # by hand, e.g. TUITRAIN_FUZZ_TERM=xterm for 16 colours
     COLOUR_MODES = {os.environ["TUITRAIN_FUZZ_TERM"]: {"TERM": os.environ["TUITRAIN_FUZZ_TERM"]}}
+ANSI = re.compile(r"\x1b(\[[0-9;?<>]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78MDEc])")
 QUITTING = {"q", "ctrl+q", "ctrl+c"}  # these end the app: never sent during the random phase
 
 # The help's key names (Textual's format_key) → tmux send-keys arguments; one character goes literally (-l).
@@ -146,12 +147,17 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
     def crash_logs() -> list[Path]:
         return sorted(out.rglob("crash.log")) + sorted(state.rglob("crash-*.log"))
 
+    def stderr_traceback() -> str:
+        text = ANSI.sub("", err.read_text(errors="replace")) if err.exists() else ""
+        return text[text.find("Traceback"):][:4000] if "Traceback" in text else ""
+
     def fail(why: str) -> None:
-        log.write_text("".join(f"{t:.3f} {what}\n" for t, what in sent))
         crashes = "".join(f"\n{path}:\n{path.read_text()[-4000:]}" for path in crash_logs())
+        traceback = stderr_traceback()
         last = " ".join(what for _, what in sent[-30:])
         raise AssertionError(f"fuzz seed {seed} ({colour_env}): {why}\nlast keys: {last}\nall keys: {log}\n"
-                             f"stderr (with the UI): {err}\nscreen:\n{term.pane()}{crashes}")
+                             f"stderr (with the UI): {err}\nscreen:\n{term.pane()}{crashes}"
+                             + (f"\ntraceback on stderr:\n{traceback}" if traceback else ""))
 
     def wait_for(condition, what: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -181,7 +187,8 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
             if key == "ctrl+p":  # the palette: mostly just close it; sometimes run a command from it
                 time.sleep(rng.uniform(0.1, 0.3))
                 if rng.random() < 0.3:
-                    query = rng.choice(["0.05", "lr 1e3", "log", "smooth", "panel", "tensor", "step", "stop"])
+                    query = rng.choice(["0.05", "lr 1e3", "log", "smooth", "panel", "tensor", "step", "stop",
+                                        "restart", "recover", "keys"])
                     note(f"<type {query!r}>")
                     term.send("-l", query)
                     time.sleep(0.2)
@@ -213,8 +220,7 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
             fail(f"exit code {code}")
         if "Traceback" in term.pane():
             fail("a traceback on the screen")
-        stderr = err.read_text(errors="replace")
-        if "Traceback" in stderr or "internal error" in stderr:
+        if stderr_traceback() or "internal error" in err.read_text(errors="replace"):
             fail("a traceback on stderr")
         if crash_logs():
             fail("a crash log was written")
