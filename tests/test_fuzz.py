@@ -5,7 +5,9 @@ interleaved with terminal resizes, in two colour modes. Afterwards the app must 
 keys, quit with exit code 0 and leave no traceback or crash log.
 
 Replay or widen: TUITRAIN_FUZZ_SEEDS=7,8,9 TUITRAIN_FUZZ_KEYS=300 pytest tests/test_fuzz.py
-(the seed is in the test id and in every failure message; the keys sent are in keys.txt).
+(the seed is in the test id and in every failure message; the keys sent, with their times, are in
+keys.txt; TUITRAIN_FUZZ_TEXTUAL_LOG=1 adds Textual's log of every message, TUITRAIN_FUZZ_KEEP=1 keeps
+the tmux session of a failure to look at).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ COLOUR_MODES = {
 }
 if os.environ.get("TUITRAIN_FUZZ_TERM"):  # by hand, e.g. TUITRAIN_FUZZ_TERM=xterm for 16 colours
     COLOUR_MODES = {os.environ["TUITRAIN_FUZZ_TERM"]: {"TERM": os.environ["TUITRAIN_FUZZ_TERM"]}}
+ANSI = re.compile(r"\x1b(\[[0-9;?<>]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78MDEc])")
 QUITTING = {"q", "ctrl+q", "ctrl+c"}  # these end the app: never sent during the random phase
 
 # The help's key names (Textual's format_key) → tmux send-keys arguments; one character goes literally (-l).
@@ -117,7 +120,7 @@ def test_every_documented_key_is_fuzzed():
 
 def parameters_shown(screen: str) -> bool:
     """The parameter table's header, or a tensor's drill-down (the table's place), is on the screen."""
-    return bool(re.search(r"name +shape +count", screen) or re.search(r"shape \(.*values", screen))
+    return bool(re.search(r"shape +count +mean", screen) or re.search(r"shape \(.*values", screen))
 
 
 class Terminal:
@@ -184,6 +187,8 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
         "XDG_STATE_HOME": str(state),
         **colour_env,
     }
+    if os.environ.get("TUITRAIN_FUZZ_TEXTUAL_LOG"):  # every key, message and action, to replay a failure
+        env["TEXTUAL_LOG"] = str(tmp_path / "textual.log")
     settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     unset = " ".join(f"-u {k}" for k in ("COLORTERM", "NO_COLOR", "FORCE_COLOR", "TEXTUAL") if k not in env)
     # Textual draws on stderr (its driver writes to sys.__stderr__), so stderr cannot simply go to a
@@ -205,13 +210,18 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
     def crash_logs() -> list[Path]:
         return sorted(out.rglob("crash.log")) + sorted(state.rglob("crash-*.log"))
 
+    def stderr_traceback() -> str:
+        text = ANSI.sub("", err.read_text(errors="replace")) if err.exists() else ""
+        return text[text.find("Traceback") :][:4000] if "Traceback" in text else ""
+
     def fail(why: str) -> None:
-        log.write_text("".join(f"{t:.3f} {what}\n" for t, what in sent))
         crashes = "".join(f"\n{path}:\n{path.read_text()[-4000:]}" for path in crash_logs())
+        traceback = stderr_traceback()
         last = " ".join(what for _, what in sent[-30:])
         raise AssertionError(
             f"fuzz seed {seed} ({colour_env}): {why}\nlast keys: {last}\nall keys: {log}\n"
             f"stderr (with the UI): {err}\nscreen:\n{term.pane()}{crashes}"
+            + (f"\ntraceback on stderr:\n{traceback}" if traceback else "")
         )
 
     def wait_for(condition, what: str, timeout: float = 30) -> None:
@@ -242,7 +252,21 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
             if key == "ctrl+p":  # the palette: mostly just close it; sometimes run a command from it
                 time.sleep(rng.uniform(0.1, 0.3))
                 if rng.random() < 0.3:
-                    query = rng.choice(["0.05", "lr 1e3", "log", "smooth", "panel", "tensor", "step", "stop"])
+                    query = rng.choice(
+                        [
+                            "0.05",
+                            "lr 1e3",
+                            "log",
+                            "smooth",
+                            "panel",
+                            "tensor",
+                            "step",
+                            "stop",
+                            "restart",
+                            "recover",
+                            "keys",
+                        ]
+                    )
                     note(f"<type {query!r}>")
                     term.send("-l", query)
                     time.sleep(0.2)
@@ -274,8 +298,7 @@ def run_fuzz(tmp_path: Path, seed: int, colour_env: dict[str, str], keys: int = 
             fail(f"exit code {code}")
         if "Traceback" in term.pane():
             fail("a traceback on the screen")
-        stderr = err.read_text(errors="replace")
-        if "Traceback" in stderr or "internal error" in stderr:
+        if stderr_traceback() or "internal error" in err.read_text(errors="replace"):
             fail("a traceback on stderr")
         if crash_logs():
             fail("a crash log was written")

@@ -7,11 +7,14 @@ the app's queue while a screen is half gone or half laid out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 
 import pytest
 from textual import events
 from textual.command import CommandList, CommandPalette
+from textual.widgets import OptionList
 
 from tuitrain.config import resolve_config
 from tuitrain.tui.app import make_app
@@ -39,9 +42,71 @@ async def spin_until(condition, what: str, timeout: float = TIMEOUT) -> None:
         await asyncio.sleep(0)
 
 
-def fuzz_app():
-    source = LiveRun(resolve_config("rings", epochs=100_000), factory=InProcess())
+def fuzz_app(factory=None):
+    source = LiveRun(resolve_config("rings", epochs=100_000), factory=factory or InProcess())
     return make_app(source)
+
+
+class Spy:
+    """InProcess, with a gate that holds each run at its start (the dashboard says STARTING meanwhile),
+    and a record per run: how often its controls were closed, and whether one came while it ran."""
+
+    def __init__(self) -> None:
+        self.inner = InProcess()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls = 0
+        self.runs: list[dict] = []
+        self.trainers: list = []
+        self.over = False
+
+    def __call__(self, *args):
+        self.calls += 1
+        assert self.gate.wait(TIMEOUT)
+        if self.over:
+            raise RuntimeError("the test is over")
+        trainer = self.inner(*args)
+        self.trainers.append(trainer)
+        record = {"closes": 0, "running": False, "closed_while_running": False}
+        run, close = trainer.run, trainer.close
+
+        def spied_run(consumer=None):
+            record["running"] = True
+            try:
+                return run(consumer)
+            finally:
+                record["running"] = False
+
+        def spied_close():
+            record["closes"] += 1
+            record["closed_while_running"] |= record["running"]
+            close()
+
+        trainer.run, trainer.close = spied_run, spied_close
+        self.runs.append(record)
+        return trainer
+
+    def end(self) -> None:
+        """Stop whatever still trains (a failing test may leave runs behind) and start no more."""
+        self.over = True
+        self.gate.set()
+        for trainer in self.trainers:
+            trainer.stop("interrupted")
+
+
+@pytest.fixture
+def spy():
+    return Spy()
+
+
+@contextlib.asynccontextmanager
+async def driving(app, spy: Spy):
+    """app.run_test, and on the way out no run left training (else a failure would hang its teardown)."""
+    async with app.run_test(size=(100, 30)) as pilot:
+        try:
+            yield pilot
+        finally:
+            spy.end()
 
 
 async def test_ctrl_p_queued_while_the_last_palette_is_being_removed():
@@ -59,6 +124,34 @@ async def test_ctrl_p_queued_while_the_last_palette_is_being_removed():
         await pilot.press("escape")
         await until(pilot, lambda: not CommandPalette.is_open(app), "the palette to close")
         assert app.is_running and app.return_code is None
+
+
+async def test_a_palette_selection_on_its_way_when_escape_closed_it():
+    """Enter then escape in the palette, both handled before the selection's message arrived: the
+    palette was dismissed twice, the second time popping the dashboard (a blank app), and the selected
+    command then raised NoMatches on the removed dashboard."""
+    app = fuzz_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("ctrl+p")
+        await until(
+            pilot,
+            lambda: CommandPalette.is_open(app) and app.screen.query_one(CommandList).option_count,
+            "the palette's commands",
+        )
+        palette = app.screen
+        await pilot.press("down")  # the first command highlighted
+        commands = palette.query_one(CommandList)
+        index = commands.highlighted
+        selected = OptionList.OptionSelected(commands, commands.get_option_at_index(index), index)
+        palette.post_message(selected)  # Enter's selection, waiting in the palette's queue ...
+        await palette.run_action("escape")  # ... when escape closes the palette
+        await pilot.pause(0.3)
+        assert app.is_running and app.return_code is None
+        assert app.screen is dash and dash.is_mounted
+        await pilot.press("2")
+        await until(pilot, lambda: dash.query_one("#panels").active == "params", "the dashboard to answer")
 
 
 @pytest.mark.parametrize("key", ["pageup", "pagedown"])
@@ -83,3 +176,49 @@ async def test_page_keys_in_the_palette_before_its_list_is_laid_out(key):
         assert app.screen.query_one(CommandList).highlighted is not None
         await pilot.press("escape")
     assert app.return_code in (None, 0)
+
+
+async def test_restart_keys_while_a_run_starts_start_it_once(spy):
+    """r while a restarted run was still starting (no controls yet) started a second run queued behind
+    the first: the dashboard followed the second, stuck at STARTING, while the first trained unseen; a
+    quit then waited for it, the queued run started after the app had gone, and the exit code was 1."""
+    app = fuzz_app(spy)
+    async with driving(app, spy) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("s")
+        await until(pilot, lambda: dash.history.ended, "the stop")
+        spy.gate.clear()  # the next run waits at its start
+        await pilot.press("r")
+        await until(pilot, lambda: spy.calls == 2, "the restart to begin")
+        assert dash.history.state == "starting"
+        await pilot.press("r", "r")
+        await pilot.pause(0.1)
+        spy.gate.set()
+        await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, "the restarted run")
+        assert spy.calls == 2
+        await pilot.press("q")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, "the app to quit", timeout=10)
+    assert app.return_code == 0 and spy.calls == 2
+
+
+async def test_quitting_closes_each_run_once_after_it_ended(spy):
+    """Quitting closed a run's controls three times (the quit, the dashboard's unmount, the launcher),
+    and once while its follow thread still read the pipe: with a child process, two threads read one
+    pipe at once and one got garbage (UnpicklingError printed over the terminal)."""
+    app = fuzz_app(spy)
+    async with driving(app, spy) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("s")
+        await until(pilot, lambda: dash.history.ended, "the stop")
+        await pilot.press("r")
+        await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, "the restart")
+        await pilot.press("q")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, "the app to quit", timeout=10)
+    app.source.close()  # what the launcher does after the app
+    assert app.return_code == 0
+    assert [r["closes"] for r in spy.runs] == [1, 1]
+    assert not any(r["closed_while_running"] for r in spy.runs)

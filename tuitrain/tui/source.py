@@ -88,6 +88,13 @@ class LiveRun:
         self._controls: RunControl | None = None
         self._resume_lr: float | None = None  # set by recover(): the next follow continues the last run
         self._running = threading.Lock()  # held while a run is followed: a restart waits for the old one
+        # A run's controls read one pipe (a child process): one reader at a time. Its follow thread reads
+        # until the end event, then inspect() may; close() starts a reader that drains it to the end.
+        self._reading = threading.Lock()
+        self._closed_controls: RunControl | None = None  # closed once: a second close is a second reader
+        self._guard = threading.Lock()  # for the two flags below
+        self._following = False  # a follow thread owns the controls (and reads their pipe)
+        self._close_after_run = False  # close() came meanwhile: that thread closes them after the end event
 
     @property
     def title(self) -> str:
@@ -99,26 +106,47 @@ class LiveRun:
 
     def follow(self, sink: Consumer) -> None:
         with self._running:
-            if self._controls is not None:
-                self._controls.close()
-            run_dir, self.first_run_dir = self.first_run_dir, None
-            resume_lr, self._resume_lr = self._resume_lr, None
-            if resume_lr is not None and self._controls is not None:
-                run_dir = self._controls.run_dir
-            self._controls = None
-            self._controls = self.factory(self.config, self.out_dir, run_dir, resume_lr)
-            self._controls.run(sink)
+            with self._guard:
+                self._following, self._close_after_run = True, False
+            try:
+                self._close_controls()
+                run_dir, self.first_run_dir = self.first_run_dir, None
+                resume_lr, self._resume_lr = self._resume_lr, None
+                if resume_lr is not None and self._controls is not None:
+                    run_dir = self._controls.run_dir
+                self._controls = None
+                self._controls = self.factory(self.config, self.out_dir, run_dir, resume_lr)
+                self._controls.run(sink)
+            finally:
+                with self._guard:
+                    self._following = False
+                    close_now = self._close_after_run
+                if close_now:
+                    self._close_controls()
 
     def recover(self, lr: float) -> None:
         """Make the next `follow` continue the last run from its last good checkpoint at `lr`."""
         self._resume_lr = lr
 
     def inspect(self) -> Inspection | None:
-        return None if self._controls is None else self._controls.inspect()
+        with self._reading:
+            controls = self._controls
+            return None if controls is None or controls is self._closed_controls else controls.inspect()
 
     def close(self) -> None:
-        if self._controls is not None:
-            self._controls.close()
+        """Let the run's process go; idempotent. While a run is followed, its thread does it after the end."""
+        with self._guard:
+            if self._following:
+                self._close_after_run = True
+                return
+            self._close_controls()
+
+    def _close_controls(self) -> None:
+        with self._reading:
+            controls = self._controls
+            if controls is not None and controls is not self._closed_controls:
+                self._closed_controls = controls
+                controls.close()
 
     def wait(self, timeout: float) -> bool:
         if not self._running.acquire(timeout=timeout):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from textual.await_complete import AwaitComplete
 from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
 
 
@@ -52,7 +53,15 @@ class Palette(CommandPalette):
       with the same id raised DuplicateIds. This one has no id (App.action_command_palette opens it).
     - PageUp/PageDown right after the first results arrive, before the list has been laid out, raised
       KeyError in OptionList._move_page. They wait until the list has a size (there is nothing to page).
+    - A selection (Enter) still on its way when escape closed the palette dismissed it a second time,
+      and Screen.dismiss pops whatever is on top: the dashboard went, the app showed a blank screen and
+      the selected command then crashed on the removed dashboard. A palette is dismissed once.
     """
+
+    def dismiss(self, result: object = None) -> AwaitComplete:
+        if not self.is_active:  # already closed
+            return AwaitComplete.nothing()
+        return super().dismiss(result)  # type: ignore[arg-type]
 
     def _action_command_list(self, action: str) -> None:
         if action in ("page_up", "page_down") and not self.query_one(CommandList).scrollable_content_region:

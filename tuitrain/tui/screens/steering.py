@@ -59,6 +59,8 @@ class Steering(Screen[None]):
             return f"the run has ended ({h.state}); r starts it again"
         if action in ("toggle_pause", "stop", "step") and not running:
             return "the run is still starting"
+        if action == "restart" and h.state == "starting":  # a second start would queue behind this one, unseen
+            return "the run is still starting"
         if action == "recover" and h.state != "diverged":
             return "R goes back to the last good checkpoint after a divergence (NaN loss); this run has not diverged"
         if action == "step" and h.state != "paused":
