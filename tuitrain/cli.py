@@ -25,6 +25,11 @@ def training_options(func: Any) -> Any:
         click.option("--seed", type=int, help="Seed for data, initial weights and shuffling."),
         click.option("--dataset", type=click.Choice(cfgmod.DATASETS), help="Train on another data set."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding MNIST-type IDX files."),
+        click.option(
+            "--threads",
+            type=int,
+            help="torch CPU threads (default 0: the CPUs this process may use, fewer while other processes keep them busy).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

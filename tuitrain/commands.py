@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from tuitrain.writer import RunWriter
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
-RESUME_OPTIONS = ("epochs", "lr")  # what --resume may change
+RESUME_OPTIONS = ("epochs", "lr", "threads")  # what --resume may change
 
 
 def warn(message: str) -> None:
@@ -52,10 +52,14 @@ def run_command(
             raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
         fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in RESUME_OPTIONS]
         if fixed:
-            raise UsageError(f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs and --lr)")
+            raise UsageError(
+                f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs, --lr and --threads)"
+            )
         if out is not None:
             raise UsageError("--out does not apply to --resume: the run continues in its own directory")
-        trainer, writer = session.resume_run(resume, epochs=overrides.get("epochs"), lr=overrides.get("lr"), warn=warn)
+        trainer, writer = session.resume_run(
+            resume, epochs=overrides.get("epochs"), lr=overrides.get("lr"), threads=overrides.get("threads"), warn=warn
+        )
     else:
         if preset is None:
             raise UsageError("missing PRESET (or --resume RUN_DIR)")

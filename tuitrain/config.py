@@ -66,6 +66,7 @@ class TrainConfig:
     epochs: int = field(default=5, metadata=_range(1, 1_000_000))  # passes over the training split
     seed: int = field(default=0, metadata=_range(0, 2**63 - 1))
     device: str = field(default="auto", metadata=_choice(DEVICES))
+    threads: int = field(default=0, metadata=_range(0, 4096))  # torch CPU threads; 0 = automatic (shares busy CPUs)
 
 
 @dataclass
@@ -262,6 +263,7 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
         "batch_size": "train",
         "seed": "train",
         "device": "train",
+        "threads": "train",
         "activation": "model",
         "dataset": "data",
         "data_dir": "data",

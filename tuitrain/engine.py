@@ -30,6 +30,7 @@ from tuitrain.events import (
 )
 from tuitrain.models import build_model, parameter_count
 from tuitrain.resources import check_fits
+from tuitrain.threads import ThreadGovernor
 from tuitrain.vitals import ProcessVitals, Vitals
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
@@ -90,6 +91,7 @@ class Trainer:
         self.run_dir = run_dir
         tc = config.train
         self.device = resolve_device(tc.device)
+        self.governor = ThreadGovernor(tc.threads)  # before the data loads: it watches the load meanwhile
         check_fits(config, self.device)  # before anything is allocated: refuse what cannot fit
         try:
             self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
@@ -216,6 +218,7 @@ class Trainer:
                 parameters=parameter_count(self.model),
                 data_source=d.source,
                 run_dir=self.run_dir,
+                threads=self.governor.apply(),
             )
         )
         status: EndStatus = "completed"
@@ -352,6 +355,7 @@ class Trainer:
                 )
                 window_loss.zero_(), window_correct.zero_()
                 window_n = 0
+                self.governor.tick()
                 tick = time.perf_counter()
         end = time.perf_counter()
         self.train_seconds += end - tick

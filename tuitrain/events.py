@@ -46,6 +46,7 @@ class RunStarted:
     parameters: int
     data_source: str
     run_dir: str | None = None
+    threads: int = 0  # torch CPU threads at the start (the governor may lower them under load)
     event: str = "start"
 
 

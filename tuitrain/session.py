@@ -16,6 +16,7 @@ from tuitrain.config import Config, apply_overrides
 from tuitrain.data import Dataset
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
+from tuitrain.threads import ThreadGovernor
 from tuitrain.runs import CHECKPOINTS, DEFAULT_OUT, check_run_dir, create_run_dir, load_run_config
 from tuitrain.writer import RunWriter
 
@@ -96,15 +97,23 @@ def check_resume(run_dir: str | os.PathLike[str], epochs: int | None) -> None:
 
 
 def resume_run(
-    run_dir: str | os.PathLike[str], *, epochs: int | None = None, lr: float | None = None, warn: Warn | None = None
+    run_dir: str | os.PathLike[str],
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    threads: int | None = None,
+    warn: Warn | None = None,
 ) -> tuple[Trainer, RunWriter]:
     """Continue a run in its own directory from its last checkpoint (optionally longer, or at another rate)."""
-    apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr)  # checked like new settings, first
+    apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr, threads=threads)  # checked first
     check_resume(run_dir, epochs)
     trainer, state = restore_trainer(run_dir, "last", epochs)
     if lr is not None:  # e.g. after a divergence: continue from the last good checkpoint more gently
         trainer.config = apply_overrides(trainer.config, lr=lr)
         trainer.set_lr(trainer.config.train.lr)
+    if threads is not None:  # a runtime setting: it changes no result a resume must reproduce
+        trainer.config = apply_overrides(trainer.config, threads=threads)
+        trainer.governor = ThreadGovernor(threads)
     writer = attach_writer(trainer, run_dir, resume=True, warn=warn)
     writer.load_state_dict(state)
     return trainer, writer
