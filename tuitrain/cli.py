@@ -28,7 +28,7 @@ def training_options(func: Any) -> Any:
         click.option(
             "--threads",
             type=int,
-            help="torch CPU threads (default 0: the CPUs this process may use, fewer while other processes keep them busy).",
+            help="torch CPU threads (default 0: the usable CPUs, fewer while other processes keep them busy).",
         ),
     ]
     for option in reversed(options):

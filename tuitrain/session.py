@@ -16,8 +16,8 @@ from tuitrain.config import Config, apply_overrides
 from tuitrain.data import Dataset
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
-from tuitrain.threads import ThreadGovernor
 from tuitrain.runs import CHECKPOINTS, DEFAULT_OUT, check_run_dir, create_run_dir, load_run_config
+from tuitrain.threads import ThreadGovernor
 from tuitrain.writer import RunWriter
 
 Checkpoint = Literal["last", "best"]
