@@ -59,6 +59,9 @@ def dashboard(argv: list[str]) -> None:
     Runs inside a terminal (the parent gives it a pty and reads the screen updates); writes
     {samples_per_s, first_chart_time, ...} to RESULT.json, since stdout is the terminal.
     """
+    from tuitrain.remote import start_warm
+
+    start_warm()  # as `tuitrain train` does (launch.open_train) before textual loads; the hooks below need it
     import click
 
     from tuitrain import cli

@@ -24,6 +24,7 @@ CORE = [
     "tuitrain.signals",
     "tuitrain.checkpoints",
     "tuitrain.vitals",
+    "tuitrain.threads",
     "tuitrain.fmt",
     "tuitrain.resources",
     "tuitrain.checks",

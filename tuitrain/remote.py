@@ -51,6 +51,44 @@ class Alive:
     vitals: Vitals
 
 
+@dataclass(frozen=True)
+class Start:
+    """What the child trains: sent once, first, so a child can be started (and import torch) before it is known."""
+
+    config: Config
+    out_dir: str
+    run_dir: str | None
+    resume_lr: float | None
+
+
+_warm: tuple[Any, Connection] | None = None  # a spawned child waiting for its Start (see start_warm)
+
+
+def _spawn() -> tuple[Any, Connection]:
+    ctx = multiprocessing.get_context("spawn")  # fork would copy the app's threads and OpenMP state
+    conn, child_end = ctx.Pipe()
+    process = ctx.Process(target=serve, args=(child_end,), daemon=True, name="tuitrain-training")
+    process.start()
+    child_end.close()
+    return process, conn
+
+
+def start_warm() -> None:
+    """Start a training process now, to be used by the next RemoteTrainer: it imports torch
+    (seconds) while the app builds its screens or the user picks settings."""
+    global _warm
+    if _warm is None or not _warm[0].is_alive():
+        _warm = _spawn()
+
+
+def _take_warm() -> tuple[Any, Connection]:
+    global _warm
+    warm, _warm = _warm, None
+    if warm is not None and warm[0].is_alive():
+        return warm
+    return _spawn()
+
+
 def prepare() -> None:
     """Call before the app takes over stdout/stderr: multiprocessing's helper process needs the real ones."""
     from multiprocessing import resource_tracker
@@ -70,14 +108,9 @@ class RemoteTrainer:
         self._run_dir = run_dir
         self.last_heard = time.monotonic()
         self._vitals: Vitals | None = None
-        ctx = multiprocessing.get_context("spawn")  # fork would copy the app's threads and OpenMP state
-        self._conn, child_end = ctx.Pipe()
         self._send_lock = threading.Lock()
-        self.process = ctx.Process(
-            target=serve, args=(config, out_dir, run_dir, resume_lr, child_end), daemon=True, name="tuitrain-training"
-        )
-        self.process.start()
-        child_end.close()
+        self.process, self._conn = _take_warm()
+        self._send(Start(config, out_dir, run_dir, resume_lr))
 
     @property
     def lr(self) -> float:
@@ -99,7 +132,7 @@ class RemoteTrainer:
         return dataclasses.replace(self._vitals, silent_seconds=silent)
 
     # ------------------------------------------------------------------ control (any thread)
-    def _send(self, command: Command) -> None:
+    def _send(self, command: Command | Start) -> None:
         with self._send_lock:
             try:
                 self._conn.send(command)
@@ -193,12 +226,21 @@ class RemoteTrainer:
             pass
 
 
-def serve(config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None, conn: Connection) -> None:
-    """The child: build and run the Trainer on this process's main thread, obey control commands.
+def serve(conn: Connection) -> None:
+    """The child: import torch, wait for its Start, build and run the Trainer on this process's main
+    thread, obey control commands.
 
     With `resume_lr`, it continues `run_dir` from its last checkpoint at that rate (after a divergence).
     """
-    from tuitrain.session import new_run, resume_run
+    import torch._dynamo  # noqa: F401  the first optimizer step imports it (about 1 s): done while waiting
+
+    from tuitrain.session import new_run, resume_run  # torch: the seconds a warm child saves
+
+    try:
+        start = conn.recv()
+    except (EOFError, OSError):  # a warm child nobody used: the app has gone
+        return
+    config, out_dir, run_dir, resume_lr = start.config, start.out_dir, start.run_dir, start.resume_lr
 
     send_lock = threading.Lock()
 

@@ -25,6 +25,9 @@ def run_app(app: TuitrainApp) -> None:
 
 
 def open_setup(preset: str | None = None) -> None:
+    from tuitrain.remote import start_warm
+
+    start_warm()  # imports torch while the user picks: Start trains at once
     from tuitrain.tui.app import make_app
 
     run_app(make_app(preset=preset))
@@ -33,6 +36,9 @@ def open_setup(preset: str | None = None) -> None:
 def open_train(config: Config, out_dir: str = "runs") -> None:
     """Make the run directory first (an unwritable --out fails here, like `run`), then open the
     dashboard; training starts in a child process and its errors show in the app."""
+    from tuitrain.remote import start_warm
+
+    start_warm()  # the training process imports torch while the app builds its screens
     from tuitrain.runs import create_run_dir
     from tuitrain.tui.app import make_app
     from tuitrain.tui.source import LiveRun

@@ -197,6 +197,7 @@ class Dashboard(Steering):
         count = 0
         charted = False
         inspection = None
+        had_points = self.history.step > 0
         while self._pending:
             generation, event = self._pending.popleft()
             if generation != self._generation:
@@ -220,7 +221,8 @@ class Dashboard(Steering):
         if inspection is not None:
             self.show_inspection(inspection)
         now = time.monotonic()
-        if self._charts_dirty and (now - self._last_chart >= self._chart_interval or self.history.ended):
+        first_point = not had_points and self.history.step > 0  # shown at once: the wait is over
+        if self._charts_dirty and (now - self._last_chart >= self._chart_interval or self.history.ended or first_point):
             self._charts_dirty = False
             self._last_chart = now
             if self.query_one("#panels", TabbedContent).active == "charts":
