@@ -419,6 +419,18 @@ def first_chart(data: dict[str, Any], seed: int, work: Path, timeout: float = 30
     }
 
 
+def roofline(cases: list[str]) -> dict[str, Any]:
+    """This machine's matmul peak and each case's training FLOPs per sample (bench/roofline.py)."""
+    specs = []
+    for case in cases:
+        _, preset, batch, _, _ = CASES[case]
+        specs.append(f"{case}={preset}:{batch}" + (":fashion-mnist" if preset in ("mlp", "lenet") else ""))
+    wall, proc = timed([sys.executable, str(HERE / "roofline.py"), *specs], 300)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-300:]}
+    return json.loads(proc.stdout)
+
+
 def rss(epochs: int) -> dict[str, Any]:
     wall, proc = timed([sys.executable, str(HERE / "probes.py"), "rss", "--epochs", str(epochs)], 900)
     if proc.returncode != 0:
@@ -518,9 +530,11 @@ def markdown(report: dict[str, Any]) -> str:
         "per cell.",
         "",
         "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
-        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a | c GFLOP/s | c % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    roof = report.get("roofline", {})
+    peak = roof.get("peak_gflops")
     for case, row in report["cases"].items():
         v = row["variants"]
         cells = [case, str(row["epochs"])]
@@ -528,6 +542,9 @@ def markdown(report: dict[str, Any]) -> str:
         cells += [fmt(v.get(k, {}).get("samples_per_s"), ",.0f") + mark[k] for k in "abcd"]
         cells += [fmt(v.get(k, {}).get("wall_s"), ".2f") + mark[k] for k in "abcd"]
         cells += [fmt(row["ratios"].get(k), ".2f") for k in ("c/a", "c/b", "d/c", "wall c/a")]
+        flops, c_rate = roof.get("flops_per_sample", {}).get(case), v.get("c", {}).get("samples_per_s")
+        achieved = flops * c_rate / 1e9 if flops and c_rate else None
+        cells += [fmt(achieved, ".1f"), fmt(100 * achieved / peak if achieved and peak else None, ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -537,6 +554,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"Runs during which other processes used over {DISTURBED:.0%} of the CPUs were re-run and left "
         "out; * marks a cell where every run was disturbed.",
     ]
+    if peak:
+        lines.append(
+            f"c GFLOP/s: c's samples/s x the forward+backward matmul/conv FLOPs of a training sample (torch's "
+            f"FlopCounterMode); % of peak: against a {roof.get('peak_size', 2048)}-square float32 matmul on this "
+            f"machine, {peak:.1f} GFLOP/s, measured in the same benchmark run (bench/roofline.py)."
+        )
     notes = [f"- {k}: {v['error']}" for k, v in report.get("not_measured", {}).items()]
     if notes:
         lines += ["", "Not measured:", *notes]
@@ -696,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                 "first_chart": first_chart(data, args.seed, work),
                 "rss": rss(args.rss_epochs or (3 if args.quick else 100)),
             }
+        report["roofline"] = roofline(cases)
         out = Path(args.out)
         write_report(report, out)  # also after every run: a stopped benchmark keeps what it measured
         for r in range(repeats):  # interleaved, so drift in machine load spreads over every cell

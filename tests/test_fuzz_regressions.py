@@ -154,6 +154,24 @@ async def test_a_palette_selection_on_its_way_when_escape_closed_it():
         await until(pilot, lambda: dash.query_one("#panels").active == "params", "the dashboard to answer")
 
 
+async def test_a_palette_search_that_starts_after_the_palette_closed():
+    """A search worker that began as the palette closed looked for its removed command list:
+    NoMatches in a worker stopped the app (fuzz seed 20261). It now ends quietly."""
+    app = fuzz_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: CommandPalette.is_open(app), "the palette")
+        palette = app.screen
+        await palette.run_action("escape")
+        await until(pilot, lambda: not palette.is_attached, "the palette to be removed")
+        worker = palette._gather_commands("lr")  # the search that was on its way
+        await worker.wait() if worker.is_running else None
+        await pilot.pause(0.1)
+        assert app.is_running and app.return_code is None and app.screen is dash
+
+
 @pytest.mark.parametrize("key", ["pageup", "pagedown"])
 async def test_page_keys_in_the_palette_before_its_list_is_laid_out(key):
     """PageUp/PageDown just as the first results arrive (options there, list not yet sized) used to

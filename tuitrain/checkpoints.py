@@ -154,6 +154,7 @@ FIELDS = {
     "shuffle_rng": (_is_rng_state, "a uint8 tensor (a random generator state)"),
     "train_seconds": (lambda v: is_finite(v) and v >= 0, "a number of seconds"),
     "samples_seen": (is_count, "a whole number"),
+    "world_size": (lambda v: is_count(v) and v >= 1, "a whole number of processes"),
     "torch_rng": (
         lambda v: _is_rng_state(v) and v.numel() == torch.get_rng_state().numel(),
         "torch's random generator state (a uint8 tensor)",

@@ -95,8 +95,19 @@ def show(preset: str, **overrides: Any) -> None:
     metavar="RUN_DIR",
     help="Continue a stopped run in its own directory (with --epochs N to train further).",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Train with N processes (DistributedDataParallel under torchrun; the batch is split between them).",
+)
 def run(
-    preset: str | None, json_mode: bool, out: str | None, on_diverge: str, resume: str | None, **overrides: Any
+    preset: str | None,
+    json_mode: bool,
+    out: str | None,
+    on_diverge: str,
+    resume: str | None,
+    nproc: int | None,
+    **overrides: Any,
 ) -> None:
     """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
 
@@ -106,6 +117,10 @@ def run(
     Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged, 130/143/129 interrupted
     by SIGINT/SIGTERM/SIGHUP.
     """
+    if nproc is not None and nproc > 1:
+        from tuitrain.distributed import relaunch
+
+        sys.exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
     from tuitrain.commands import run_command
 
     sys.exit(run_command(preset, resume, out, json_mode, overrides, on_diverge))
@@ -160,6 +175,19 @@ def watch(run_dir: str) -> None:
     from tuitrain.tui.launch import open_watch
 
     open_watch(str(check_run_dir(run_dir)))
+
+
+def without_option(argv: list[str], name: str) -> list[str]:
+    """`argv` less `name VALUE` / `name=VALUE`."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 from collections.abc import Callable
@@ -44,9 +45,18 @@ def run_command(
     on_diverge: str = "stop",
 ) -> int:
     """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code."""
-    from tuitrain import session
+    from tuitrain import distributed, session
     from tuitrain.config import resolve_config
 
+    rank = distributed.this_rank()
+    if rank is not None and rank.rank > 0:
+        return distributed_worker(rank, preset, resume, overrides)
+    prepare = None
+    if rank is not None:
+        if on_diverge == "recover":
+            raise UsageError("--on-diverge recover trains one process; with several, resume with a lower --lr")
+        distributed.init(rank, overrides.get("device") or "auto")
+        prepare = functools.partial(distributed.attach, rank=rank)
     if resume is not None:
         if preset is not None:
             raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
@@ -58,13 +68,20 @@ def run_command(
         if out is not None:
             raise UsageError("--out does not apply to --resume: the run continues in its own directory")
         trainer, writer = session.resume_run(
-            resume, epochs=overrides.get("epochs"), lr=overrides.get("lr"), threads=overrides.get("threads"), warn=warn
+            resume,
+            epochs=overrides.get("epochs"),
+            lr=overrides.get("lr"),
+            threads=overrides.get("threads"),
+            warn=warn,
+            prepare=prepare,
         )
     else:
         if preset is None:
             raise UsageError("missing PRESET (or --resume RUN_DIR)")
         config = resolve_config(preset, **overrides)
         trainer, writer = session.new_run(config, out or "runs", warn=warn)
+        if prepare is not None:
+            prepare(trainer)
     printer = BackgroundPrinter(OutputGuard(make_printer(json_mode), warn=stderr_line))
     stopper = GracefulStop(trainer, notice=warn).install()
     try:
@@ -82,7 +99,35 @@ def run_command(
         stopper.uninstall()
         writer.close()
         printer.close()
+        if rank is not None:
+            distributed.finish()
     return exit_code(ended, writer.errors, stopper.exit_code, json_mode)
+
+
+def distributed_worker(rank: Any, preset: str | None, resume: str | None, overrides: dict[str, Any]) -> int:
+    """Ranks 1..N-1 of a torchrun job: train their share silently; rank 0 writes and prints."""
+    from tuitrain import distributed, session
+    from tuitrain.config import resolve_config
+    from tuitrain.engine import Trainer
+
+    distributed.init(rank, overrides.get("device") or "auto")
+    prepare = functools.partial(distributed.attach, rank=rank)
+    if resume is not None:
+        trainer, _ = session.restore_trainer(resume, "last", overrides.get("epochs"), prepare)
+        if overrides.get("lr") is not None:
+            trainer.set_lr(overrides["lr"])
+    else:
+        if preset is None:
+            raise UsageError("missing PRESET (or --resume RUN_DIR)")
+        trainer = Trainer(resolve_config(preset, **overrides))
+        prepare(trainer)
+    stopper = GracefulStop(trainer, notice=lambda _: None).install()
+    try:
+        ended = trainer.run()
+    finally:
+        stopper.uninstall()
+        distributed.finish()
+    return exit_code(ended, [], stopper.exit_code, True)
 
 
 def recover(

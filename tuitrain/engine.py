@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -128,6 +128,15 @@ class Trainer:
         self._inspect_requested = False
         self._report_next_step = False
         self._vitals = ProcessVitals()
+        # more processes (tuitrain.distributed replaces these): this rank's share of a batch, the
+        # module that trains (a DistributedDataParallel wrapper), an epoch's sums over every rank
+        self.world_size = 1
+        self.train_model: nn.Module = self.model
+        self.shard: Callable[[torch.Tensor, int], torch.Tensor] = lambda idx, step: idx
+        self.reduce_epoch: Callable[[torch.Tensor], torch.Tensor] = lambda sums: sums
+        self.exchange_window: Callable[..., tuple[torch.Tensor, torch.Tensor, int]] = lambda *window: window
+        self.report_every = 1  # steps between reports when ranks must agree (time differs between them)
+        self.stop_wanted: EndStatus | None = None  # a rank's stop request, until the ranks agree on it
 
     # ------------------------------------------------------------------ control (any thread)
     def _signal(self, **changes: Any) -> None:
@@ -144,6 +153,12 @@ class Trainer:
         self._signal(_paused=False)
 
     def stop(self, status: EndStatus = "interrupted") -> None:
+        if self.world_size > 1:  # every rank must stop at the same step: agreed at the next report
+            self.stop_wanted = status
+        else:
+            self.stop_now(status)
+
+    def stop_now(self, status: EndStatus = "interrupted") -> None:
         self._signal(_stop_status=status)
 
     def set_lr(self, lr: float) -> None:
@@ -219,6 +234,7 @@ class Trainer:
                 data_source=d.source,
                 run_dir=self.run_dir,
                 threads=self.governor.apply(),
+                world_size=self.world_size,
             )
         )
         status: EndStatus = "completed"
@@ -297,7 +313,7 @@ class Trainer:
         epoch_samples, epoch_seconds = 0, 0.0
         tick = time.perf_counter()
         last_emit = self._last_emit  # kept across epochs: short epochs still get step events
-        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        model, opt, loss_fn = self.train_model, self.optimizer, self.loss_fn
         model.train()
         for i in range(self.epoch_step, steps):
             if self._attention:
@@ -308,7 +324,7 @@ class Trainer:
                     return None
                 tick = time.perf_counter()
             before = self._snapshot_if_inspecting()
-            idx = order[i * bs : (i + 1) * bs]
+            idx = self.shard(order[i * bs : (i + 1) * bs], self.step)
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             logits = model(xb)
             loss = loss_fn(logits, yb)
@@ -327,16 +343,22 @@ class Trainer:
             window_n += b
             self.step += 1
             self.epoch_step = i + 1
-            self.samples_seen += b
+            self.samples_seen += min(bs, n - i * bs)  # every rank's share of the batch
             epoch_samples += b
             if before is not None:
                 self._emit(self.inspect(before))
             now = time.perf_counter()
-            if now - last_emit >= PROGRESS_INTERVAL or self._report_next_step:
+            if self.world_size > 1:  # ranks report (and agree to stop) together, at the same steps
+                due = self.step % self.report_every == 0 or i + 1 == steps
+            else:
+                due = now - last_emit >= PROGRESS_INTERVAL or self._report_next_step
+            if due:
                 self._report_next_step = False
                 self.train_seconds += now - tick
                 epoch_seconds += now - tick
                 tick = last_emit = self._last_emit = now
+                if self.world_size > 1:
+                    window_loss, window_correct, window_n = self.exchange_window(window_loss, window_correct, window_n)
                 mean_loss = window_loss.item() / window_n  # the one host sync per interval
                 if not math.isfinite(mean_loss):
                     return self._diverged()
@@ -360,6 +382,9 @@ class Trainer:
         end = time.perf_counter()
         self.train_seconds += end - tick
         epoch_seconds += end - tick
+        if self.world_size > 1:  # every rank's share: exact epoch metrics, one exchange per epoch
+            loss_sum, correct, all_samples = self.reduce_epoch(torch.stack([loss_sum, correct, zero + epoch_samples]))
+            epoch_samples = int(all_samples.item())
         total = max(epoch_samples, 1)
         train = Metrics(loss_sum.item() / total, correct.item() / total if task != "regression" else None)
         return train, epoch_seconds, epoch_samples
@@ -428,10 +453,17 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "samples_seen": self.samples_seen,
             # an epoch in progress (even one stopped before its first step) replays its own shuffle
+            "world_size": self.world_size,  # a resume must split batches the same way
             "shuffle_rng": (self._epoch_rng if self._epoch_rng is not None else self.generator.get_state()).cpu(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        trained_by = state.get("world_size", 1)
+        if trained_by != self.world_size:
+            raise UsageError(
+                f"this run was trained by {trained_by} process(es); resume it with the same number "
+                f"({'--nproc ' + str(trained_by) if trained_by > 1 else 'no --nproc'}), not {self.world_size}"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

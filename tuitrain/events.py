@@ -47,6 +47,7 @@ class RunStarted:
     data_source: str
     run_dir: str | None = None
     threads: int = 0  # torch CPU threads at the start (the governor may lower them under load)
+    world_size: int = 1  # processes training it together (tuitrain.distributed)
     event: str = "start"
 
 

@@ -56,7 +56,10 @@ def new_run(
 
 
 def restore_trainer(
-    run_dir: str | os.PathLike[str], which: Checkpoint = "last", epochs: int | None = None
+    run_dir: str | os.PathLike[str],
+    which: Checkpoint = "last",
+    epochs: int | None = None,
+    prepare: Callable[[Trainer], None] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """A Trainer with the run's configuration and data, in the state of its `which` checkpoint.
 
@@ -71,6 +74,8 @@ def restore_trainer(
         config = apply_overrides(config, epochs=epochs)
     state = checkpoints.load(path / CHECKPOINTS[which])  # before the data: fail fast
     trainer = Trainer(config)
+    if prepare is not None:  # e.g. one rank of several processes, before its state is loaded
+        prepare(trainer)
     checkpoints.restore(trainer, state, path / CHECKPOINTS[which])
     return trainer, state
 
@@ -103,11 +108,12 @@ def resume_run(
     lr: float | None = None,
     threads: int | None = None,
     warn: Warn | None = None,
+    prepare: Callable[[Trainer], None] | None = None,
 ) -> tuple[Trainer, RunWriter]:
     """Continue a run in its own directory from its last checkpoint (optionally longer, or at another rate)."""
     apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr, threads=threads)  # checked first
     check_resume(run_dir, epochs)
-    trainer, state = restore_trainer(run_dir, "last", epochs)
+    trainer, state = restore_trainer(run_dir, "last", epochs, prepare)
     if lr is not None:  # e.g. after a divergence: continue from the last good checkpoint more gently
         trainer.config = apply_overrides(trainer.config, lr=lr)
         trainer.set_lr(trainer.config.train.lr)

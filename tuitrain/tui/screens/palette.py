@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from textual import work
 from textual.await_complete import AwaitComplete
 from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,17 @@ class Palette(CommandPalette):
     - A selection (Enter) still on its way when escape closed the palette dismissed it a second time,
       and Screen.dismiss pops whatever is on top: the dashboard went, the app showed a blank screen and
       the selected command then crashed on the removed dashboard. A palette is dismissed once.
+    - Its search worker, still starting when the palette closed, looked for the removed command list
+      (NoMatches, a failed worker: the app stopped). A search for a closed palette ends quietly.
     """
+
+    @work(exclusive=True, group=CommandPalette._GATHER_COMMANDS_GROUP)
+    async def _gather_commands(self, search_value: str) -> None:
+        try:
+            await CommandPalette._gather_commands.__wrapped__(self, search_value)  # type: ignore[attr-defined]
+        except NoMatches:
+            if self.is_attached and self.is_active:
+                raise
 
     def dismiss(self, result: object = None) -> AwaitComplete:
         if not self.is_active:  # already closed

@@ -1,0 +1,102 @@
+"""Provides training on several processes with DistributedDataParallel (gloo on CPU, NCCL on CUDA).
+
+Started by `torchrun --nproc-per-node N -m tuitrain run …` (or `tuitrain run … --nproc N`, which
+runs exactly that). Every rank loads the same data and builds the same network from the same seed;
+each step's global batch (the shuffle every rank draws alike) is split between the ranks, DDP
+averages their gradients, so the run follows the one-process run at the same global batch. Rank 0
+alone writes the run directory and prints; the ranks exchange their metrics (and any stop request)
+every REPORT_EVERY steps and at the end of each epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from tuitrain.engine import Trainer
+from tuitrain.errors import UsageError
+
+REPORT_EVERY = 16  # steps between the ranks' exchanges of metrics and stop requests
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def this_rank() -> Rank | None:
+    """This process's place in a torchrun job (None when it trains alone)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    return Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+
+
+def init(rank: Rank, device: str) -> None:
+    """Join the process group: NCCL when training on CUDA, gloo otherwise."""
+    import torch.distributed as dist
+
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(rank.local_rank)  # each rank its own GPU; `auto` then resolves to it
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+
+
+def attach(trainer: Trainer, rank: Rank) -> None:
+    """Make `trainer` one rank of the job: its share of each batch, DDP gradients, shared metrics."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    batch = trainer.config.train.batch_size
+    if batch < rank.world_size:
+        raise UsageError(f"--batch-size {batch} is smaller than --nproc {rank.world_size}: each process needs a sample")
+    trainer.world_size = rank.world_size
+    trainer.report_every = REPORT_EVERY
+    cuda = trainer.device.type == "cuda"
+    trainer.train_model = DistributedDataParallel(trainer.model, device_ids=[rank.local_rank] if cuda else None)
+
+    def shard(idx: torch.Tensor, step: int) -> torch.Tensor:
+        return idx[rank.rank :: rank.world_size]  # contiguous-free split: sizes differ by at most one
+
+    def reduce_epoch(sums: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(sums)
+        return sums
+
+    def exchange_window(loss: torch.Tensor, correct: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        wanted = 1.0 if trainer.stop_wanted else 0.0
+        sums = torch.stack([loss, correct, loss.new_tensor(float(n)), loss.new_tensor(wanted)])
+        dist.all_reduce(sums)
+        if sums[3].item() > 0:  # some rank was asked to stop: all stop before the next step
+            trainer.stop_now(trainer.stop_wanted or "interrupted")
+        return sums[0], sums[1], int(sums[2].item())
+
+    trainer.shard = shard
+    trainer.reduce_epoch = reduce_epoch
+    trainer.exchange_window = exchange_window
+
+
+def finish() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        try:
+            dist.barrier()  # leave together: a rank tearing down its group early aborts (gloo)
+        except RuntimeError:  # another rank has gone (a failure, a second Ctrl-C)
+            pass
+        dist.destroy_process_group()
+
+
+def relaunch(nproc: int, argv: list[str]) -> int:
+    """`tuitrain run … --nproc N`: the same command under torchrun with N processes; its exit code."""
+    import subprocess
+
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, not {nproc}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return subprocess.call([*command, "-m", "tuitrain", *argv])
