@@ -25,6 +25,8 @@ CORE = [
     "tuitrain.checkpoints",
     "tuitrain.vitals",
     "tuitrain.threads",
+    "tuitrain.distributed",
+    "tuitrain.exporters",
     "tuitrain.fmt",
     "tuitrain.resources",
     "tuitrain.checks",

@@ -168,6 +168,37 @@ def train(preset: str, out: str, **overrides: Any) -> None:
 
 
 @cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "tensorboard", "safetensors", "onnx"]),
+    required=True,
+    help="csv: metrics per epoch (--steps: per recorded step); tensorboard: event files; "
+    "safetensors: the weights; onnx: the network.",
+)
+@click.option("-o", "--output", type=click.Path(), help="File (folder for tensorboard); default inside the run.")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--steps", is_flag=True, help="csv: one row per recorded step instead of per epoch.")
+def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, steps: bool) -> None:
+    """Export runs for other tools: metrics as CSV or TensorBoard events, weights as safetensors, the network as ONNX.
+
+    \b
+    Examples:
+      tuitrain export runs/20261123-153135-rings --format csv
+      tuitrain export runs/* --format csv -o all.csv          one file, a `run` column
+      tuitrain export RUN_DIR --format tensorboard && tensorboard --logdir RUN_DIR/tensorboard
+      tuitrain export RUN_DIR --format onnx --checkpoint last -o net.onnx
+
+    tensorboard, safetensors and onnx need extras: pip install 'tuitrain[tensorboard,safetensors,onnx]'.
+    """
+    from tuitrain.exporters import export as run_export
+
+    for line in run_export(list(run_dirs), fmt, output, which, steps):
+        click.echo(line)
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def watch(run_dir: str) -> None:
     """Follow RUN_DIR (made by `run`) in the dashboard: live charts, parameters from its last checkpoint."""

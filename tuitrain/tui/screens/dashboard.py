@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tuitrain.errors import TuitrainError
-from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged
+from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
@@ -169,9 +169,14 @@ class Dashboard(Steering):
         self._banner = []
         self.query_one("#banner").display = False
 
+        no_steps_yet = True
+
         def sink(event: Event) -> None:  # runs in the training thread: keep it cheap
+            nonlocal no_steps_yet
             self._pending.append((generation, event))
-            if isinstance(event, URGENT):
+            first_point = no_steps_yet and isinstance(event, StepProgress)  # drawn at once, not at the next flush
+            no_steps_yet = no_steps_yet and not first_point
+            if isinstance(event, URGENT) or first_point:
                 try:
                     self.post_message(self.Wake())
                 except RuntimeError:  # the app is closing

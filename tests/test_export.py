@@ -1,0 +1,146 @@
+"""`tuitrain export`: every format read back by its own library (csv, TensorBoard's reader, safetensors, ONNX)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tuitrain import session
+from tuitrain.config import apply_overrides, load_preset
+from tuitrain.exporters import step_rows
+from tuitrain.runs import epoch_history, read_events
+
+TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
+
+
+def tuitrain(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuitrain", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two finished tiny runs (different learning rates); the first stopped after 2 epochs and resumed to 4."""
+    out = tmp_path_factory.mktemp("export")
+    made = []
+    for lr in (0.05, 0.1):
+        trainer, writer = session.new_run(apply_overrides(load_preset(TINY), epochs=2, lr=lr), out)
+        trainer.run()
+        writer.close()
+        made.append(Path(writer.run_dir))
+    resumed, writer = session.resume_run(made[0], epochs=4)
+    resumed.run()
+    writer.close()
+    return made
+
+
+def test_csv_one_row_per_epoch(runs: list[Path]) -> None:
+    done = tuitrain("export", str(runs[0]), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((runs[0] / "epochs.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    events, _ = read_events(runs[0] / "metrics.jsonl")
+    last = [e for e in events if e["event"] == "epoch"][-1]
+    assert float(rows[-1]["valid_loss"]) == pytest.approx(last["valid"]["loss"])
+    assert float(rows[-1]["lr"]) == pytest.approx(last["lr"])
+
+
+def test_csv_of_several_runs_has_a_run_column(runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "all.csv"
+    done = tuitrain("export", *map(str, runs), "--format", "csv", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert {r["run"] for r in rows} == {runs[0].name, runs[1].name}
+    assert sum(r["run"] == runs[1].name for r in rows) == 2
+
+
+def test_csv_steps_are_one_timeline(runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "steps.csv"
+    assert tuitrain("export", str(runs[0]), "--format", "csv", "--steps", "-o", str(out)).returncode == 0
+    steps = [int(r["step"]) for r in csv.DictReader(out.open())]
+    assert steps == sorted(set(steps)) and steps  # increasing, no step twice across the resume
+    assert steps == [r["step"] for r in step_rows(runs[0])]
+
+
+def test_tensorboard_events_read_back(runs: list[Path], tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    done = tuitrain("export", str(runs[0]), "--format", "tensorboard", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    board = EventAccumulator(str(out))
+    board.Reload()
+    tags = board.Tags()["scalars"]
+    assert {"epoch/valid_loss", "epoch/train_accuracy", "step/train_loss", "test/accuracy"} <= set(tags)
+    valid = board.Scalars("epoch/valid_loss")
+    assert [s.step for s in valid] == [1, 2, 3, 4]  # the resumed run: each epoch once
+    steps = [s.step for s in board.Scalars("step/train_loss")]
+    assert steps == sorted(set(steps))
+    timeline = epoch_history(read_events(runs[0] / "metrics.jsonl")[0])
+    assert valid[-1].value == pytest.approx(timeline[-1]["valid"]["loss"], rel=1e-6)
+
+
+def test_safetensors_hold_the_checkpoint_weights_and_config(runs: list[Path], tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    out = tmp_path / "w.safetensors"
+    done = tuitrain("export", str(runs[1]), "--format", "safetensors", "--checkpoint", "last", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    weights = load_file(str(out))
+    saved = torch.load(runs[1] / "last.pt", weights_only=True)["model"]
+    assert weights.keys() == saved.keys()
+    assert all(torch.equal(weights[k], saved[k]) for k in saved)
+    with safe_open(str(out), "pt") as f:
+        config = json.loads(f.metadata()["config"])
+    assert config["train"]["lr"] == 0.1
+
+
+def test_onnx_checked_and_equal_to_pytorch(runs: list[Path], tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    out = tmp_path / "net.onnx"
+    done = tuitrain("export", str(runs[1]), "--format", "onnx", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "onnx.checker passed" in done.stdout
+    onnx.checker.check_model(str(out))
+    trainer = session.trainer_from_run(runs[1], "best")
+    x = trainer.data.test.x[:16]
+    (got,) = onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = trainer.model.eval()(x).numpy()
+    assert np.max(np.abs(got - want)) <= 1e-5
+
+
+def test_missing_extra_is_one_line(runs: list[Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['onnxruntime'] = None\nimport importlib.util as u\n"
+        "real = u.find_spec\nu.find_spec = lambda name, *a: None if name == 'onnxruntime' else real(name, *a)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tuitrain", "export", str(runs[1]), "--format", "onnx"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "PYTHONPATH": f"{blocker}:{Path(__file__).parents[1]}"},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "Error: --format onnx needs onnxruntime (the onnx extra): pip install 'tuitrain[onnx]'"
+    )
+
+
+def test_bad_input_is_one_line(tmp_path: Path) -> None:
+    done = tuitrain("export", str(tmp_path), "--format", "csv")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ")
