@@ -13,10 +13,11 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(autouse=True)
 def isolated_xdg(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's real config or cache, or leaves ./runs in the checkout."""
+    """No test reads or writes the user's real config, cache or state, or leaves ./runs in the checkout."""
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))  # remembered UI choices, crash logs
     monkeypatch.chdir(home)
     return home
 

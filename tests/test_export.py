@@ -144,3 +144,21 @@ def test_missing_extra_is_one_line(runs: list[Path], tmp_path: Path) -> None:
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     done = tuitrain("export", str(tmp_path), "--format", "csv")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ")
+
+
+def test_run_tensorboard_writes_events_live_and_a_resume_continues_them(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = tuitrain("run", TINY, "--epochs", "2", "--tensorboard", "--out", str(tmp_path), "--json")
+    assert first.returncode == 0, first.stderr
+    [run_dir] = list(tmp_path.iterdir())
+    again = tuitrain("run", "--resume", str(run_dir), "--epochs", "4", "--tensorboard")
+    assert again.returncode == 0, again.stderr
+    board = EventAccumulator(str(run_dir / "tensorboard"))
+    board.Reload()
+    assert [s.step for s in board.Scalars("epoch/valid_loss")] == [1, 2, 3, 4]
+    timeline = epoch_history(read_events(run_dir / "metrics.jsonl")[0])
+    assert [s.value for s in board.Scalars("epoch/valid_loss")] == pytest.approx(
+        [e["valid"]["loss"] for e in timeline], rel=1e-6
+    )
+    assert "test/accuracy" in board.Tags()["scalars"]

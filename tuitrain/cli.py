@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
+import click.shell_completion
 
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
+
+
+def complete_preset(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Preset names (built-in and user), then TOML files; fast: no torch."""
+    item = click.shell_completion.CompletionItem
+    names = [item(name) for name in cfgmod.preset_paths() if name.startswith(incomplete)]
+    return [*names, item(incomplete, type="file")]
+
+
+def complete_run_dir(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Run directories (folders holding a summary.json) under --out or ./runs, or under the folder typed."""
+    typed = Path(incomplete)
+    parent = typed.parent if incomplete and not incomplete.endswith("/") else typed
+    roots = [parent] if incomplete else [Path(ctx.params.get("out") or "runs")]
+    found = []
+    for root in roots:
+        try:
+            found += sorted(str(d) for d in root.iterdir() if (d / "summary.json").is_file())
+        except OSError:
+            continue
+    item = click.shell_completion.CompletionItem
+    return [*(item(d) for d in found if d.startswith(incomplete)), item(incomplete, type="dir")]
 
 
 def training_options(func: Any) -> Any:
@@ -70,7 +94,7 @@ def list_presets() -> None:
 
 
 @cli.command()
-@click.argument("preset")
+@click.argument("preset", shell_complete=complete_preset)
 @training_options
 def show(preset: str, **overrides: Any) -> None:
     """Print PRESET's resolved configuration (with any overrides) as TOML."""
@@ -78,7 +102,7 @@ def show(preset: str, **overrides: Any) -> None:
 
 
 @cli.command()
-@click.argument("preset", required=False)
+@click.argument("preset", required=False, shell_complete=complete_preset)
 @training_options
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line on stdout (start, epoch, end).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for run directories (default ./runs).")
@@ -93,7 +117,13 @@ def show(preset: str, **overrides: Any) -> None:
     "--resume",
     type=click.Path(file_okay=False),
     metavar="RUN_DIR",
+    shell_complete=complete_run_dir,
     help="Continue a stopped run in its own directory (with --epochs N to train further).",
+)
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also write TensorBoard events live into RUN_DIR/tensorboard (the tensorboard extra).",
 )
 @click.option(
     "--nproc",
@@ -107,6 +137,7 @@ def run(
     on_diverge: str,
     resume: str | None,
     nproc: int | None,
+    tensorboard: bool,
     **overrides: Any,
 ) -> None:
     """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
@@ -123,7 +154,7 @@ def run(
         sys.exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
     from tuitrain.commands import run_command
 
-    sys.exit(run_command(preset, resume, out, json_mode, overrides, on_diverge))
+    sys.exit(run_command(preset, resume, out, json_mode, overrides, on_diverge, tensorboard))
 
 
 @cli.command("runs")
@@ -139,7 +170,7 @@ def list_runs(out: str, json_mode: bool) -> None:
 
 
 @cli.command("eval")
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), shell_complete=complete_run_dir)
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object on stdout.")
 def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
@@ -150,7 +181,7 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
 
 
 @cli.command()
-@click.argument("preset")
+@click.argument("preset", shell_complete=complete_preset)
 @training_options
 @click.option(
     "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run directory."
@@ -168,7 +199,14 @@ def train(preset: str, out: str, **overrides: Any) -> None:
 
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(file_okay=False))
+@click.argument(
+    "run_dirs",
+    nargs=-1,
+    required=True,
+    metavar="RUN_DIR...",
+    type=click.Path(file_okay=False),
+    shell_complete=complete_run_dir,
+)
 @click.option(
     "--format",
     "fmt",
@@ -199,7 +237,7 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), shell_complete=complete_run_dir)
 def watch(run_dir: str) -> None:
     """Follow RUN_DIR (made by `run`) in the dashboard: live charts, parameters from its last checkpoint."""
     from tuitrain.runs import check_run_dir

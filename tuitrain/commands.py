@@ -43,11 +43,16 @@ def run_command(
     json_mode: bool,
     overrides: dict[str, Any],
     on_diverge: str = "stop",
+    tensorboard: bool = False,
 ) -> int:
     """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code."""
     from tuitrain import distributed, session
     from tuitrain.config import resolve_config
 
+    if tensorboard:
+        from tuitrain.exporters import require_extra
+
+        require_extra("tensorboard")  # before any run directory is made
     rank = distributed.this_rank()
     if rank is not None and rank.rank > 0:
         return distributed_worker(rank, preset, resume, overrides)
@@ -87,6 +92,10 @@ def run_command(
     try:
         for attempt in range(1, MAX_RECOVERIES + 2):
             trainer.consumers.append(printer)
+            if tensorboard:
+                from tuitrain.tblog import TensorBoardLog
+
+                trainer.consumers.append(TensorBoardLog(trainer))
             stopper.trainer = trainer
             ended = trainer.run()
             if ended.status != "diverged" or on_diverge != "recover" or attempt > MAX_RECOVERIES:

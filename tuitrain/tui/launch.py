@@ -44,6 +44,9 @@ def open_train(config: Config, out_dir: str = "runs") -> None:
     from tuitrain.tui.source import LiveRun
 
     run_dir = create_run_dir(out_dir, config.name)
+    from tuitrain.tui import state as ui_state
+
+    ui_state.remember(out=out_dir)  # the setup screen's runs go there next time
     source = LiveRun(config, out_dir=out_dir, run_dir=str(run_dir))
     try:
         run_app(make_app(source))

@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState
 from tuitrain.errors import TuitrainError
 from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
 from tuitrain.fmt import fmt_result, plural
+from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.steering import Steering
@@ -125,8 +126,9 @@ class Dashboard(Steering):
         self._inspect_pending = False
         self._inspect_asked = 0.0
         self._inspect_interval = INSPECT_INTERVAL
-        self.smoothing_index = 2
-        self.log_y = False
+        remembered = ui_state.load()
+        self.smoothing_index = max(0, min(remembered["smoothing_index"], len(SMOOTHING_LEVELS) - 1))
+        self.log_y = remembered["log_y"]
         self._shown_state = ""
         self._banner: list[str] = []
         self._silence_reported = False
@@ -386,10 +388,12 @@ class Dashboard(Steering):
     # ------------------------------------------------------------------ views
     def action_log_y(self) -> None:
         self.log_y = not self.log_y
+        ui_state.remember(log_y=self.log_y)
         self.draw_charts()
 
     def action_smoothing(self, delta: int) -> None:
         self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + delta))
+        ui_state.remember(smoothing_index=self.smoothing_index)
         self.draw_charts()
 
     def action_panel(self, delta: int) -> None:

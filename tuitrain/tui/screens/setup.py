@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState
 
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
+from tuitrain.tui import state as ui_state
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ class SetupScreen(Screen[None]):
     def __init__(self, preset: str | None = None):
         super().__init__()
         self.presets = cfgmod.preset_paths()
+        remembered = ui_state.load()
+        self.out_dir = remembered["out"]
+        preset = preset if preset in self.presets else remembered["preset"]  # the last one picked
         self.preset = preset if preset in self.presets else next(iter(self.presets), None)
         self.base: cfgmod.Config | None = None
         self.errors: dict[str, str] = {}  # field key -> what is wrong with it
@@ -187,6 +191,7 @@ class SetupScreen(Screen[None]):
 
     def load_preset(self, name: str) -> None:
         self.preset = name
+        ui_state.remember(preset=name)
         try:
             self.base = cfgmod.load_preset(name)
         except TuitrainError as exc:
@@ -355,4 +360,4 @@ class SetupScreen(Screen[None]):
 
         config = event.worker.result
         if config is not None:
-            self.app.push_screen(Dashboard(LiveRun(config)))
+            self.app.push_screen(Dashboard(LiveRun(config, out_dir=self.out_dir)))
