@@ -236,6 +236,28 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
         click.echo(line)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (others: see the warning).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def serve(host: str, port: int, args: tuple[str, ...]) -> None:
+    """Serve the app to a web browser (textual-serve): open http://HOST:PORT.
+
+    \b
+    Examples:
+      tuitrain serve                                   the setup screen
+      tuitrain serve -- train rings --epochs 500       straight to a training dashboard
+      tuitrain serve --port 8080 -- watch runs/20261123-153135-rings
+      ssh -L 8000:localhost:8000 server                then open http://localhost:8000 here
+
+    Each browser tab gets its own app (and its own run). Needs the serve extra:
+    pip install 'tuitrain[serve]'.
+    """
+    from tuitrain.serve import serve as serve_app
+
+    serve_app(host, port, list(args), warn=lambda message: click.echo(f"Warning: {message}", err=True))
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), shell_complete=complete_run_dir)
 def watch(run_dir: str) -> None:
