@@ -27,6 +27,8 @@ CORE = [
     "tuitrain.threads",
     "tuitrain.distributed",
     "tuitrain.exporters",
+    "tuitrain.tblog",
+    "tuitrain.userdata",
     "tuitrain.fmt",
     "tuitrain.resources",
     "tuitrain.checks",

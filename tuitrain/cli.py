@@ -50,6 +50,12 @@ def training_options(func: Any) -> Any:
         click.option("--dataset", type=click.Choice(cfgmod.DATASETS), help="Train on another data set."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding MNIST-type IDX files."),
         click.option(
+            "--data",
+            "data_path",
+            type=click.Path(dir_okay=False),
+            help="Train on your own CSV file: x1,x2,label (classes) or x,y (regression).",
+        ),
+        click.option(
             "--threads",
             type=int,
             help="torch CPU threads (default 0: the usable CPUs, fewer while other processes keep them busy).",
@@ -181,18 +187,20 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
 
 
 @cli.command()
-@click.argument("preset", shell_complete=complete_preset)
+@click.argument("preset", required=False, shell_complete=complete_preset)
 @training_options
 @click.option(
     "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run directory."
 )
-def train(preset: str, out: str, **overrides: Any) -> None:
+def train(preset: str | None, out: str, **overrides: Any) -> None:
     """Train PRESET in the live dashboard (charts, parameters, predictions; ? lists the keys).
 
     Takes the same overrides as `run`; bad input fails here with exit code 2. The run is saved
     to OUT/<YYYYmmdd-HHMMSS>-<preset>/ like a headless one (`s` or `q` save a checkpoint).
     """
-    config = cfgmod.resolve_config(preset, **overrides)
+    if preset is None and not overrides.get("data_path"):
+        raise click.UsageError("missing PRESET (or --data FILE.csv)")
+    config = cfgmod.resolve_config(preset or "csv", **overrides)
     from tuitrain.tui.launch import open_train
 
     open_train(config, out)

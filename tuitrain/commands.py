@@ -81,8 +81,10 @@ def run_command(
             prepare=prepare,
         )
     else:
+        if preset is None and overrides.get("data_path"):
+            preset = "csv"  # your own file: the small network made for it
         if preset is None:
-            raise UsageError("missing PRESET (or --resume RUN_DIR)")
+            raise UsageError("missing PRESET (or --resume RUN_DIR, or --data FILE.csv)")
         config = resolve_config(preset, **overrides)
         trainer, writer = session.new_run(config, out or "runs", warn=warn)
         if prepare is not None:

@@ -16,7 +16,7 @@ MODEL_KINDS = ("neuron", "mlp", "lenet")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "identity")
 INITS = ("default", "kaiming")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-DATASETS = ("blobs", "rings", "square", "wave", "mnist", "fashion-mnist")
+DATASETS = ("blobs", "rings", "square", "wave", "mnist", "fashion-mnist", "csv")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}  # synthetic points, samples = 0
 # input shape and output count per data set, known without loading it (summaries, memory estimates)
@@ -54,6 +54,7 @@ class DataConfig:
     test_fraction: float = field(default=0.15, metadata=_range(0.0, 0.5, open_low=True))
     standardize: bool = False  # zero-mean, unit-std inputs (and targets for regression)
     data_dir: str = ""  # where MNIST-type files live; "" = search the usual places
+    path: str = ""  # dataset "csv": the file (x1,x2,label for classes; x,y for regression)
 
 
 @dataclass
@@ -243,9 +244,30 @@ def check_setting(section: str, key: str, value: Any, where: str) -> Any:
 IMAGE_SETS = ("mnist", "fashion-mnist")
 
 
+def data_shape(data: DataConfig) -> tuple[tuple[int, ...], int]:
+    """Input shape and output count of the data set (a CSV file is read and checked for it)."""
+    if data.dataset == "csv":
+        from tuitrain.userdata import load_table
+
+        table = load_table(data.path)
+        return (table.inputs,), table.outputs
+    return DATASET_SHAPES[data.dataset]
+
+
+def sample_count(data: DataConfig) -> int:
+    """Samples in all, for synthetic and CSV sets (not the image sets)."""
+    if data.dataset == "csv":
+        from tuitrain.userdata import load_table
+
+        return len(load_table(data.path).x)
+    return data.samples or DEFAULT_SAMPLES[data.dataset]
+
+
 def check_compatible(config: Config, source: str = "<config>") -> None:
     """Refuse network/data pairs that cannot work, before any data is loaded."""
     kind, dataset = config.model.kind, config.data.dataset
+    if dataset == "csv" and config.data.path:  # without one, resolve_config asks for --data FILE
+        data_shape(config.data)  # the file's problems, with line numbers, before anything loads
     if kind == "lenet" and dataset not in IMAGE_SETS:
         raise ConfigError(
             f"{source}: the lenet network needs 28x28 images (mnist or fashion-mnist), not {quote(dataset)}"
@@ -269,6 +291,8 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
         "data_dir": "data",
     }
     raw = config.to_dict()
+    if overrides.get("data_path") is not None:  # --data FILE: your own CSV
+        raw["data"]["dataset"], raw["data"]["path"] = "csv", str(overrides.pop("data_path"))
     for key, value in overrides.items():
         if value is None:
             continue
@@ -289,7 +313,10 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
 
 def resolve_config(preset: str, **overrides: Any) -> Config:
     """PRESET (a name or a TOML path) with the command line's overrides applied and checked."""
-    return apply_overrides(load_preset(preset), **overrides)
+    config = apply_overrides(load_preset(preset), **overrides)
+    if config.data.dataset == "csv" and not config.data.path:
+        raise UsageError(f"{preset}: dataset csv needs its file: --data FILE.csv (or data.path in the preset)")
+    return config
 
 
 def _toml_value(value: Any) -> str:

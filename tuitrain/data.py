@@ -148,6 +148,32 @@ def _synthetic(cfg: DataConfig, seed: int) -> Dataset:
     )
 
 
+def _csv(cfg: DataConfig, seed: int) -> Dataset:
+    """Your own CSV file (tuitrain.userdata), split like the synthetic sets."""
+    from tuitrain.userdata import load_table
+
+    table = load_table(cfg.path)
+    n = len(table.x)
+    n_test = min(n, max(1, round(n * cfg.test_fraction)))
+    n_valid = min(n - n_test, max(1, round(n * cfg.valid_fraction)))
+    _check_splits(n - n_test - n_valid, n_valid, n_test, cfg, f"{n:,} rows in {quote(cfg.path)}", "add rows")
+    x = torch.tensor(table.x, dtype=torch.float32)
+    y = torch.tensor(table.y)
+    y = y.long() if table.task == "classes" else y.float().unsqueeze(1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    test, valid, train = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
+    return Dataset(
+        "csv",
+        table.task,
+        Split(x[train], y[train]),
+        Split(x[valid], y[valid]),
+        Split(x[test], y[test]),
+        table.outputs,
+        list(table.classes),
+        source=f"{cfg.path}, {n:,} rows",
+    )
+
+
 # ----------------------------------------------------------------------------- MNIST-type sets
 
 
@@ -353,7 +379,10 @@ def _standardize(data: Dataset) -> None:
 
 
 def load_dataset(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> Dataset:
-    data = _synthetic(cfg, seed) if cfg.dataset in SYNTHETIC else _images(cfg, seed)
+    if cfg.dataset == "csv":
+        data = _csv(cfg, seed)
+    else:
+        data = _synthetic(cfg, seed) if cfg.dataset in SYNTHETIC else _images(cfg, seed)
     if cfg.standardize:
         _standardize(data)
     for split in (data.train, data.valid, data.test):

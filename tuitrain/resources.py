@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tuitrain.config import DATASET_SHAPES, DEFAULT_SAMPLES, IMAGE_SETS, Config
+from tuitrain.config import DATASET_SHAPES, IMAGE_SETS, Config, data_shape, sample_count
 from tuitrain.errors import UsageError
 
 # inputs per sample, network outputs, bytes per sample as held (float32 x, y float32 or int64);
@@ -25,6 +25,16 @@ HELD_BYTES = {
     "fashion-mnist": 784 * 4 + 8,
 }
 DATA_SHAPES = {name: (math.prod(shape), outputs, HELD_BYTES[name]) for name, (shape, outputs) in DATASET_SHAPES.items()}
+
+
+def _shape(config: Config) -> tuple[int, int, int]:
+    """Inputs, outputs and held bytes per sample of the configured data set."""
+    if config.data.dataset == "csv":  # your own file: float32 inputs and an int64 class or float32 target
+        shape, outputs = data_shape(config.data)
+        return math.prod(shape), outputs, 4 * math.prod(shape) + 8
+    return DATA_SHAPES[config.data.dataset]
+
+
 IMAGE_SET_SAMPLES = 70_000  # MNIST-type: 60,000 train + 10,000 test (data.py checks the real files)
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
 EVAL_BATCH = 8192  # engine.EVAL_BATCH: samples per forward pass when evaluating
@@ -34,7 +44,7 @@ LENET_ACTIVATIONS = 32 * 32 + 2 * 6 * 28 * 28 + 6 * 14 * 14 + 2 * 16 * 10 * 10 +
 
 def parameter_estimate(config: Config) -> int:
     """The network's parameter count, computed without building it (models.py has the layers)."""
-    inputs, outputs, _ = DATA_SHAPES[config.data.dataset]
+    inputs, outputs, _ = _shape(config)
     model = config.model
     prelu = model.activation == "prelu"  # one learned slope per activation layer
     if model.kind == "neuron":
@@ -47,7 +57,7 @@ def parameter_estimate(config: Config) -> int:
 
 
 def _activations_per_sample(config: Config) -> int:
-    inputs, outputs, _ = DATA_SHAPES[config.data.dataset]
+    inputs, outputs, _ = _shape(config)
     if config.model.kind == "lenet":
         return LENET_ACTIVATIONS + outputs
     if config.model.kind == "neuron":
@@ -58,7 +68,7 @@ def _activations_per_sample(config: Config) -> int:
 def memory_estimate(config: Config) -> dict[str, int]:
     """Bytes that training `config` needs at its peak, by part: network, data and batch."""
     dataset, train = config.data.dataset, config.train
-    _, _, held = DATA_SHAPES[dataset]
+    _, _, held = _shape(config)
     params = parameter_estimate(config)
     slots = OPTIMIZER_SLOTS[train.optimizer]
     # weights, gradients and optimizer state; while a checkpoint is written, a copy of the
@@ -69,7 +79,7 @@ def memory_estimate(config: Config) -> dict[str, int]:
         data = samples * (3 * 784 + 2 * held)  # file bytes, their tensor, floats, split copies
         n_train = round(60_000 * (1 - config.data.valid_fraction))
     else:
-        samples = config.data.samples or DEFAULT_SAMPLES[dataset]
+        samples = sample_count(config.data)
         data = samples * (3 * held + 16)  # generated, split copies, standardized; shuffle indices
         n_train = round(samples * (1 - config.data.valid_fraction - config.data.test_fraction))
     per_sample = _activations_per_sample(config) * 4
@@ -135,11 +145,7 @@ def check_fits(config: Config, device: Any = None, available: int | None = None)
     """
     parts = memory_estimate(config)
     params, optimizer = parameter_estimate(config), config.train.optimizer
-    samples = (
-        IMAGE_SET_SAMPLES
-        if config.data.dataset in IMAGE_SETS
-        else config.data.samples or DEFAULT_SAMPLES[config.data.dataset]
-    )
+    samples = IMAGE_SET_SAMPLES if config.data.dataset in IMAGE_SETS else sample_count(config.data)
     what = {
         "network": ("the network", f"{params:,} parameters with {optimizer}", "use fewer or smaller hidden layers"),
         "data": ("the data set", f"{samples:,} {config.data.dataset} samples", "use fewer data.samples"),
@@ -157,7 +163,7 @@ def check_fits(config: Config, device: Any = None, available: int | None = None)
         import torch
 
         gpu_free, _ = torch.cuda.mem_get_info(device)
-        _, _, held = DATA_SHAPES[config.data.dataset]
+        _, _, held = _shape(config)
         checks.append((f"the GPU ({device})", gpu_free, {**parts, "data": samples * held}))
     for where, free, need in checks:
         total = sum(need.values())

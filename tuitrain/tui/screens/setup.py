@@ -127,7 +127,8 @@ class SetupScreen(Screen[None]):
 
     def __init__(self, preset: str | None = None):
         super().__init__()
-        self.presets = cfgmod.preset_paths()
+        # the csv preset needs a file (--data FILE): the setup screen has no way to pick one yet
+        self.presets = {name: path for name, path in cfgmod.preset_paths().items() if name != "csv"}
         remembered = ui_state.load()
         self.out_dir = remembered["out"]
         preset = preset if preset in self.presets else remembered["preset"]  # the last one picked
@@ -167,7 +168,9 @@ class SetupScreen(Screen[None]):
         if field.key == "device":
             return Select(device_options(), id=field.key, allow_blank=False, compact=True)
         if field.key == "dataset":
-            return Select([(d, d) for d in cfgmod.DATASETS], id=field.key, allow_blank=False, compact=True)
+            return Select(
+                [(d, d) for d in cfgmod.DATASETS if d != "csv"], id=field.key, allow_blank=False, compact=True
+            )
         return Input(id=field.key, placeholder=field.hint, compact=True)  # text: "abc" stays visible, then marked
 
     def on_mount(self) -> None:
