@@ -162,3 +162,25 @@ def test_run_tensorboard_writes_events_live_and_a_resume_continues_them(tmp_path
         [e["valid"]["loss"] for e in timeline], rel=1e-6
     )
     assert "test/accuracy" in board.Tags()["scalars"]
+
+
+async def test_the_app_writes_tensorboard_events_too(tmp_path: Path) -> None:
+    import functools
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.test_tui import until
+    from tuitrain.tui.app import make_app
+    from tuitrain.tui.source import LiveRun, child_process
+
+    factory = functools.partial(child_process, tensorboard=True)  # what `tuitrain train --tensorboard` uses
+    source = LiveRun(apply_overrides(load_preset(TINY), epochs=2), out_dir=str(tmp_path), factory=factory)
+    app = make_app(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: getattr(app.screen, "history", None) and app.screen.history.ended, what="the end")
+    source.close()
+    source.wait(30)
+    [run_dir] = list(tmp_path.iterdir())
+    board = EventAccumulator(str(run_dir / "tensorboard"))
+    board.Reload()
+    assert [s.step for s in board.Scalars("epoch/valid_loss")] == [1, 2]

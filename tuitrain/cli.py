@@ -189,10 +189,11 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
 @cli.command()
 @click.argument("preset", required=False, shell_complete=complete_preset)
 @training_options
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events live into RUN_DIR/tensorboard.")
 @click.option(
     "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run directory."
 )
-def train(preset: str | None, out: str, **overrides: Any) -> None:
+def train(preset: str | None, out: str, tensorboard: bool, **overrides: Any) -> None:
     """Train PRESET in the live dashboard (charts, parameters, predictions; ? lists the keys).
 
     Takes the same overrides as `run`; bad input fails here with exit code 2. The run is saved
@@ -201,9 +202,13 @@ def train(preset: str | None, out: str, **overrides: Any) -> None:
     if preset is None and not overrides.get("data_path"):
         raise click.UsageError("missing PRESET (or --data FILE.csv)")
     config = cfgmod.resolve_config(preset or "csv", **overrides)
+    if tensorboard:
+        from tuitrain.exporters import require_extra
+
+        require_extra("tensorboard")
     from tuitrain.tui.launch import open_train
 
-    open_train(config, out)
+    open_train(config, out, tensorboard)
 
 
 @cli.command()

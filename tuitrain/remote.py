@@ -59,6 +59,7 @@ class Start:
     out_dir: str
     run_dir: str | None
     resume_lr: float | None
+    tensorboard: bool = False  # also write TensorBoard events (tuitrain.tblog)
 
 
 _warm: tuple[Any, Connection] | None = None  # a spawned child waiting for its Start (see start_warm)
@@ -100,7 +101,12 @@ class RemoteTrainer:
     """Starts `serve` in a spawned child; `run(consumer)` forwards its events until the run ends."""
 
     def __init__(
-        self, config: Config, out_dir: str = "runs", run_dir: str | None = None, resume_lr: float | None = None
+        self,
+        config: Config,
+        out_dir: str = "runs",
+        run_dir: str | None = None,
+        resume_lr: float | None = None,
+        tensorboard: bool = False,
     ):
         self.config = config
         self._state: TrainerState = "idle"
@@ -110,7 +116,7 @@ class RemoteTrainer:
         self._vitals: Vitals | None = None
         self._send_lock = threading.Lock()
         self.process, self._conn = _take_warm()
-        self._send(Start(config, out_dir, run_dir, resume_lr))
+        self._send(Start(config, out_dir, run_dir, resume_lr, tensorboard))
 
     @property
     def lr(self) -> float:
@@ -261,6 +267,10 @@ def serve(conn: Connection) -> None:
         return send(Failed(str(exc)))
     except Exception as exc:
         return send(Failed(f"{type(exc).__name__}: {exc}"))
+    if start.tensorboard:
+        from tuitrain.tblog import TensorBoardLog
+
+        trainer.consumers.append(TensorBoardLog(trainer))
     trainer.consumers.append(send)
     done = threading.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ def open_setup(preset: str | None = None) -> None:
     run_app(make_app(preset=preset))
 
 
-def open_train(config: Config, out_dir: str = "runs") -> None:
+def open_train(config: Config, out_dir: str = "runs", tensorboard: bool = False) -> None:
     """Make the run directory first (an unwritable --out fails here, like `run`), then open the
     dashboard; training starts in a child process and its errors show in the app."""
     from tuitrain.remote import start_warm
@@ -41,13 +42,14 @@ def open_train(config: Config, out_dir: str = "runs") -> None:
     start_warm()  # the training process imports torch while the app builds its screens
     from tuitrain.runs import create_run_dir
     from tuitrain.tui.app import make_app
-    from tuitrain.tui.source import LiveRun
+    from tuitrain.tui.source import LiveRun, child_process
 
     run_dir = create_run_dir(out_dir, config.name)
     from tuitrain.tui import state as ui_state
 
     ui_state.remember(out=out_dir)  # the setup screen's runs go there next time
-    source = LiveRun(config, out_dir=out_dir, run_dir=str(run_dir))
+    factory = functools.partial(child_process, tensorboard=tensorboard)
+    source = LiveRun(config, out_dir=out_dir, run_dir=str(run_dir), factory=factory)
     try:
         run_app(make_app(source))
     finally:

@@ -47,11 +47,13 @@ class Source(Protocol):
         ...
 
 
-def child_process(config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None) -> RunControl:
+def child_process(
+    config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None, tensorboard: bool = False
+) -> RunControl:
     """What users get: the run trains in a child process at headless speed (tuitrain.remote)."""
     from tuitrain.remote import RemoteTrainer
 
-    return RemoteTrainer(config, out_dir, run_dir, resume_lr)
+    return RemoteTrainer(config, out_dir, run_dir, resume_lr, tensorboard)
 
 
 class InProcess:
