@@ -27,15 +27,16 @@ def tuitrain(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two finished tiny runs (different learning rates); the first stopped after 2 epochs and resumed to 4."""
+    """Two finished `rings` runs (learning rates 0.05 and 0.1): the first trained 15 epochs, then
+    resumed to 30 (the issue's `tuitrain run rings --epochs 30`, with a resume in it); the second 2."""
     out = tmp_path_factory.mktemp("export")
     made = []
-    for lr in (0.05, 0.1):
-        trainer, writer = session.new_run(apply_overrides(load_preset(TINY), epochs=2, lr=lr), out)
+    for lr, epochs in ((0.05, 15), (0.1, 2)):
+        trainer, writer = session.new_run(apply_overrides(load_preset("rings"), epochs=epochs, lr=lr), out)
         trainer.run()
         writer.close()
         made.append(Path(writer.run_dir))
-    resumed, writer = session.resume_run(made[0], epochs=4)
+    resumed, writer = session.resume_run(made[0], epochs=30)
     resumed.run()
     writer.close()
     return made
@@ -45,7 +46,7 @@ def test_csv_one_row_per_epoch(runs: list[Path]) -> None:
     done = tuitrain("export", str(runs[0]), "--format", "csv")
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader((runs[0] / "epochs.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 31))
     events, _ = read_events(runs[0] / "metrics.jsonl")
     last = [e for e in events if e["event"] == "epoch"][-1]
     assert float(rows[-1]["valid_loss"]) == pytest.approx(last["valid"]["loss"])
@@ -80,7 +81,7 @@ def test_tensorboard_events_read_back(runs: list[Path], tmp_path: Path) -> None:
     tags = board.Tags()["scalars"]
     assert {"epoch/valid_loss", "epoch/train_accuracy", "step/train_loss", "test/accuracy"} <= set(tags)
     valid = board.Scalars("epoch/valid_loss")
-    assert [s.step for s in valid] == [1, 2, 3, 4]  # the resumed run: each epoch once
+    assert [s.step for s in valid] == list(range(1, 31))  # the resumed run: each epoch once
     steps = [s.step for s in board.Scalars("step/train_loss")]
     assert steps == sorted(set(steps))
     timeline = epoch_history(read_events(runs[0] / "metrics.jsonl")[0])

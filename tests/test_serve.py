@@ -130,3 +130,19 @@ def test_serve_refuses_other_commands_and_warns_off_localhost(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert done.stderr.startswith("Error: serve runs the app: give nothing") and done.stderr.count("\n") == 1
+
+
+def test_serving_beyond_localhost_warns_first(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuitrain", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stderr.readline()  # written before the server starts
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert first.startswith(f"Warning: serving on 0.0.0.0: anyone who can reach port {port} gets the app")

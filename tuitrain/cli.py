@@ -82,6 +82,9 @@ def cli(ctx: click.Context) -> None:
       tuitrain list                  the presets
       tuitrain run rings             train headless, progress on the terminal
       tuitrain run mlp --dataset fashion-mnist --epochs 1 --json
+      tuitrain run --data examples/moons.csv   your own CSV (x1,x2,label or x,y)
+      tuitrain export RUN_DIR --format onnx   for other tools (csv, tensorboard, safetensors)
+      tuitrain serve                 the app in a web browser
     """
     if ctx.invoked_subcommand is None:
         from tuitrain.tui.launch import open_setup
