@@ -29,6 +29,7 @@ CORE = [
     "tuitrain.exporters",
     "tuitrain.tblog",
     "tuitrain.userdata",
+    "tuitrain.training",
     "tuitrain.fmt",
     "tuitrain.resources",
     "tuitrain.checks",

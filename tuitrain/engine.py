@@ -31,49 +31,11 @@ from tuitrain.events import (
 from tuitrain.models import build_model, parameter_count
 from tuitrain.resources import check_fits
 from tuitrain.threads import ThreadGovernor
+from tuitrain.training import LOSSES, build_optimizer, correct_count, resolve_device
 from tuitrain.vitals import ProcessVitals, Vitals
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
 EVAL_BATCH = 8192  # samples per forward pass when evaluating
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible to torch on this machine; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def build_optimizer(
-    name: str, params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    params = list(params)
-    if name in ("sgd", "momentum", "nesterov"):
-        m = 0.0 if name == "sgd" else momentum
-        return torch.optim.SGD(
-            params, lr=lr, momentum=m, nesterov=name == "nesterov" and m > 0, weight_decay=weight_decay
-        )
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    try:  # the fused kernel: ~3x cheaper steps than the default per-tensor loop on CPU (see bench/)
-        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype it does not support
-        return cls(params, lr=lr, weight_decay=weight_decay)
-
-
-LOSSES = {"binary": nn.BCEWithLogitsLoss, "classes": nn.CrossEntropyLoss, "regression": nn.MSELoss}
-
-
-def correct_count(task: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-    if task == "classes":
-        return (logits.argmax(1) == y).sum()
-    if task == "binary":
-        return ((logits > 0) == (y > 0.5)).sum()
-    return None
 
 
 class Trainer:

@@ -341,7 +341,7 @@ class SetupScreen(Screen[None]):
     def build_trainer(self, config: cfgmod.Config) -> cfgmod.Config:
         """Check what can fail before the dashboard opens (device, data on disk or downloadable)."""
         from tuitrain.data import ensure_available
-        from tuitrain.engine import resolve_device
+        from tuitrain.training import resolve_device
 
         resolve_device(config.train.device)
         ensure_available(config.data)
