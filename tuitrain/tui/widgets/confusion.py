@@ -134,9 +134,7 @@ def pairs_phrases(matrix: Any, names: list[str], depth: Depth) -> list[Phrase]:
         return [("most confused", "bold"), ("none: every test sample right", "")]
     red = "" if depth == "none" else named("red", depth)
     head: list[Phrase] = [("most confused", "bold")]
-    return head + [
-        Text(f"{label(names, i)} → {label(names, j)} ").append(str(count), red) for i, j, count in pairs
-    ]
+    return head + [Text(f"{label(names, i)} → {label(names, j)} ").append(str(count), red) for i, j, count in pairs]
 
 
 def accuracy_phrases(matrix: Any, names: list[str]) -> list[Phrase]:
@@ -157,18 +155,21 @@ def cell_order(pred: Any, row: int, column: int) -> list[int]:
     return found[confidence.argsort(descending=True, stable=True)].tolist()
 
 
-def confusion_caption(pred: Any) -> str:
-    """How fresh the matrix is and what it counts: "epoch 3 (step 2,532), all 10,000 test images"."""
+def confusion_when(pred: Any) -> str:
+    """When the matrix was counted: "epoch 3 (step 2,532)", "step 40" or "computed 5 s ago"."""
     epoch, step = getattr(pred, "confusion_epoch", None), getattr(pred, "confusion_step", None)
     if epoch is not None:
-        when = f"epoch {epoch}" + (f" (step {step:,})" if step is not None else "")
-    elif step is not None:
-        when = f"step {step:,}"
-    else:
-        age = getattr(pred, "confusion_age", 0.0)
-        when = "computed just now" if age < 1 else f"computed {fmt_age(age)} ago"
+        return f"epoch {epoch}" + (f" (step {step:,})" if step is not None else "")
+    if step is not None:
+        return f"step {step:,}"
+    age = getattr(pred, "confusion_age", 0.0)
+    return "computed just now" if age < 1 else f"computed {fmt_age(age)} ago"
+
+
+def confusion_caption(pred: Any) -> str:
+    """How fresh the matrix is and what it counts: "epoch 3 (step 2,532), all 10,000 test images"."""
     images = getattr(pred, "confusion_images", 0)
-    return f"{when}, {'all ' + format(images, ',') if images else 'the'} test images"
+    return f"{confusion_when(pred)}, {'all ' + format(images, ',') if images else 'the'} test images"
 
 
 def fmt_age(seconds: float) -> str:

@@ -16,6 +16,7 @@ from tuitrain.tui.widgets.confusion import (
     accuracy_phrases,
     cell_order,
     confusion_caption,
+    confusion_when,
     label,
     layout,
     pairs_phrases,
@@ -48,7 +49,13 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         Binding("down", "cursor(1, 0)", show=False),
         Binding("left", "cursor(0, -1)", show=False),
         Binding("right", "cursor(0, 1)", show=False),
-        Binding("enter", "open_cell", show=False, tooltip="open the matrix cell: its test samples, surest first"),
+        Binding(
+            "enter",
+            "open_cell",
+            key_display="enter",
+            show=False,
+            tooltip="open the matrix cell: its test samples, surest first",
+        ),
         Binding("escape", "close_cell", show=False, tooltip="back from a cell to the sample page"),
     ]
 
@@ -103,6 +110,8 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         row, column = self.cursor
         self.cursor = ((row + rows) % classes, (column + columns) % classes)
         self.redraw()
+        # the matrix and the pairs under it into view (the matrix's top first when not all fit)
+        self.scroll_to_widget(self.query_one("#pred-pairs"), animate=False)
         self.scroll_to_widget(self.query_one(ConfusionView), animate=False)
 
     def action_open_cell(self) -> None:
@@ -250,7 +259,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
                     (f"true {label(names, row)}, predicted {label(names, column)}", "bold"),
                     (f"{len(order):,} test {what}", ""),
                     (f"page {self.cell_page + 1}/{pages}", ""),
-                    (confusion_caption(pred).split(",")[0], "dim"),
+                    (confusion_when(pred), "dim"),
                     ("esc back  , . page  arrows+enter another cell", "dim"),
                 ],
                 width,
