@@ -169,7 +169,8 @@ def confusion_when(pred: Any) -> str:
 def confusion_caption(pred: Any) -> str:
     """How fresh the matrix is and what it counts: "epoch 3 (step 2,532), all 10,000 test images"."""
     images = getattr(pred, "confusion_images", 0)
-    return f"{confusion_when(pred)}, {'all ' + format(images, ',') if images else 'the'} test images"
+    what = "images" if getattr(pred, "kind", "image") == "image" else "samples"
+    return f"{confusion_when(pred)}, {'all ' + format(images, ',') if images else 'the'} test {what}"
 
 
 def fmt_age(seconds: float) -> str:

@@ -110,9 +110,12 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         row, column = self.cursor
         self.cursor = ((row + rows) % classes, (column + columns) % classes)
         self.redraw()
-        # the matrix and the pairs under it into view (the matrix's top first when not all fit)
-        self.scroll_to_widget(self.query_one("#pred-pairs"), animate=False)
-        self.scroll_to_widget(self.query_one(ConfusionView), animate=False)
+        self.call_after_refresh(self.matrix_into_view)
+
+    def matrix_into_view(self) -> None:
+        """The matrix and the pairs under it on screen (the matrix's top first when not all fit)."""
+        self.scroll_to_widget(self.query_one("#pred-pairs"), animate=False, immediate=True)
+        self.scroll_to_widget(self.query_one(ConfusionView), animate=False, immediate=True)
 
     def action_open_cell(self) -> None:
         if self.class_count():
@@ -171,8 +174,8 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         width = max(20, self.size.width - 2)
         info, body = self.query_one("#pred-info", Static), self.query_one("#pred-body", Static)
         curve = self.query_one("#pred-curve", TimedPlot)
-        if self.cell is not None and not self.class_count():
-            self.cell = None  # a new run without classes
+        if self.cell is not None and max(self.cell) >= self.class_count():
+            self.cell = None  # a new run with fewer classes, or none
         curve.display = pred.kind == "curve"
         body.display = pred.kind != "curve"
         if self.cell is not None:
