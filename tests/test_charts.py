@@ -25,7 +25,7 @@ from tuitrain.tui.widgets.charts import (
     nice_ticks,
     tick_labels,
 )
-from tuitrain.tui.widgets.predictions import confusion_caption, confusion_text, decision_regions, regions_legend
+from tuitrain.tui.widgets.confusion import confusion_caption, confusion_text
 from tuitrain.tui.widgets.render import (
     CLASS_256,
     DEPTHS,
@@ -40,6 +40,7 @@ from tuitrain.tui.widgets.render import (
     signed_char,
     xterm256,
 )
+from tuitrain.tui.widgets.samples import decision_regions, regions_legend
 from tuitrain.tui.widgets.status import StatusLine
 
 SIZES = [(100, 30), (70, 22), (40, 12), (200, 50), (60, 20), (12, 5)]

@@ -167,7 +167,9 @@ class Trainer:
             self.epoch + 1 if self.epoch_step else self.epoch,
             self.step,
             inspection.param_stats(self.model, before),
-            inspection.predictions(self.model, self.data, self._sample, epoch=self.epoch, step=self.step),
+            inspection.predictions(
+                self.model, self.data, self._sample, self.epoch, self.step, paused=self.state == "paused"
+            ),
         )
         found.seconds = time.perf_counter() - start
         return found
