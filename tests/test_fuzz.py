@@ -57,6 +57,10 @@ TMUX_KEYS = {
     "down": "Down",
     "left": "Left",
     "right": "Right",
+    "↑": "Up",
+    "↓": "Down",
+    "←": "Left",
+    "→": "Right",
 }
 EXTRA = ["escape", "up", "down", "left", "right", "pgup", "pgdn", "=", "y", "n", "backspace"]
 
@@ -66,7 +70,8 @@ def documented_keys() -> list[str]:
     keys = []
     for label, _ in Dashboard.key_rows():
         for key in label.replace(" / ", ", ").split(", "):
-            keys.append(key.strip())
+            parts = key.split()  # "↑ ↓ ← →": several one-glyph keys in one row
+            keys += parts if all(len(p) == 1 for p in parts) else [key.strip()]
     return keys
 
 
