@@ -163,7 +163,14 @@ def run(
         sys.exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
     from tuitrain.commands import run_command
 
-    sys.exit(run_command(preset, resume, out, json_mode, overrides, on_diverge, tensorboard))
+    code = run_command(preset, resume, out, json_mode, overrides, on_diverge, tensorboard)
+    from tuitrain.distributed import this_rank
+
+    if this_rank() is not None:  # one of torchrun's processes: everything is written and closed
+        from tuitrain.distributed import leave
+
+        leave(code)
+    sys.exit(code)
 
 
 @cli.command("runs")

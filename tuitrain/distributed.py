@@ -92,6 +92,14 @@ def finish() -> None:
         dist.destroy_process_group()
 
 
+def leave(code: int) -> None:
+    """End a rank once its files are written: flush, then exit without running C++ teardown, where a
+    gloo rank was seen to abort now and then ("terminate called without an active exception")."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def relaunch(nproc: int, argv: list[str]) -> int:
     """`tuitrain run … --nproc N`: the same command under torchrun with N processes; its exit code."""
     import subprocess
