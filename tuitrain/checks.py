@@ -73,7 +73,18 @@ SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{k: (is_metrics, "metrics (loss, accuracy)") for k in ("last_valid", "test")},
     "best": (is_best, "the best epoch (epoch, step, valid)"),
     "checkpoints": (is_names, "names of checkpoint files"),
+    "parent": (lambda v: is_parent(v), "the run it branched from (run_dir, checkpoint, epoch, step)"),
 }
+
+
+def is_parent(value: Any) -> bool:
+    """A branch's origin as summary.json keeps it: {"run_dir": str, "checkpoint": str, "epoch", "step"}."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("run_dir"), str)
+        and isinstance(value.get("checkpoint"), str)
+        and all(is_count(value.get(k)) for k in ("epoch", "step"))
+    )
 
 
 def summary_problem(data: Any) -> str | None:

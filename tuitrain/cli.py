@@ -35,18 +35,46 @@ def complete_run_dir(ctx: click.Context, param: click.Parameter, incomplete: str
     return [*(item(d) for d in found if d.startswith(incomplete)), item(incomplete, type="dir")]
 
 
+class CommaList(click.ParamType):
+    """One value, or several separated by commas (a race): `--lr 0.01,0.1` -> (0.01, 0.1)."""
+
+    def __init__(self, inner: click.ParamType):
+        self.inner = inner
+        self.name = f"{inner.name}[,...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        items = [item.strip() for item in value.split(",")]
+        if any(not item for item in items):
+            self.fail(f"{value!r} has an empty item (write values separated by commas: 0.01,0.1)", param, ctx)
+        values = tuple(dict.fromkeys(self.inner.convert(item, param, ctx) for item in items))  # repeats once
+        return values[0] if len(values) == 1 else values
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str | None:
+        choices = getattr(self.inner, "choices", None)
+        return f"[{'|'.join(choices)}][,...]" if choices else f"{self.inner.name.upper()}[,...]"
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        head, _, last = incomplete.rpartition(",")
+        found = self.inner.shell_complete(ctx, param, last)
+        return [click.shell_completion.CompletionItem(f"{head},{c.value}" if head else c.value) for c in found]
+
+
 def training_options(func: Any) -> Any:
-    """The overrides shared by `run` and `train`."""
+    """The overrides shared by `run`, `train` and `show`; the ones taking comma lists make a race."""
     options = [
-        click.option("--epochs", type=int, help="Passes over the training split."),
-        click.option("--lr", type=float, help="Learning rate (per step)."),
-        click.option("--optimizer", type=click.Choice(cfgmod.OPTIMIZERS), help="Optimizer."),
-        click.option("--batch-size", type=int, help="Samples per optimizer step."),
+        click.option("--epochs", type=CommaList(click.INT), help="Passes over the training split."),
+        click.option("--lr", type=CommaList(click.FLOAT), help="Learning rate (per step)."),
+        click.option("--optimizer", type=CommaList(click.Choice(cfgmod.OPTIMIZERS)), help="Optimizer."),
+        click.option("--batch-size", type=CommaList(click.INT), help="Samples per optimizer step."),
         click.option(
-            "--activation", type=click.Choice(cfgmod.ACTIVATIONS), help="Hidden-layer activation (mlp, lenet)."
+            "--activation",
+            type=CommaList(click.Choice(cfgmod.ACTIVATIONS)),
+            help="Hidden-layer activation (mlp, lenet).",
         ),
         click.option("--device", type=click.Choice(cfgmod.DEVICES), help="auto picks CUDA when a GPU is visible."),
-        click.option("--seed", type=int, help="Seed for data, initial weights and shuffling."),
+        click.option("--seed", type=CommaList(click.INT), help="Seed for data, initial weights and shuffling."),
         click.option("--dataset", type=click.Choice(cfgmod.DATASETS), help="Train on another data set."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding MNIST-type IDX files."),
         click.option(
@@ -107,6 +135,9 @@ def list_presets() -> None:
 @training_options
 def show(preset: str, **overrides: Any) -> None:
     """Print PRESET's resolved configuration (with any overrides) as TOML."""
+    listed = [k for k, v in overrides.items() if isinstance(v, tuple)]
+    if listed:
+        raise click.UsageError(f"--{listed[0].replace('_', '-')}: show takes one value (lists are for run and train)")
     click.echo(cfgmod.resolve_config(preset, **overrides).to_toml(), nl=False)
 
 
@@ -139,6 +170,29 @@ def show(preset: str, **overrides: Any) -> None:
     type=click.IntRange(min=1),
     help="Train with N processes (DistributedDataParallel under torchrun; the batch is split between them).",
 )
+@click.option(
+    "--branch",
+    type=click.Path(file_okay=False),
+    metavar="RUN_DIR",
+    shell_complete=complete_run_dir,
+    help="Start a new run from RUN_DIR's checkpoint, exactly where it was (with --lr, --epochs, --optimizer).",
+)
+@click.option(
+    "--checkpoint",
+    "which",
+    type=click.Choice(["last", "best"]),
+    default="last",
+    show_default=True,
+    help="--branch: which checkpoint of RUN_DIR to start from.",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="A race (comma lists): train this many of its runs at once, in child processes sharing the CPUs.",
+)
+@click.option("--run-dir", "run_dir", type=click.Path(file_okay=False), hidden=True)  # a race's child: its folder
 def run(
     preset: str | None,
     json_mode: bool,
@@ -147,6 +201,10 @@ def run(
     resume: str | None,
     nproc: int | None,
     tensorboard: bool,
+    branch: str | None,
+    which: str,
+    parallel: int,
+    run_dir: str | None,
     **overrides: Any,
 ) -> None:
     """Train PRESET headless: a live bar on a terminal, plain lines in a log, or JSON lines.
@@ -154,16 +212,45 @@ def run(
     PRESET is a preset name (see `tuitrain list`) or a path to a TOML file. Each run writes
     OUT/<YYYYmmdd-HHMMSS>-<preset>/ (config, metrics.jsonl, last/best checkpoints, summary).
     Ctrl-C, SIGTERM or SIGHUP stop at the next step and save; `--resume RUN_DIR` continues.
+
+    \b
+    A race: comma lists in --optimizer, --lr, --batch-size, --epochs, --seed or --activation
+    train every combination from the same start (same seed: same data, same initial weights),
+    each in its own run directory, then rank them:
+      tuitrain run rings --optimizer sgd,momentum,adam --lr 0.01,0.1 --parallel 2
+    A branch continues a run from its checkpoint in a new run directory:
+      tuitrain run --branch runs/20261201-101500-rings --checkpoint best --lr 0.001 --epochs 40
+
     Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged, 130/143/129 interrupted
     by SIGINT/SIGTERM/SIGHUP.
     """
+    from tuitrain.race import is_race
+
+    if is_race(overrides):
+        if resume or branch or nproc or tensorboard or on_diverge != "stop" or run_dir:
+            raise click.UsageError(
+                "a race (comma lists) trains new runs: without --resume, --branch, --nproc, --tensorboard, --on-diverge"
+            )
+        if preset is None and not overrides.get("data_path"):
+            raise click.UsageError("missing PRESET (or --data FILE.csv)")
+        from tuitrain.race import run_race
+
+        sys.exit(run_race(preset or "csv", overrides, out, json_mode, parallel))
+    if parallel != 1:
+        raise click.UsageError("--parallel is for a race: give comma lists, e.g. --optimizer sgd,adam")
+    if branch is not None:
+        if preset is not None or resume is not None or nproc:
+            raise click.UsageError("--branch RUN_DIR starts from that run: without PRESET, --resume or --nproc")
+        from tuitrain.commands import branch_command
+
+        sys.exit(branch_command(branch, which, out, json_mode, overrides, tensorboard))
     if nproc is not None and nproc > 1:
         from tuitrain.distributed import relaunch
 
         sys.exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
     from tuitrain.commands import run_command
 
-    code = run_command(preset, resume, out, json_mode, overrides, on_diverge, tensorboard)
+    code = run_command(preset, resume, out, json_mode, overrides, on_diverge, tensorboard, run_dir)
     from tuitrain.distributed import this_rank
 
     if this_rank() is not None:  # one of torchrun's processes: everything is written and closed
@@ -178,11 +265,57 @@ def run(
     "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder holding run directories."
 )
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per run.")
-def list_runs(out: str, json_mode: bool) -> None:
-    """List runs: preset, status, epochs, best validation metric, age."""
+@click.option("--open", "interactive", is_flag=True, help="Open the runs screen: sort, filter, compare, branch.")
+def list_runs(out: str, json_mode: bool, interactive: bool) -> None:
+    """List runs: preset, status, epochs, optimizer, learning rate, best/last validation, test, age.
+
+    With --open (on a terminal), the interactive runs screen: space selects runs, c compares
+    them (overlaid curves, what differs), b branches one, / filters, s sorts.
+    """
+    if interactive:
+        if json_mode:
+            raise click.UsageError("--open and --json do not go together")
+        if not sys.stdout.isatty() or not sys.stdin.isatty():
+            raise click.UsageError("--open needs a terminal (without it, the table is printed)")
+        from tuitrain.tui.launch import open_runs
+
+        open_runs(out)
+        return
     from tuitrain.commands import runs_command
 
     sys.exit(runs_command(out, json_mode))
+
+
+@cli.command("run-planned", hidden=True)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+def run_planned(run_dirs: tuple[str, ...]) -> None:
+    """Train a race planned by `tuitrain train` with comma lists (the app follows it)."""
+    from tuitrain.race import Race, planned
+
+    sys.exit(Race(planned(list(run_dirs)), json_mode=False).run())
+
+
+@cli.command("compare")
+@click.argument(
+    "run_dirs",
+    nargs=-1,
+    required=True,
+    metavar="RUN_DIR...",
+    type=click.Path(file_okay=False),
+    shell_complete=complete_run_dir,
+)
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object: the runs best first and what differs.")
+def compare_runs(run_dirs: tuple[str, ...], json_mode: bool) -> None:
+    """Rank runs (test metrics, else best validation) and show the settings that differ between them.
+
+    \b
+    Examples:
+      tuitrain compare runs/*
+      tuitrain compare runs/20261201-101500-rings-sgd runs/20261201-101502-rings-adam --json
+    """
+    from tuitrain.commands import compare_command
+
+    sys.exit(compare_command(list(run_dirs), json_mode))
 
 
 @cli.command("eval")
@@ -208,9 +341,21 @@ def train(preset: str | None, out: str, tensorboard: bool, **overrides: Any) -> 
 
     Takes the same overrides as `run`; bad input fails here with exit code 2. The run is saved
     to OUT/<YYYYmmdd-HHMMSS>-<preset>/ like a headless one (`s` or `q` save a checkpoint).
+
+    Comma lists (`--optimizer sgd,adam --lr 0.01,0.1`) race every combination: they train one
+    after another in the background while the comparison screen follows all of them live.
     """
     if preset is None and not overrides.get("data_path"):
         raise click.UsageError("missing PRESET (or --data FILE.csv)")
+    from tuitrain.race import is_race
+
+    if is_race(overrides):  # comma lists: train them all headless, follow them in the comparison screen
+        if tensorboard:
+            raise click.UsageError("--tensorboard trains one run; a race (comma lists) goes without it")
+        from tuitrain.tui.launch import open_race
+
+        open_race(preset or "csv", overrides, out)
+        return
     config = cfgmod.resolve_config(preset or "csv", **overrides)
     if tensorboard:
         from tuitrain.exporters import require_extra

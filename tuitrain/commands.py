@@ -44,8 +44,12 @@ def run_command(
     overrides: dict[str, Any],
     on_diverge: str = "stop",
     tensorboard: bool = False,
+    run_dir: str | None = None,
 ) -> int:
-    """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code."""
+    """Train headless (a new run, or `--resume RUN_DIR`) and return the exit code.
+
+    `run_dir`: a folder made beforehand for the new run (a race's child process).
+    """
     from tuitrain import distributed, session
     from tuitrain.config import resolve_config
 
@@ -86,9 +90,30 @@ def run_command(
         if preset is None:
             raise UsageError("missing PRESET (or --resume RUN_DIR, or --data FILE.csv)")
         config = resolve_config(preset, **overrides)
-        trainer, writer = session.new_run(config, out or "runs", warn=warn)
+        trainer, writer = session.new_run(config, out or "runs", run_dir=run_dir, warn=warn)
         if prepare is not None:
             prepare(trainer)
+    return drive(trainer, writer, json_mode, on_diverge, tensorboard, rank)
+
+
+def branch_command(
+    parent: str, which: str, out: str | None, json_mode: bool, overrides: dict[str, Any], tensorboard: bool
+) -> int:
+    """`run --branch RUN_DIR`: a new run from the parent's checkpoint, trained like any other."""
+    from tuitrain import session
+
+    if tensorboard:
+        from tuitrain.exporters import require_extra
+
+        require_extra("tensorboard")
+    trainer, writer = session.branch_run(parent, "best" if which == "best" else "last", out, warn=warn, **overrides)
+    return drive(trainer, writer, json_mode, "stop", tensorboard, None)
+
+
+def drive(trainer: Trainer, writer: RunWriter, json_mode: bool, on_diverge: str, tensorboard: bool, rank: Any) -> int:
+    """Train to the end with the printer, signal handling and recoveries asked for; the exit code."""
+    from tuitrain import distributed
+
     printer = BackgroundPrinter(OutputGuard(make_printer(json_mode), warn=stderr_line))
     stopper = GracefulStop(trainer, notice=warn).install()
     try:
@@ -168,17 +193,33 @@ def exit_code(ended: RunEnded, write_errors: list[str], signal_code: int | None,
 
 
 def runs_command(out: str, json_mode: bool) -> int:
-    from tuitrain import runs
+    from tuitrain import compare
 
-    rows = runs.list_runs(out)
+    records = compare.load_records(out)
     if json_mode:
-        for row in rows:
-            stdout_line(json.dumps(row))
-    elif not rows:
+        for record in records:
+            stdout_line(json.dumps(record.to_dict()))
+    elif not records:
         stderr_line(f"no runs in {out}")
     else:
-        for line in runs_table(rows):
+        for line in runs_table(records):
             stdout_line(line)
+    return 0
+
+
+def compare_command(run_dirs: list[str], json_mode: bool) -> int:
+    """`tuitrain compare`: the ranked table and the configuration diff."""
+    from tuitrain import compare
+
+    records = compare.load_run_records(run_dirs)
+    if json_mode:
+        stdout_line(json.dumps(compare.comparison(records)))
+        return 0
+    for line in compare.ranking_table(records):
+        stdout_line(line)
+    stdout_line()
+    for line in compare.diff_table(records):
+        stdout_line(line)
     return 0
 
 

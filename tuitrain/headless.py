@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from tuitrain.compare import RunRecord, align
 from tuitrain.errors import escape
 from tuitrain.events import EpochEnded, Event, Metrics, Recovery, RunEnded, RunStarted, StepProgress, event_to_dict
 from tuitrain.fmt import fmt_age, fmt_metrics, fmt_score, plural
@@ -239,25 +240,30 @@ def stdout_line(text: str = "") -> None:
 # ----------------------------------------------------------------------------- runs, eval
 
 
-def runs_table(rows: list[dict[str, Any]], now: float | None = None) -> list[str]:
+def runs_table(records: list[RunRecord], now: float | None = None) -> list[str]:
     """`tuitrain runs`: one aligned line per run under a header."""
     now = time.time() if now is None else now
-    table = [("RUN", "PRESET", "STATUS", "EPOCHS", "BEST VALID", "AGE")]
-    for r in rows:
-        epochs = f"{r['epoch'] if r['epoch'] is not None else '?'}/{r['epochs'] if r['epochs'] is not None else '?'}"
-        best = fmt_score((r.get("best") or {}).get("valid"))
+    table = [
+        ("RUN", "PRESET", "STATUS", "EPOCHS", "OPTIMIZER", "LR", "BATCH", "BEST VALID", "LAST VALID", "TEST", "AGE")
+    ]
+    for r in records:
+        epochs = f"{r.epoch if r.epoch is not None else '?'}/{r.epochs if r.epochs is not None else '?'}"
         table.append(
             (
-                escape(r["name"]),
-                escape(str(r["preset"])),
-                escape(str(r["status"])),
+                escape(r.name),
+                escape(r.preset),
+                escape(r.status),
                 epochs,
-                best,
-                fmt_age(now - r["updated_at"]),
+                escape(r.optimizer),
+                f"{r.lr:g}" if r.lr is not None else "?",
+                str(r.batch_size) if r.batch_size is not None else "?",
+                fmt_score(r.best_valid),
+                fmt_score(r.last_valid),
+                fmt_score(r.test),
+                fmt_age(now - r.updated_at),
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    return align(table)
 
 
 def eval_lines(

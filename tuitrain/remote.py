@@ -31,6 +31,7 @@ from tuitrain.events import (
     StepProgress,
     TrainerState,
 )
+from tuitrain.runs import BranchSpec
 from tuitrain.vitals import ProcessVitals, Vitals
 
 HEARTBEAT = 1.0  # seconds between the child's "still here" messages
@@ -60,6 +61,7 @@ class Start:
     run_dir: str | None
     resume_lr: float | None
     tensorboard: bool = False  # also write TensorBoard events (tuitrain.tblog)
+    branch: BranchSpec | None = None  # start a branch of another run instead (tuitrain.session.branch_run)
 
 
 _warm: tuple[Any, Connection] | None = None  # a spawned child waiting for its Start (see start_warm)
@@ -107,6 +109,7 @@ class RemoteTrainer:
         run_dir: str | None = None,
         resume_lr: float | None = None,
         tensorboard: bool = False,
+        branch: BranchSpec | None = None,
     ):
         self.config = config
         self._state: TrainerState = "idle"
@@ -116,7 +119,7 @@ class RemoteTrainer:
         self._vitals: Vitals | None = None
         self._send_lock = threading.Lock()
         self.process, self._conn = _take_warm()
-        self._send(Start(config, out_dir, run_dir, resume_lr, tensorboard))
+        self._send(Start(config, out_dir, run_dir, resume_lr, tensorboard, branch))
 
     @property
     def lr(self) -> float:
@@ -240,7 +243,7 @@ def serve(conn: Connection) -> None:
     """
     import torch._dynamo  # noqa: F401  the first optimizer step imports it (about 1 s): done while waiting
 
-    from tuitrain.session import new_run, resume_run  # torch: the seconds a warm child saves
+    from tuitrain.session import branch_run, new_run, resume_run  # torch: the seconds a warm child saves
 
     try:
         start = conn.recv()
@@ -261,6 +264,9 @@ def serve(conn: Connection) -> None:
     try:
         if resume_lr is not None and run_dir is not None:
             trainer, _ = resume_run(run_dir, lr=resume_lr)
+        elif start.branch is not None:
+            branch = start.branch
+            trainer, _ = branch_run(branch.parent, branch.checkpoint, **branch.changes)
         else:
             trainer, _ = new_run(config, out_dir, run_dir=run_dir)
     except TuitrainError as exc:

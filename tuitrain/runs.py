@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,27 @@ def load_run_config(run_dir: str | os.PathLike[str]) -> Any:
         raise RunDirError(f"{escape(path)}: cannot read: values nested too deeply") from None
     except ConfigError as exc:
         raise RunDirError(str(exc)) from None
+
+
+BRANCH_OPTIONS = ("epochs", "lr", "optimizer", "threads")  # what a branch may change
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """A branch to start (the app sends it to its training process): parent run, checkpoint, changes."""
+
+    parent: str
+    checkpoint: str = "last"  # last | best
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> Any:
+        """The branch's configuration, checked (before any data loads)."""
+        from tuitrain.config import apply_overrides
+
+        unknown = [k for k, v in self.changes.items() if v is not None and k not in BRANCH_OPTIONS]
+        if unknown:
+            raise UsageError(f"a branch may change only epochs, lr, optimizer and threads, not {unknown[0]}")
+        return apply_overrides(load_run_config(self.parent), **self.changes)
 
 
 # ----------------------------------------------------------------------------- reading metrics
@@ -234,37 +256,43 @@ def list_runs(out_dir: str | os.PathLike[str] = DEFAULT_OUT) -> list[dict[str, A
         raise RunDirError(f"cannot list the runs in {quote(out)}: {exc.strerror or exc}") from None
     rows = []
     for path in entries:
-        if not path.is_dir():
-            continue
-        try:
-            problem = _unreadable(path)
-        except FileNotFoundError:
-            continue  # not a run
-        summary, status, problem = ({}, "unreadable", problem) if problem else read_summary_file(path / SUMMARY)
-        if status is None:
-            status = live_status(summary)  # killed without a chance to write its summary: crashed
-        preset = summary.get("preset")
-        if preset is None:
-            try:
-                preset = load_run_config(path).name
-            except TuitrainError:
-                preset = "?"
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = 0.0
-        rows.append(
-            {
-                "run_dir": str(path),
-                "name": path.name,
-                "preset": preset,
-                "status": status,
-                "epoch": summary.get("epoch"),
-                "epochs": summary.get("epochs"),
-                "best": summary.get("best"),
-                "test": summary.get("test"),
-                "updated_at": summary.get("updated_at") or mtime,
-                "problem": problem,
-            }
-        )
+        if path.is_dir() and (row := run_row(path)) is not None:
+            rows.append(row)
     return rows
+
+
+def run_row(path: Path) -> dict[str, Any] | None:
+    """`list_runs`' dict for one folder, or None when it is not a run (no config.toml)."""
+    try:
+        problem = _unreadable(path)
+    except FileNotFoundError:
+        return None
+    summary, status, problem = ({}, "unreadable", problem) if problem else read_summary_file(path / SUMMARY)
+    if status is None and not summary and not (path / METRICS).exists():
+        status = "queued"  # a race's run that has not started yet
+    if status is None:
+        status = live_status(summary)  # killed without a chance to write its summary: crashed
+    preset = summary.get("preset")
+    if preset is None:
+        try:
+            preset = load_run_config(path).name
+        except TuitrainError:
+            preset = "?"
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return {
+        "run_dir": str(path),
+        "name": path.name,
+        "preset": preset,
+        "status": status,
+        "epoch": summary.get("epoch"),
+        "epochs": summary.get("epochs"),
+        "best": summary.get("best"),
+        "last_valid": summary.get("last_valid"),
+        "test": summary.get("test"),
+        "updated_at": summary.get("updated_at") or mtime,
+        "parent": summary.get("parent"),
+        "problem": problem,
+    }

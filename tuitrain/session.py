@@ -6,7 +6,9 @@ here, with its RunWriter attached and the run directory named to the trainer.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +18,16 @@ from tuitrain.config import Config, apply_overrides
 from tuitrain.data import Dataset
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
-from tuitrain.runs import CHECKPOINTS, DEFAULT_OUT, check_run_dir, create_run_dir, load_run_config
+from tuitrain.runs import (
+    BRANCH_OPTIONS,
+    CHECKPOINTS,
+    DEFAULT_OUT,
+    METRICS,
+    check_run_dir,
+    create_run_dir,
+    load_run_config,
+    read_events,
+)
 from tuitrain.threads import ThreadGovernor
 from tuitrain.writer import RunWriter
 
@@ -123,6 +134,80 @@ def resume_run(
     writer = attach_writer(trainer, run_dir, resume=True, warn=warn)
     writer.load_state_dict(state)
     return trainer, writer
+
+
+def branch_run(
+    parent_dir: str | os.PathLike[str],
+    which: Checkpoint = "last",
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    warn: Warn | None = None,
+    **changes: Any,
+) -> tuple[Trainer, RunWriter]:
+    """A new run that continues `parent_dir` from its `which` checkpoint, exactly, with `changes`.
+
+    It gets its own directory (beside the parent unless `out_dir` says otherwise) whose
+    metrics.jsonl starts with the parent's lines up to the branch step, so its curves continue
+    the parent's; summary.json names the parent. A changed optimizer starts with fresh state.
+    """
+    unknown = [k for k, v in changes.items() if v is not None and k not in BRANCH_OPTIONS]
+    if unknown:
+        flag = "--" + unknown[0].replace("_", "-")
+        raise UsageError(f"a branch may change only --epochs, --lr, --optimizer and --threads, not {flag}")
+    parent = check_run_dir(parent_dir)
+    if which not in CHECKPOINTS:
+        raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{which}'")
+    if not (parent / CHECKPOINTS[which]).exists():
+        other = "last" if which == "best" else "best"
+        hint = f"; try --checkpoint {other}" if (parent / CHECKPOINTS[other]).exists() else ""
+        raise UsageError(f"{parent_dir}: no {CHECKPOINTS[which]} to branch from{hint}")
+    config = apply_overrides(load_run_config(parent), **changes)  # checked before anything loads
+    state = checkpoints.load(parent / CHECKPOINTS[which])
+    if state["epoch"] >= config.train.epochs and not state["epoch_step"]:
+        raise UsageError(
+            f"the {which} checkpoint is at epoch {state['epoch']} of {config.train.epochs}; "
+            f"pass --epochs N (more than {state['epoch']}) to train the branch further"
+        )
+    path = create_run_dir(out_dir if out_dir is not None else parent.parent, f"{config.name}-branch")
+    try:
+        trainer = Trainer(config)
+        if config.train.optimizer != state["config"]["train"]["optimizer"]:
+            state = {**state, "optimizer": trainer.optimizer.state_dict(), "config": config.to_dict()}
+        checkpoints.restore(trainer, state, parent / CHECKPOINTS[which])
+        trainer.set_lr(config.train.lr)
+        origin = {"run_dir": str(parent), "checkpoint": which, "epoch": state["epoch"], "step": state["step"]}
+        checkpoints.atomic_write(path / METRICS, inherited_lines(parent, state["step"], origin))
+        writer = attach_writer(trainer, path, warn=warn)
+        writer.parent = origin
+        writer.load_state_dict(state)
+        inherit_best(writer, parent)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return trainer, writer
+
+
+def inherited_lines(parent: Path, step: int, origin: dict[str, Any]) -> bytes:
+    """The parent's metrics.jsonl lines up to `step` (its curves so far), then a branch event."""
+    events, _ = read_events(parent / METRICS)
+    kept = [e for e in events if e.get("event") in ("start", "step", "epoch", "recovery") and e.get("step", 0) <= step]
+    kept.append({"event": "branch", "parent": origin, "epoch": origin["epoch"], "step": step})
+    return b"".join(json.dumps(e).encode("utf-8") + b"\n" for e in kept)
+
+
+def inherit_best(writer: RunWriter, parent: Path) -> None:
+    """Keep the parent's best epoch (and its best.pt) when it lies on the branch's timeline; else start afresh."""
+    best_step = writer.best.get("step")
+    source = parent / CHECKPOINTS["best"]
+    if best_step is None or not source.exists():
+        writer.best = {}
+        return
+    try:
+        if checkpoints.load(source)["step"] != best_step:
+            raise OSError("another best")
+        shutil.copyfile(source, writer.run_dir / CHECKPOINTS["best"])
+    except (OSError, UsageError):
+        writer.best = {}
 
 
 def _remove_if_empty(path: Path) -> None:

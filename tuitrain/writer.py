@@ -80,6 +80,7 @@ class RunWriter:
         self.best: dict[str, Any] = {}  # {"epoch", "step", "valid"} of the best validation so far
         self._best_state: dict[str, Any] | None = None  # in memory until flushed
         self.last_valid: dict[str, Any] | None = self.summary.get("last_valid")
+        self.parent: dict[str, Any] | None = self.summary.get("parent")  # a branch's origin (tuitrain.session)
         self.started_at = self.summary.get("started_at") or time.time()
         self._metrics = None
         self._last_step_line = 0.0
@@ -228,6 +229,8 @@ class RunWriter:
             "checkpoints": {k: v for k, v in CHECKPOINTS.items() if (self.run_dir / v).exists()},
             "checkpoint": {"epoch": self._saved_epoch[0], "step": self._saved_epoch[1]} if self._saved_epoch else None,
         }
+        if self.parent is not None:
+            summary["parent"] = self.parent
         if ended is not None:
             summary.update(event_to_dict(ended), event=None, status=status)
             summary.pop("event")

@@ -10,10 +10,14 @@ from pathlib import Path
 from textual.app import App
 from textual.command import CommandPalette
 
+from tuitrain.errors import TuitrainError
+from tuitrain.tui.screens.branch import OpenBranch, OpenRuns, WatchRun
+from tuitrain.tui.screens.comparison import ComparisonScreen
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.palette import Palette
+from tuitrain.tui.screens.runs import RunsScreen
 from tuitrain.tui.screens.setup import SetupScreen
-from tuitrain.tui.source import Source
+from tuitrain.tui.source import LiveRun, Source, WatchedRun
 
 CRASH_LOG = "crash.log"
 
@@ -30,19 +34,49 @@ class TuitrainApp(App[None]):
     TITLE = "tuitrain"
     COMMAND_PALETTE_BINDING = "ctrl+p"
 
-    def __init__(self, source: Source | None = None, preset: str | None = None, show_speed: bool = True):
+    def __init__(
+        self,
+        source: Source | None = None,
+        preset: str | None = None,
+        show_speed: bool = True,
+        runs_out: str | None = None,
+        compare_dirs: list[str] | None = None,
+    ):
         super().__init__()
         self.source = source
         self.preset = preset
+        self.runs_out = runs_out  # `tuitrain runs --open`: the runs screen first
+        self.compare_dirs = compare_dirs  # `tuitrain train` with comma lists: the race's runs, compared live
         self.show_speed = show_speed
         self.crash: str | None = None  # one line for the shell: what happened, where the traceback is
         self.saving: list[Source] = []  # runs stopped by a crash: the launcher waits for their checkpoints
 
     def on_mount(self) -> None:
-        if self.source is not None:
+        if self.compare_dirs is not None:
+            self.push_screen(ComparisonScreen(self.compare_dirs, f"Race of {len(self.compare_dirs)} runs"))
+        elif self.runs_out is not None:
+            self.push_screen(RunsScreen(self.runs_out))
+        elif self.source is not None:
             self.push_screen(Dashboard(self.source, show_speed=self.show_speed))
         else:
             self.push_screen(SetupScreen(self.preset))
+
+    def on_open_runs(self, message: OpenRuns) -> None:
+        self.push_screen(RunsScreen(message.out_dir))
+
+    def on_watch_run(self, message: WatchRun) -> None:
+        self.push_screen(Dashboard(WatchedRun(message.run_dir)))
+
+    def on_open_branch(self, message: OpenBranch) -> None:
+        """A branch trains in a dashboard of its own, beside its parent's run directory."""
+        spec = message.spec
+        try:
+            config = spec.config()
+        except TuitrainError as exc:
+            self.notify(str(exc), severity="error", timeout=6)
+            return
+        out_dir = str(Path(spec.parent).parent)
+        self.push_screen(Dashboard(LiveRun(config, out_dir=out_dir, branch=spec), show_speed=self.show_speed))
 
     def action_command_palette(self) -> None:
         """ctrl+p: Textual's palette, hardened (see Palette)."""
@@ -93,8 +127,14 @@ def write_crash_log(error: BaseException, run_dir: Path | None) -> Path | None:
     return None
 
 
-def make_app(source: Source | None = None, preset: str | None = None, show_speed: bool = True) -> TuitrainApp:
+def make_app(
+    source: Source | None = None,
+    preset: str | None = None,
+    show_speed: bool = True,
+    runs_out: str | None = None,
+    compare_dirs: list[str] | None = None,
+) -> TuitrainApp:
     from tuitrain.remote import prepare
 
     prepare()  # while stdout/stderr are still the real ones: runs train in child processes
-    return TuitrainApp(source, preset, show_speed)
+    return TuitrainApp(source, preset, show_speed, runs_out, compare_dirs)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tuitrain.config import Config
 
@@ -64,3 +66,38 @@ def open_watch(run_dir: str) -> None:
     from tuitrain.tui.source import WatchedRun
 
     run_app(make_app(WatchedRun(run_dir)))
+
+
+def open_runs(out_dir: str) -> None:
+    """`tuitrain runs --open`: the runs screen (sort, filter, compare, branch, watch)."""
+    from tuitrain.tui.app import make_app
+
+    run_app(make_app(runs_out=out_dir))
+
+
+def open_race(preset: str, overrides: dict[str, Any], out_dir: str) -> None:
+    """`tuitrain train` with comma lists: the race trains headless in a child process (its output in
+    OUT/race-<stamp>.log) while the comparison screen follows every run of it live."""
+    import subprocess
+    import time
+
+    from tuitrain.race import plan
+    from tuitrain.tui.app import make_app
+
+    entries = plan(preset, overrides, out_dir)  # checked and made here: bad input fails before the app
+    log_path = Path(out_dir) / f"race-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    command = [sys.executable, "-m", "tuitrain", "run-planned", *(str(e.run_dir) for e in entries)]
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    try:
+        run_app(make_app(compare_dirs=[str(e.run_dir) for e in entries]))
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)  # leaving the app stops the race; each run saves, resumable
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        print(f"race log: {log_path}")
+        for entry in entries:
+            print(f"run directory: {entry.run_dir}")

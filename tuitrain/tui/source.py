@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tuitrain.config import Config
 from tuitrain.control import RunControl
-from tuitrain.events import Consumer, EpochEnded, Inspection, RunEnded, RunStarted, StepProgress, event_from_dict
+from tuitrain.events import Consumer, EpochEnded, Event, Inspection, RunEnded, RunStarted, StepProgress, event_from_dict
+from tuitrain.runs import BranchSpec
 
 if TYPE_CHECKING:  # the app's process imports torch only when it trains or looks in-process
     from tuitrain.data import Dataset
     from tuitrain.engine import Trainer
 
-# (config, out_dir, run_dir or None for a new one, learning rate to resume run_dir at or None)
-ControlFactory = Callable[[Config, str, "str | None", "float | None"], RunControl]
+# (config, out_dir, run_dir or None for a new one, learning rate to resume run_dir at or None),
+# and `branch=BranchSpec` when the run is a branch of another (passed only then)
+ControlFactory = Callable[..., RunControl]
 
 
 class Source(Protocol):
@@ -48,12 +50,17 @@ class Source(Protocol):
 
 
 def child_process(
-    config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None, tensorboard: bool = False
+    config: Config,
+    out_dir: str,
+    run_dir: str | None,
+    resume_lr: float | None,
+    tensorboard: bool = False,
+    branch: BranchSpec | None = None,
 ) -> RunControl:
     """What users get: the run trains in a child process at headless speed (tuitrain.remote)."""
     from tuitrain.remote import RemoteTrainer
 
-    return RemoteTrainer(config, out_dir, run_dir, resume_lr, tensorboard)
+    return RemoteTrainer(config, out_dir, run_dir, resume_lr, tensorboard, branch)
 
 
 class InProcess:
@@ -64,13 +71,22 @@ class InProcess:
         self.data_key: Any = None
         self.trainer: Trainer | None = None
 
-    def __call__(self, config: Config, out_dir: str, run_dir: str | None, resume_lr: float | None) -> RunControl:
-        from tuitrain.session import new_run, resume_run
+    def __call__(
+        self,
+        config: Config,
+        out_dir: str,
+        run_dir: str | None,
+        resume_lr: float | None,
+        branch: BranchSpec | None = None,
+    ) -> RunControl:
+        from tuitrain.session import branch_run, new_run, resume_run
 
         key = (config.data, config.train.seed, config.train.device)
         data = self.data if key == self.data_key else None
         if resume_lr is not None and run_dir is not None:
             self.trainer, _ = resume_run(run_dir, lr=resume_lr)
+        elif branch is not None:
+            self.trainer, _ = branch_run(branch.parent, branch.checkpoint, **branch.changes)  # type: ignore[arg-type]
         else:
             self.trainer, _ = new_run(config, out_dir, run_dir=run_dir, data=data)
         self.data, self.data_key = self.trainer.data, key
@@ -81,9 +97,15 @@ class LiveRun:
     """A run the dashboard starts and steers; every `follow` (a restart too) is a new run directory."""
 
     def __init__(
-        self, config: Config, out_dir: str = "runs", run_dir: str | None = None, factory: ControlFactory = child_process
+        self,
+        config: Config,
+        out_dir: str = "runs",
+        run_dir: str | None = None,
+        factory: ControlFactory = child_process,
+        branch: BranchSpec | None = None,
     ):
         self.config = config
+        self.branch = branch  # every start (a restart too) branches from the same checkpoint
         self.out_dir = out_dir
         self.first_run_dir = run_dir  # made up front by open_train, so an unwritable --out fails early
         self.factory = factory
@@ -117,8 +139,12 @@ class LiveRun:
                 if resume_lr is not None and self._controls is not None:
                     run_dir = self._controls.run_dir
                 self._controls = None
-                self._controls = self.factory(self.config, self.out_dir, run_dir, resume_lr)
-                self._controls.run(sink)
+                if self.branch is not None and resume_lr is None:
+                    self._controls = self.factory(self.config, self.out_dir, None, None, branch=self.branch)
+                    self._controls.run(with_inherited_history(sink))
+                else:
+                    self._controls = self.factory(self.config, self.out_dir, run_dir, resume_lr)
+                    self._controls.run(sink)
             finally:
                 with self._guard:
                     self._following = False
@@ -155,6 +181,28 @@ class LiveRun:
             return False
         self._running.release()
         return True
+
+
+def with_inherited_history(sink: Consumer) -> Consumer:
+    """A branch's events, led by its parent's up to the branch step (read from the branch's own
+    metrics.jsonl once its start event names the folder), so its charts continue the parent's."""
+    replayed = False
+
+    def consume(event: Event) -> None:
+        nonlocal replayed
+        if not replayed and isinstance(event, RunStarted) and event.run_dir:
+            replayed = True
+            from tuitrain.runs import METRICS, read_events
+
+            for line in read_events(Path(event.run_dir) / METRICS)[0]:
+                if line.get("event") == "branch":
+                    break
+                inherited = event_from_dict(line) if line.get("event") in ("step", "epoch") else None
+                if inherited is not None:
+                    sink(inherited)
+        sink(event)
+
+    return consume
 
 
 class WatchedRun:

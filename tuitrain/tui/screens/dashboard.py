@@ -21,9 +21,10 @@ from tuitrain.fmt import fmt_result, plural
 from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
+from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
-from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
+from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot, epoch_chart, loss_chart
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
@@ -52,7 +53,7 @@ def _phrases(text: str, separator: str) -> list[str]:
     return [part + separator.rstrip() for part in parts[:-1]] + parts[-1:]
 
 
-class Dashboard(Steering):
+class Dashboard(Steering, Linking):
     """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
 
     BINDINGS = [  # footer order: the most needed first, so narrow terminals still show them
@@ -97,6 +98,7 @@ class Dashboard(Steering):
         Binding("s", "unavailable('stop')", show=False),
         Binding("r", "unavailable('restart')", show=False),
         Binding("R", "unavailable('recover')", show=False),
+        *Linking.LINK_BINDINGS,
     ]
 
     @dataclass
@@ -142,6 +144,7 @@ class Dashboard(Steering):
                 with Horizontal(id="chart-row"):
                     yield LossChart(id="loss-chart")
                     yield EpochChart(id="epoch-chart")
+                yield Static(id="overlay-legend")
             with TabPane("Parameters", id="params"):
                 yield ParamTable(id="param-table")
                 yield ParamDetail(id="param-detail")
@@ -152,6 +155,8 @@ class Dashboard(Steering):
     def on_mount(self) -> None:
         self.query_one(StatusLine).read_only = not self.steerable
         self.query_one("#banner").display = False
+        self.query_one("#overlay-legend").display = False
+        self.start_overlay_polling()
         self.set_interval(FLUSH_INTERVAL, self.flush)
         self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect)
         self.set_interval(VITALS_INTERVAL, self.check_vitals)
@@ -239,8 +244,11 @@ class Dashboard(Steering):
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
-        self.query_one(LossChart).draw(self.history, smoothing, self.log_y)
-        self.query_one(EpochChart).draw(self.history, self.log_y)
+        loss, epoch = self.with_overlays(
+            loss_chart(self.history, smoothing, self.log_y), epoch_chart(self.history, self.log_y)
+        )
+        self.query_one(LossChart).show(loss)
+        self.query_one(EpochChart).show(epoch)
 
     def show_end(self, event: RunEnded) -> None:
         h = self.history

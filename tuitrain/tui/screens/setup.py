@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError
 from tuitrain.tui import state as ui_state
+from tuitrain.tui.screens.branch import OpenRuns
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class SetupScreen(Screen[None]):
         Binding("ctrl+s", "start", "Start", priority=True),
         Binding("escape", "app.quit", "Quit"),
         Binding("f", "use_other_data", "Use the data on disk"),
+        Binding("ctrl+o", "runs", "Runs", priority=True, tooltip="the runs in --out: compare, branch, watch"),
     ]
 
     def __init__(self, preset: str | None = None):
@@ -313,6 +315,9 @@ class SetupScreen(Screen[None]):
         if action == "use_other_data":
             return self.alternative is not None
         return True
+
+    def action_runs(self) -> None:
+        self.post_message(OpenRuns(self.out_dir))
 
     def action_use_other_data(self) -> None:
         if self.alternative is not None:

@@ -144,6 +144,9 @@ class Steering(Screen[None]):
             Command("More smoothing", "]", lambda: run("smoothing(1)")),
             Command("Less smoothing", "[", lambda: run("smoothing(-1)")),
             Command("Keys: list every key", "?", lambda: run("help")),
+            Command("Runs: every run in this folder (sort, compare, branch)", "v", lambda: run("runs")),
+            Command("Overlay earlier runs on the charts", "o", lambda: run("overlay")),
+            Command("Branch: a new run from this run's checkpoint (after it stops)", "b", lambda: run("branch")),
         ]
         if self.steerable:
             commands += [

@@ -1,0 +1,138 @@
+"""Provides the comparison screen: several runs' curves overlaid on shared axes, a legend, what differs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tuitrain import compare
+from tuitrain.tui.screens.dialogs import HelpScreen, key_rows
+from tuitrain.tui.widgets.charts import TimedPlot
+from tuitrain.tui.widgets.overlay import AXES, AXIS_LABEL, Overlaid, legend, overlay_charts
+
+POLL = 1.0  # seconds between looks at the runs' files (live runs keep growing)
+
+
+class ComparisonScreen(Screen[None]):
+    """Overlays the runs in `run_dirs`; runs that are still training keep updating."""
+
+    BINDINGS = [
+        Binding("escape,q", "close", "Back"),
+        Binding("x", "axis", "X axis", tooltip="x axis: step, epoch or seconds of training"),
+        Binding("l", "log_y", "Log-y", tooltip="log scale on the loss charts"),
+        Binding("d", "toggle_diff", "Differences", tooltip="show or hide the settings that differ"),
+        Binding("question_mark", "help", "Keys", tooltip="this list of keys"),
+    ]
+
+    class Updated(Message):
+        """Posted after the curves were read again (tests wait for it)."""
+
+        def __init__(self, runs: list[Overlaid]):
+            super().__init__()
+            self.runs = runs
+
+    def __init__(self, run_dirs: list[str], title: str = ""):
+        super().__init__()
+        self.run_dirs = [str(d) for d in run_dirs]
+        self.runs = [Overlaid(Path(d).name, compare.Curves([], []), i) for i, d in enumerate(self.run_dirs)]
+        self.axis_index = 0
+        self.log_y = False
+        self.heading = title
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="compare-title")
+        with Horizontal(id="compare-charts"):
+            yield TimedPlot(id="compare-loss")
+            yield TimedPlot(id="compare-valid")
+        yield Static(id="compare-legend")
+        yield Static(id="compare-diff")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.poll()
+        self.set_interval(POLL, self.poll)
+
+    @property
+    def axis(self) -> str:
+        return AXES[self.axis_index]
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-poll")
+    def poll(self) -> None:
+        """Read what the runs appended and their summaries (file reads: off the UI thread)."""
+        changed = False
+        for run in self.runs:
+            path = self.run_dirs[run.index]
+            changed = run.curves.update(path) or changed
+        records = []
+        for d in self.run_dirs:
+            try:
+                records.extend(compare.load_run_records([d]))
+            except Exception:  # a folder deleted meanwhile, a run not yet written: shown without its row
+                records.append(None)  # type: ignore[arg-type]
+        known = [r for r in records if r is not None]
+        names = compare.labels(known) if known else []
+        by_dir = dict(zip((r.run_dir for r in known), names))
+        for run, record in zip(self.runs, records):
+            run.record = record
+            if record is not None:
+                run.label = by_dir.get(record.run_dir, run.label)
+        self.app.call_from_thread(self.show, known, changed)
+
+    def show(self, records: list[compare.RunRecord], changed: bool) -> None:
+        if not self.is_attached:
+            return
+        width = max(20, self.size.width - 2)
+        live = sum(1 for r in records if r.status in ("running", "queued"))
+        title = self.heading or f"Comparing {len(self.runs)} runs"
+        title += f"  ({live} still training)" if live else ""
+        title += f"  x: {AXIS_LABEL[self.axis]}  (x switches, l log-y, d differences, esc back)"
+        self.query_one("#compare-title", Static).update(Text(title, no_wrap=True, overflow="ellipsis"))
+        self.query_one("#compare-legend", Static).update(legend(self.runs, width, colour=not no_color()))
+        diff = compare.diff_table(records) if len(records) > 1 else []
+        order = compare.ranked(records)
+        keys = [f"#{i} {r.name}" for i, r in enumerate(order, 1)] if len(order) > 1 else []
+        body = "\n".join(diff + keys)
+        self.query_one("#compare-diff", Static).update(Text(body, no_wrap=True, overflow="ellipsis"))
+        if changed:
+            self.draw()
+        self.post_message(self.Updated(self.runs))
+
+    def draw(self) -> None:
+        loss, valid = overlay_charts(self.runs, self.axis, self.log_y)  # type: ignore[arg-type]
+        self.query_one("#compare-loss", TimedPlot).show(loss)
+        self.query_one("#compare-valid", TimedPlot).show(valid)
+
+    def action_axis(self) -> None:
+        self.axis_index = (self.axis_index + 1) % len(AXES)
+        self.draw()
+        self.poll()
+
+    def action_log_y(self) -> None:
+        self.log_y = not self.log_y
+        self.draw()
+
+    def action_toggle_diff(self) -> None:
+        diff = self.query_one("#compare-diff")
+        diff.display = not diff.display
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(key_rows(self.BINDINGS), "Comparison keys"))
+
+    def action_close(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
+
+
+def no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))

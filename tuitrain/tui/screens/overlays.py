@@ -1,0 +1,168 @@
+"""Provides the dashboard's links to other runs: earlier runs overlaid on its charts, the runs screen, branching."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Label, SelectionList, Static
+
+from tuitrain import compare
+from tuitrain.errors import escape
+from tuitrain.fmt import fmt_score
+from tuitrain.runs import BranchSpec
+from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, OpenRuns
+from tuitrain.tui.source import LiveRun
+from tuitrain.tui.widgets.charts import Chart, Line
+from tuitrain.tui.widgets.overlay import Overlaid, _thin, legend, train_points, valid_points
+
+FIRST_COLOUR = 2  # PALETTE index of the first overlaid run: cyan and orange are the live run's own
+POLL = 2.0  # seconds between reads of the overlaid runs' files (they may still be training)
+
+
+class RunPicker(ModalScreen[list[str] | None]):
+    """Pick runs (space toggles, enter confirms) from a folder; dismissed with their directories."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "done", "Overlay", priority=True)]
+
+    def __init__(self, out_dir: str, exclude: str | None, chosen: list[str]):
+        super().__init__()
+        self.out_dir, self.exclude, self.chosen = out_dir, exclude, chosen
+
+    def compose(self) -> ComposeResult:
+        records = [r for r in compare.load_records(self.out_dir) if r.run_dir != self.exclude]
+        records.sort(key=lambda r: -r.updated_at)
+        labels = compare.labels(records) if len(records) > 1 else [r.name for r in records]
+        options = [
+            (
+                Text(f"{escape(label)}  {r.status}  best {fmt_score(r.best_valid)}  ({escape(r.name)})"),
+                r.run_dir,
+                r.run_dir in self.chosen,
+            )
+            for r, label in zip(records, labels)
+        ]
+        with Vertical(id="picker"):
+            yield Label(f"Overlay runs from {escape(self.out_dir)} (space selects, enter overlays, esc cancels)")
+            yield SelectionList[str](*options, id="picker-list")
+            if not options:
+                yield Static("no other runs there yet")
+
+    def action_done(self) -> None:
+        self.dismiss(list(self.query_one(SelectionList).selected))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Linking(Screen[None]):
+    """Dashboard behaviour for other runs; the Dashboard supplies `run_dir`, `out_dir`, `training`, `draw_charts`."""
+
+    LINK_BINDINGS = [
+        Binding("o", "overlay", "Overlay", show=False, tooltip="overlay earlier runs on the charts (again: choose)"),
+        Binding("v", "runs", "Runs", show=False, tooltip="the runs screen: sort, filter, compare, branch"),
+        Binding("b", "branch", "Branch", show=False, tooltip="after the run stops: a new run from its checkpoint"),
+    ]
+    overlays: list[Overlaid]
+
+    def run_dir(self) -> str | None:
+        raise NotImplementedError
+
+    def out_dir(self) -> str:
+        """Where this run's siblings live: the live run's --out, else the watched run's parent folder."""
+        source = getattr(self, "source", None)
+        if isinstance(source, LiveRun):
+            return source.out_dir
+        run_dir = self.run_dir()
+        return str(Path(run_dir).parent) if run_dir else "runs"
+
+    def training(self) -> bool:
+        raise NotImplementedError
+
+    def draw_charts(self) -> None:
+        raise NotImplementedError
+
+    def start_overlay_polling(self) -> None:
+        self.overlays = []
+        self.set_interval(POLL, self.poll_overlays)
+
+    def action_overlay(self) -> None:
+        def chosen(dirs: list[str] | None) -> None:
+            if dirs is None:
+                return
+            kept = {o.curves_dir: o for o in self.overlays} if self.overlays else {}
+            self.overlays = [
+                kept.get(d) or Overlaid(Path(d).name, compare.Curves([], []), FIRST_COLOUR + i, curves_dir=d)
+                for i, d in enumerate(dirs)
+            ]
+            self.poll_overlays()
+
+        current = [o.curves_dir for o in self.overlays if o.curves_dir]
+        self.app.push_screen(RunPicker(self.out_dir(), self.run_dir(), current), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="overlay-poll")
+    def poll_overlays(self) -> None:
+        runs = list(self.overlays)
+        if not runs:
+            self.app.call_from_thread(self.overlays_changed)
+            return
+        for run in runs:
+            run.curves.update(run.curves_dir or "")
+        own = self.run_dir()
+        try:
+            records = compare.load_run_records([r.curves_dir for r in runs if r.curves_dir])
+            mine = compare.load_run_records([own]) if own else []
+        except Exception:  # a run deleted meanwhile: keep the curves already read
+            records, mine = [], []
+        labels = compare.labels([*mine, *records])[len(mine) :]  # named by how they differ from this run too
+        for run, record, label in zip(runs, records, labels):
+            run.record, run.label = record, label
+        self.app.call_from_thread(self.overlays_changed)
+
+    def overlays_changed(self) -> None:
+        if not self.is_attached:
+            return
+        box = self.query_one("#overlay-legend", Static)
+        box.display = bool(self.overlays)
+        if self.overlays:
+            box.update(legend(self.overlays, max(20, self.size.width - 2)))
+        self.draw_charts()
+
+    def with_overlays(self, loss: Chart, epoch: Chart) -> tuple[Chart, Chart]:
+        """The live charts with the overlaid runs drawn under the live lines (same axes: step; epoch)."""
+        if not self.overlays:
+            return loss, epoch
+        accuracy = "accuracy" in epoch.title
+        extra_loss, extra_epoch = [], []
+        for run in self.overlays:
+            colour, _, marker = run.style
+            extra_loss.append(Line("", *_thin(*train_points(run.curves, "step")), marker, colour))
+            xs, ys = valid_points(run.curves, "epoch", accuracy)
+            extra_epoch.append(Line("", *_thin(xs, ys), marker, colour))
+        return (
+            dataclasses.replace(loss, lines=(*extra_loss, *loss.lines)),
+            dataclasses.replace(epoch, lines=(*extra_epoch, *epoch.lines)),
+        )
+
+    def action_runs(self) -> None:
+        self.post_message(OpenRuns(self.out_dir()))
+
+    def action_branch(self) -> None:
+        run_dir = self.run_dir()
+        if run_dir is None:
+            self.notify("no run directory yet: the run is still starting", timeout=3)
+            return
+        if self.training():
+            self.notify("stop the run first (s): a branch starts from a saved checkpoint", timeout=4)
+            return
+
+        def start(spec: BranchSpec | None) -> None:
+            if spec is not None:
+                self.post_message(OpenBranch(spec))
+
+        self.app.push_screen(BranchDialog(run_dir), start)
