@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from tuitrain import compare
 from tuitrain.tui.screens.dialogs import HelpScreen, key_rows
 from tuitrain.tui.widgets.charts import TimedPlot
-from tuitrain.tui.widgets.overlay import AXES, AXIS_LABEL, Overlaid, legend, overlay_charts
+from tuitrain.tui.widgets.overlay import AXES, AXIS_LABEL, Overlaid, diff_lines, legend, overlay_charts
 
 POLL = 1.0  # seconds between looks at the runs' files (live runs keep growing)
 
@@ -91,16 +91,16 @@ class ComparisonScreen(Screen[None]):
         if not self.is_attached:
             return
         width = max(20, self.size.width - 2)
-        live = sum(1 for r in records if r.status in ("running", "queued"))
+        training = sum(1 for r in records if r.status == "running")
+        queued = sum(1 for r in records if r.status == "queued")
         title = self.heading or f"Comparing {len(self.runs)} runs"
-        title += f"  ({live} still training)" if live else ""
+        if training or queued:
+            title += f"  ({training} training, {queued} queued)" if queued else f"  ({training} training)"
         title += f"  x: {AXIS_LABEL[self.axis]}  (x switches, l log-y, d differences, esc back)"
         self.query_one("#compare-title", Static).update(Text(title, no_wrap=True, overflow="ellipsis"))
-        self.query_one("#compare-legend", Static).update(legend(self.runs, width, colour=not no_color()))
-        diff = compare.diff_table(records) if len(records) > 1 else []
-        order = compare.ranked(records)
-        keys = [f"#{i} {r.name}" for i, r in enumerate(order, 1)] if len(order) > 1 else []
-        body = "\n".join(diff + keys)
+        ranks = {r.run_dir: i for i, r in enumerate(compare.ranked(records), 1) if compare.headline(r)[1]}
+        self.query_one("#compare-legend", Static).update(legend(self.runs, width, not no_color(), ranks))
+        body = "\n".join(diff_lines(self.runs))
         self.query_one("#compare-diff", Static).update(Text(body, no_wrap=True, overflow="ellipsis"))
         if changed:
             self.draw()

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from rich.text import Text
 
-from tuitrain.compare import Curves, RunRecord
+from tuitrain import compare
+from tuitrain.compare import Curves, RunRecord, score
 from tuitrain.fmt import fmt_score
 from tuitrain.tui.widgets.charts import Chart, Line
 
@@ -114,18 +115,35 @@ def overlay_charts(runs: Sequence[Overlaid], axis: Axis, log_y: bool = False) ->
     return loss, valid
 
 
-def legend(runs: Sequence[Overlaid], width: int, colour: bool = True) -> Text:
-    """One line per run: its marker, its label, its status and best validation; cut at `width`, never wrapped."""
+def progress(run: Overlaid) -> tuple[str, dict[str, Any] | None]:
+    """"12/300" and the best validation so far, from the curves (fresher than summary.json's heartbeat)."""
+    record = run.record
+    total = record.epochs if record is not None and record.epochs else "?"
+    if run.curves.epochs:
+        best = max(
+            (e.get("valid") for e in run.curves.epochs if score(e.get("valid")) is not None),
+            key=lambda v: score(v) or (0.0, 0.0),
+            default=None,
+        )
+        return f"{run.curves.epochs[-1].get('epoch', '?')}/{total}", best
+    done = record.epoch if record is not None and record.epoch is not None else 0
+    return f"{done}/{total}", record.best_valid if record is not None else None
+
+
+def legend(runs: Sequence[Overlaid], width: int, colour: bool = True, ranks: dict[str, int] | None = None) -> Text:
+    """One line per run: its marker, its label, status, epochs, best validation, test, rank; cut at `width`."""
     text = Text(no_wrap=True, overflow="ellipsis")
     for i, run in enumerate(runs):
         _, rich_colour, marker = run.style
         record = run.record
         tail = ""
         if record is not None:
-            epochs = f"{record.epoch if record.epoch is not None else '?'}/{record.epochs or '?'}"
-            tail = f"  {record.status} {epochs}  best {fmt_score(record.best_valid)}"
+            epochs, best = progress(run)
+            tail = f"  {record.status} {epochs}  best {fmt_score(best)}"
             if record.test:
                 tail += f"  test {fmt_score(record.test)}"
+            if ranks and record.run_dir in ranks:
+                tail += f"  #{ranks[record.run_dir]}"
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"{marker}{marker} ", style=f"bold {rich_colour}" if colour else "bold")
         line.append(run.label, style="bold")
@@ -135,3 +153,14 @@ def legend(runs: Sequence[Overlaid], width: int, colour: bool = True) -> Text:
             text.append("\n")
         text.append_text(line)
     return text
+
+
+def diff_lines(runs: Sequence[Overlaid]) -> list[str]:
+    """The settings that differ, one row per key, a column per run headed by its legend marker."""
+    records = [r.record for r in runs if r.record is not None]
+    keys = compare.differing_keys(records)
+    if not keys:
+        return []
+    table = [("differs", *(r.style[2] * 2 for r in runs if r.record is not None))]
+    table += [(key, *(compare.fmt_value(rec.config.get(key, "-")) for rec in records)) for key in keys]
+    return compare.align(table)
