@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, SelectionList, Static
 
+from tests.test_tui import screen_text, until
 from tuitrain import session
 from tuitrain.config import resolve_config
 from tuitrain.runs import BranchSpec
@@ -19,8 +20,6 @@ from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.overlays import RunPicker
 from tuitrain.tui.screens.runs import RunsScreen
 from tuitrain.tui.source import InProcess, LiveRun
-
-from tests.test_tui import screen_text, until
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 
@@ -39,6 +38,10 @@ def three_runs(tmp_path_factory):
     return out
 
 
+def listed(app) -> int:
+    return app.screen.query_one(DataTable).row_count if isinstance(app.screen, RunsScreen) else -1
+
+
 def table_rows(screen: RunsScreen) -> list[list[str]]:
     table = screen.query_one(DataTable)
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
@@ -47,7 +50,9 @@ def table_rows(screen: RunsScreen) -> list[list[str]]:
 async def test_runs_screen_lists_and_sorts_the_runs(three_runs):
     app = make_app(runs_out=str(three_runs))
     async with app.run_test(size=(160, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3
+        )
         screen = app.screen
         rows = table_rows(screen)
         assert {row[7] for row in rows} == {"0.5", "0.05", "0.005"}  # the lr column
@@ -68,7 +73,9 @@ async def test_runs_screen_lists_and_sorts_the_runs(three_runs):
 async def test_two_selected_runs_compare_with_what_differs_in_the_legend(three_runs):
     app = make_app(runs_out=str(three_runs))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3
+        )
         await pilot.press("space", "space", "c")
         await until(pilot, lambda: isinstance(app.screen, ComparisonScreen), what="the comparison")
         screen = app.screen
@@ -132,7 +139,9 @@ async def test_branch_from_the_runs_screen_and_its_charts_continue_the_parent(th
     messages = []
     app = make_app(runs_out=str(three_runs))
     async with app.run_test(size=(120, 36), message_hook=messages.append) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3
+        )
         parent = app.screen.cursor_record()
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, BranchDialog), what="the branch dialog")

@@ -24,7 +24,7 @@ from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
-from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot, epoch_chart, loss_chart
+from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
@@ -244,11 +244,9 @@ class Dashboard(Steering, Linking):
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
-        loss, epoch = self.with_overlays(
-            loss_chart(self.history, smoothing, self.log_y), epoch_chart(self.history, self.log_y)
-        )
-        self.query_one(LossChart).show(loss)
-        self.query_one(EpochChart).show(epoch)
+        loss, epoch = self.overlay_lines(accuracy=not self.history.regression)
+        self.query_one(LossChart).draw(self.history, smoothing, self.log_y, loss)
+        self.query_one(EpochChart).draw(self.history, self.log_y, epoch)
 
     def show_end(self, event: RunEnded) -> None:
         h = self.history

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from rich.text import Text
@@ -19,7 +18,7 @@ from tuitrain.fmt import fmt_score
 from tuitrain.runs import BranchSpec
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, OpenRuns
 from tuitrain.tui.source import LiveRun
-from tuitrain.tui.widgets.charts import Chart, Line
+from tuitrain.tui.widgets.charts import Line
 from tuitrain.tui.widgets.overlay import Overlaid, _thin, legend, train_points, valid_points
 
 FIRST_COLOUR = 2  # PALETTE index of the first overlaid run: cyan and orange are the live run's own
@@ -133,21 +132,15 @@ class Linking(Screen[None]):
             box.update(legend(self.overlays, max(20, self.size.width - 2)))
         self.draw_charts()
 
-    def with_overlays(self, loss: Chart, epoch: Chart) -> tuple[Chart, Chart]:
-        """The live charts with the overlaid runs drawn under the live lines (same axes: step; epoch)."""
-        if not self.overlays:
-            return loss, epoch
-        accuracy = "accuracy" in epoch.title
-        extra_loss, extra_epoch = [], []
+    def overlay_lines(self, accuracy: bool) -> tuple[tuple[Line, ...], tuple[Line, ...]]:
+        """The overlaid runs' lines for the live charts: training loss by step; validation accuracy
+        (or loss, for regression) by epoch, the live charts' own axes."""
+        loss, epoch = [], []
         for run in self.overlays:
             colour, _, marker = run.style
-            extra_loss.append(Line("", *_thin(*train_points(run.curves, "step")), marker, colour))
-            xs, ys = valid_points(run.curves, "epoch", accuracy)
-            extra_epoch.append(Line("", *_thin(xs, ys), marker, colour))
-        return (
-            dataclasses.replace(loss, lines=(*extra_loss, *loss.lines)),
-            dataclasses.replace(epoch, lines=(*extra_epoch, *epoch.lines)),
-        )
+            loss.append(Line("", *_thin(*train_points(run.curves, "step")), marker, colour))
+            epoch.append(Line("", *_thin(*valid_points(run.curves, "epoch", accuracy)), marker, colour))
+        return tuple(loss), tuple(epoch)
 
     def action_runs(self) -> None:
         self.post_message(OpenRuns(self.out_dir()))

@@ -8,6 +8,7 @@ plotext as labels: `1.2e34`, `0.05`, `350`, integers on step, epoch and count ax
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -336,11 +337,16 @@ class TimedPlot(PlotextPlot):
         return result
 
 
+def under(chart: Chart, lines: tuple[Line, ...]) -> Chart:
+    """`chart` with `lines` drawn first, beneath its own (other runs overlaid on a live one)."""
+    return dataclasses.replace(chart, lines=(*lines, *chart.lines)) if lines else chart
+
+
 class LossChart(TimedPlot):
-    def draw(self, history: RunHistory, smoothing: float, log_y: bool) -> None:
-        self.show(loss_chart(history, smoothing, log_y))
+    def draw(self, history: RunHistory, smoothing: float, log_y: bool, others: tuple[Line, ...] = ()) -> None:
+        self.show(under(loss_chart(history, smoothing, log_y), others))
 
 
 class EpochChart(TimedPlot):
-    def draw(self, history: RunHistory, log_y: bool) -> None:
-        self.show(epoch_chart(history, log_y))
+    def draw(self, history: RunHistory, log_y: bool, others: tuple[Line, ...] = ()) -> None:
+        self.show(under(epoch_chart(history, log_y), others))

@@ -116,7 +116,7 @@ def overlay_charts(runs: Sequence[Overlaid], axis: Axis, log_y: bool = False) ->
 
 
 def progress(run: Overlaid) -> tuple[str, dict[str, Any] | None]:
-    """"12/300" and the best validation so far, from the curves (fresher than summary.json's heartbeat)."""
+    """ "12/300" and the best validation so far, from the curves (fresher than summary.json's heartbeat)."""
     record = run.record
     total = record.epochs if record is not None and record.epochs else "?"
     if run.curves.epochs:
