@@ -214,12 +214,12 @@ def run(
     Ctrl-C, SIGTERM or SIGHUP stop at the next step and save; `--resume RUN_DIR` continues.
 
     \b
-    A race: comma lists in --optimizer, --lr, --batch-size, --epochs, --seed or --activation
-    train every combination from the same start (same seed: same data, same initial weights),
-    each in its own run directory, then rank them:
-      tuitrain run rings --optimizer sgd,momentum,adam --lr 0.01,0.1 --parallel 2
+    A race: comma lists in --optimizer, --lr, --batch-size, --epochs, --seed
+    or --activation train every combination from the same start (same seed:
+    same data, same initial weights), each in its own run directory, ranked:
+      tuitrain run rings --optimizer sgd,momentum,adam --lr 0.01,0.1
     A branch continues a run from its checkpoint in a new run directory:
-      tuitrain run --branch runs/20261201-101500-rings --checkpoint best --lr 0.001 --epochs 40
+      tuitrain run --branch runs/RUN --checkpoint best --lr 0.001 --epochs 40
 
     Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged, 130/143/129 interrupted
     by SIGINT/SIGTERM/SIGHUP.
