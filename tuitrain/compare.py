@@ -252,7 +252,7 @@ def ranking_table(records: Sequence[RunRecord], now: float | None = None) -> lis
     """The ranked runs as aligned lines: rank, label, status, epochs, best/last validation, test, age."""
     now = time.time() if now is None else now
     order = ranked(records)
-    names = dict(zip((r.run_dir for r in records), labels(records)))
+    names = dict(zip((r.run_dir for r in records), labels(records) if len(records) > 1 else ["-"] * len(records)))
     table = [("#", "RUN", "WHAT DIFFERS", "STATUS", "EPOCHS", "BEST VALID", "LAST VALID", "TEST", "AGE")]
     for rank, r in enumerate(order, 1):
         table.append(

@@ -53,7 +53,7 @@ class TuitrainApp(App[None]):
 
     def on_mount(self) -> None:
         if self.compare_dirs is not None:
-            self.push_screen(ComparisonScreen(self.compare_dirs, f"Race of {len(self.compare_dirs)} runs"))
+            self.push_screen(ComparisonScreen(self.compare_dirs, f"Race of {len(self.compare_dirs)} runs", race=True))
         elif self.runs_out is not None:
             self.push_screen(RunsScreen(self.runs_out))
         elif self.source is not None:

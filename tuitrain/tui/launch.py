@@ -99,5 +99,8 @@ def open_race(preset: str, overrides: dict[str, Any], out_dir: str) -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
         print(f"race log: {log_path}")
-        for entry in entries:
+        started = [e for e in entries if e.run_dir.is_dir()]
+        for entry in started:
             print(f"run directory: {entry.run_dir}")
+        if len(started) < len(entries):
+            print(f"race stopped: {len(entries) - len(started)} of {len(entries)} runs never started")

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tuitrain import compare
-from tuitrain.tui.screens.dialogs import HelpScreen, key_rows
+from tuitrain.tui.screens.dialogs import Confirm, HelpScreen, key_rows
 from tuitrain.tui.widgets.charts import TimedPlot
 from tuitrain.tui.widgets.overlay import AXES, AXIS_LABEL, Overlaid, diff_lines, legend, overlay_charts
 
@@ -40,13 +40,14 @@ class ComparisonScreen(Screen[None]):
             super().__init__()
             self.runs = runs
 
-    def __init__(self, run_dirs: list[str], title: str = ""):
+    def __init__(self, run_dirs: list[str], title: str = "", race: bool = False):
         super().__init__()
         self.run_dirs = [str(d) for d in run_dirs]
         self.runs = [Overlaid(Path(d).name, compare.Curves([], []), i) for i, d in enumerate(self.run_dirs)]
         self.axis_index = 0
         self.log_y = False
         self.heading = title
+        self.race = race  # the app's own race (`train` with comma lists): leaving it stops the race
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-title")
@@ -130,8 +131,18 @@ class ComparisonScreen(Screen[None]):
     def action_close(self) -> None:
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
-        else:
+            return
+        training = [r for r in self.runs if r.record is not None and r.record.status in ("running", "queued")]
+        if not training or not self.race:
             self.app.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.app.exit()
+
+        question = "Stop the race? The run in progress is saved (resumable); queued runs do not start."
+        self.app.push_screen(Confirm(question, "Stop the race", "Keep racing"), answer)
 
 
 def no_color() -> bool:
