@@ -1,4 +1,4 @@
-"""Provides a tensor's look back: its histogram over the recorded steps, a step scrubber, update ratios and dead units."""
+"""Provides a tensor's look back: histograms over the recorded steps, a step scrubber, update ratios, dead units."""
 
 from __future__ import annotations
 
@@ -88,9 +88,8 @@ def history_heatmap(
         edge = hi if r == rows - 1 else lo if r == 0 else (lo + hi) / 2 if r == rows // 2 else None
         out.append(_label(edge) if edge is not None else " " * AXIS, "dim")
         for col, peak in zip(bands, peaks):
-            out.append_text(
-                heat_cell(col[r] / peak, depth) * stretch if stretch > 1 else heat_cell(col[r] / peak, depth)
-            )
+            for _ in range(stretch):
+                out.append_text(heat_cell(col[r] / peak, depth))
         out.append("\n")
     marks = "".join(("▲" if i == chosen else " ") * stretch for i, _, _ in cells)
     if chosen is not None and chosen not in picked:  # between two shown columns: the nearest one
@@ -169,7 +168,7 @@ def ratio_chart(histories: Histories, focus: str) -> Chart:
 
 
 def dead_chart(histories: Histories, focus: str) -> Chart | None:
-    """Per layer followed by a ReLU, the percentage of its units never positive on the fixed batch; None without ReLUs."""
+    """Per layer followed by a ReLU, the percentage of its units never positive on the fixed batch (None: no ReLU)."""
     layers = list(histories.records[-1].dead) if len(histories) else []
     if not layers:
         return None
