@@ -12,7 +12,8 @@ from tuitrain.histories import BINS
 
 RECORD_INTERVAL = 0.25  # seconds between records at least ...
 RECORD_STEPS = 5  # ... and optimizer steps between them at least ...
-RECORD_BUDGET = 0.01  # ... and never more than this share of the time (a record's measured cost)
+RECORD_BUDGET = 0.01  # ... and never more than this share of the time (a record's measured cost) ...
+RECORD_MAX_INTERVAL = 5.0  # ... but at least this often: one slow record (a busy machine) must not end them
 DEAD_SAMPLES = 128  # training samples in the fixed batch that tells dead ReLU units
 STATS = 8  # per tensor before its bins: low, high, mean, std, grad low, grad high, grad norm, update ratio
 
@@ -37,12 +38,14 @@ class Recorder:
         enabled: bool = True,
         interval: float = RECORD_INTERVAL,
         steps: int = RECORD_STEPS,
+        budget: float = RECORD_BUDGET,
     ):
         self.model = model
         self.sample = sample  # the fixed batch for dead units (None: not recorded)
         self.enabled = enabled
         self.interval = interval
         self.steps = steps
+        self.budget = budget
         self.due_at = 0.0  # perf_counter time of the next record, at the earliest
         self.due_step = 0
         self.last_step = -1
@@ -127,9 +130,11 @@ class Recorder:
         record = HistoryRecord(step, epoch, tensors, {name: s for (name, _), s in zip(self._layers, shares)})
         self.last_step = step
         now = time.perf_counter()
-        self.cost = now - start + self._snapshot_cost
+        cost = now - start + self._snapshot_cost
         self._snapshot_cost = 0.0
-        self.due_at = now + max(self.interval, self.cost / RECORD_BUDGET)
+        if before is not None:  # the first record pays for warming up (allocations, lazy kernels): not paced by it
+            self.cost = cost
+        self.due_at = now + max(self.interval, min(RECORD_MAX_INTERVAL, self.cost / self.budget))
         self.due_step = step + self.steps
         return record
 
