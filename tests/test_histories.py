@@ -248,4 +248,8 @@ async def test_watch_shows_the_history_of_a_run_directory(tmp_path):
         await pilot.press("home")
         assert dash.query_one(ParamHistory).index() == 0
         await until(pilot, lambda: "chosen (1 of" in screen_text(app), what="the first record")
-        assert "update/weight ratio per layer" in screen_text(app)
+        ratio = dash.query_one("#history-ratio").chart
+        assert ratio.log_y and [line.label for line in ratio.lines] == ["0.001", "layers.3", "layers.5", "layers.1"]
+        dead = dash.query_one("#history-dead").chart
+        assert [line.label for line in dead.lines] == ["layers.1", "layers.3"]
+        assert len(dead.lines[0].x) == len(recorded)

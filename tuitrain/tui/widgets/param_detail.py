@@ -115,11 +115,11 @@ class ParamDetail(VerticalScroll, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
-        yield ParamHistory(id="param-history")
         with Horizontal(id="detail-body"):
             yield TimedPlot(id="detail-hist")
             with VerticalScroll(id="detail-map"):
                 yield Static(id="detail-heatmap")
+        yield ParamHistory(id="param-history")
 
     def open(self, name: str, inspection: Any, histories: Histories | None = None) -> None:
         self.param_name = name
@@ -140,12 +140,19 @@ class ParamDetail(VerticalScroll, can_focus=True):
         history = self.query_one(ParamHistory)
         history.gradients = not history.gradients
         history.redraw()
+        self._bring_history_into_view()
 
     def action_scrub(self, delta: int) -> None:
         self.query_one(ParamHistory).scrub(delta=delta)
+        self._bring_history_into_view()
 
     def action_scrub_to(self, index: int) -> None:
         self.query_one(ParamHistory).scrub(to=index)
+        self._bring_history_into_view()
+
+    def _bring_history_into_view(self) -> None:
+        """The history keys work from anywhere in the drill-down: what they change comes on screen."""
+        self.call_after_refresh(self.scroll_to_widget, self.query_one("#history-scrub"), animate=False)
 
     def show_history(self, histories: Histories) -> None:
         """The tensor's recorded steps (live: called again as records come)."""
