@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 import torch
 from rich.text import Text
 from torch import nn
 
-from tests.test_tui import live_app, screen_text, until
+from tests.test_tui import MODES, live_app, screen_text, until
 from tuitrain.config import resolve_config
 from tuitrain.events import HistoryRecord, TensorRecord
 from tuitrain.histories import BINS, MAX_RECORDS, Histories, HistoryTail, read_histories, record_to_json
@@ -195,8 +196,9 @@ def test_heatmap_reads_without_colour():
     assert any(span.style not in ("", "dim") for span in coloured.spans)
 
 
-async def test_scrubber_and_gradient_toggle(tmp_path):
-    app, source, _ = live_app("rings", epochs=100_000)
+@pytest.mark.parametrize("mode", MODES)
+async def test_scrubber_and_gradient_toggle(mode):
+    app, source, _ = live_app("rings", mode, epochs=100_000)
     async with app.run_test(size=(120, 40)) as pilot:
         dash = app.screen
         await until(pilot, lambda: len(dash.history.histories) >= 4, what="records")
@@ -253,3 +255,17 @@ async def test_watch_shows_the_history_of_a_run_directory(tmp_path):
         dead = dash.query_one("#history-dead").chart
         assert [line.label for line in dead.lines] == ["layers.1", "layers.3"]
         assert len(dead.lines[0].x) == len(recorded)
+
+
+def test_a_viewer_of_a_resumed_run_loads_the_steps_before_it(tmp_path):
+    """The app after R (recover): the file's records first, then the resumed run's, which replace redone steps."""
+    path, rng = tmp_path / HISTORIES, random.Random(4)
+    log = HistoryLog(path)
+    for step in range(0, 100, 10):
+        log.append(fake_record(step, rng))
+    log.close()
+    seen = Histories()
+    assert seen.load(tmp_path) and [r.step for r in seen.records] == list(range(0, 100, 10))
+    seen.add(fake_record(60, rng))  # the resume's first record: its checkpoint was at step 60
+    assert [r.step for r in seen.records] == [0, 10, 20, 30, 40, 50, 60]
+    assert not Histories().load(tmp_path / "nothing-here")

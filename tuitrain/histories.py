@@ -14,6 +14,7 @@ from tuitrain.events import HistoryRecord, TensorRecord
 
 log = logging.getLogger(__name__)
 
+HISTORIES = "histories.jsonl"  # in the run directory (tuitrain.runs names its files)
 BINS = 32  # histogram bins per tensor, over the tensor's own range at that step
 MAX_RECORDS = 1000  # records kept; past it the older half keeps every other one (as the charts thin)
 UPDATE_REFERENCE = 1e-3  # the update/weight ratio often cited as healthy: far below learns slowly, above is jumpy
@@ -142,6 +143,14 @@ class Histories:
         if len(self.records) > self.limit:
             self.records = thin(self.records, self.limit)
         self.version += 1
+
+    def load(self, run_dir: str | os.PathLike[str]) -> bool:
+        """The records a run directory holds (a resumed run's steps before the resume); records that come
+        later for the same steps replace them. True when there were any."""
+        records = read_histories(Path(run_dir) / HISTORIES)
+        for record in records:
+            self.add(record)
+        return bool(records)
 
     def tensor(self, name: str) -> list[tuple[int, TensorRecord]]:
         """(step, record of tensor `name`) for every record that has it, oldest first."""

@@ -32,10 +32,11 @@ from typing import Any
 
 from tuitrain.checks import read_summary_file
 from tuitrain.errors import TuitrainError, UsageError, escape, quote
+from tuitrain.histories import HISTORIES as HISTORIES  # named here with the run directory's other files
 
 log = logging.getLogger(__name__)
 
-CONFIG, METRICS, SUMMARY, HISTORIES = "config.toml", "metrics.jsonl", "summary.json", "histories.jsonl"
+CONFIG, METRICS, SUMMARY = "config.toml", "metrics.jsonl", "summary.json"
 CHECKPOINTS = {"last": "last.pt", "best": "best.pt"}
 DEFAULT_OUT = "runs"
 

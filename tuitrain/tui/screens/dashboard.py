@@ -218,6 +218,8 @@ class Dashboard(Steering):
             if isinstance(event, HistoryRecord):
                 recorded = True
                 continue
+            if isinstance(event, RunStarted) and event.start_epoch and event.run_dir and self.steerable:
+                recorded = self.history.histories.load(event.run_dir) or recorded  # recovered: earlier steps too
             charted = True
             if isinstance(event, RunEnded):
                 self.show_end(event)
