@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 CASES = {
     "mlp": ["mlp", "--dataset", "fashion-mnist", "--epochs", "1"],
@@ -42,9 +43,13 @@ def samples_per_s(args: list[str], out: str) -> tuple[float, int]:
     return float(events[-1]["samples_per_s"]), records
 
 
-def alternating_epochs(args: list[str], rounds: int) -> tuple[list[float], list[float]]:
+def alternating_epochs(args: list[str], rounds: int) -> tuple[list[float], list[float], float]:
     """One process, 2 x rounds epochs, recording on in every other one (on, off, off, on, ...): no
-    start-up or data loading in the comparison, and the machine's load drifts over both sides alike."""
+    start-up or data loading in the comparison, and the machine's load drifts over both sides alike.
+    Also the share of the recording epochs' training time that the records themselves took (timed
+    around each, so a busy machine's noise hardly touches it)."""
+    import time
+
     sys.path.insert(0, str(ROOT))
     from tuitrain.config import resolve_config
     from tuitrain.engine import Trainer
@@ -65,9 +70,29 @@ def alternating_epochs(args: list[str], rounds: int) -> tuple[list[float], list[
             if event.epoch < len(sides):
                 trainer.recorder.enabled = sides[event.epoch]
 
+    spent, on_seconds = [0.0], [0.0]
+    record, before_step = trainer.recorder.record, trainer.recorder.before_step
+
+    def timed(function: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return call
+
+    trainer.recorder.record, trainer.recorder.before_step = timed(record), timed(before_step)  # type: ignore[method-assign]
+
+    def seconds(event: Event) -> None:
+        if isinstance(event, EpochEnded) and trainer.recorder.enabled:
+            on_seconds[0] += event.seconds
+        toggle(event)
+
     trainer.recorder.enabled = sides[0]
-    trainer.run(toggle)
-    return on, off
+    trainer.run(seconds)
+    return on, off, spent[0] / max(on_seconds[0], 1e-9)
 
 
 def main() -> None:
@@ -78,11 +103,12 @@ def main() -> None:
     options = parser.parse_args()
     if options.epochs:
         for case in options.cases.split(","):
-            on_epochs, off_epochs = alternating_epochs(CASES[case], options.rounds)
+            on_epochs, off_epochs, share = alternating_epochs(CASES[case], options.rounds)
             on, off = statistics.median(on_epochs), statistics.median(off_epochs)
             print(
                 f"{case}: alternate epochs, histories on {on:,.0f} samples/s, off {off:,.0f} samples/s, "
-                f"ratio {on / off:.3f} (median of {options.rounds} epochs each)"
+                f"ratio {on / off:.3f} (median of {options.rounds} epochs each); recording took {100 * share:.2f}% "
+                "of the recording epochs' training time"
             )
         return
     with tempfile.TemporaryDirectory() as out:

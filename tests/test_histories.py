@@ -20,7 +20,7 @@ from tuitrain.runs import HISTORIES
 from tuitrain.session import new_run, resume_run
 from tuitrain.tui.app import make_app
 from tuitrain.tui.source import WatchedRun
-from tuitrain.tui.widgets.param_history import ParamHistory, columns, history_heatmap, rebin
+from tuitrain.tui.widgets.param_history import ParamHistory, bars, columns, history_heatmap, rebin
 from tuitrain.tui.widgets.render import SHADES
 
 LENET_SHAPES = {  # the tensors of LeNet-5, the largest preset by tensor count
@@ -210,11 +210,9 @@ async def test_scrubber_and_gradient_toggle(mode):
         assert view.chosen is None and "values over" in screen_text(app)
         await pilot.press("space")
         await until(pilot, lambda: dash.history.state == "paused", what="paused")
-        await pilot.pause(0.3)
-        entries = view.entries()
-        assert view.index() == len(entries) - 1
-        await pilot.press("left")
-        assert view.index() == len(entries) - 2
+        assert view.index() == len(view.entries()) - 1  # the latest, until moved
+        await pilot.press("left")  # one back: chosen holds still when a record still on its way comes in
+        assert view.chosen is not None and view.chosen < len(view.entries()) - 1
         await pilot.press("home")
         assert view.index() == 0
         await until(pilot, lambda: "chosen (1 of" in screen_text(app) and "step 0" in screen_text(app), what="first")
@@ -269,3 +267,10 @@ def test_a_viewer_of_a_resumed_run_loads_the_steps_before_it(tmp_path):
     seen.add(fake_record(60, rng))  # the resume's first record: its checkpoint was at step 60
     assert [r.step for r in seen.records] == [0, 10, 20, 30, 40, 50, 60]
     assert not Histories().load(tmp_path / "nothing-here")
+
+
+def test_scrubbed_histogram_bars():
+    counts = [0] * BINS
+    counts[0], counts[1], counts[2] = 1, 400, 800
+    lines = bars(counts, rows=2)
+    assert lines[1][:3] == "▁██" and lines[0][:3] == "  █" and lines[1][3:] == " " * (BINS - 3)

@@ -80,7 +80,7 @@ def history_heatmap(
     if not sides:
         return Text(f"no {what} recorded yet" + (" (gradients come with the first step)" if gradients else ""), "dim")
     lo, hi = min(s[1] for s in sides), max(s[2] for s in sides)
-    stretch = max(1, min(3, room // max(1, len(cells))))  # few records: wider columns
+    stretch = max(1, min(6, room // max(1, len(cells))))  # few records: wider columns
     bands = [rebin(*side, lo, hi, rows) if side is not None else [0.0] * rows for _, _, side in cells]
     peaks = [max(col) or 1.0 for col in bands]
     out = Text(no_wrap=True, overflow="crop")
@@ -110,7 +110,7 @@ def bars(counts: Sequence[int], rows: int = BAR_ROWS) -> list[str]:
         line = ""
         for c in counts:
             eighths = round(c / peak * rows * 8) - r * 8
-            line += BARS[max(0, min(8, eighths))] if c else " "
+            line += BARS[max(1 if r == 0 else 0, min(8, eighths))] if c else " "  # any count shows
         lines.append(line)
     return lines
 
