@@ -32,7 +32,6 @@ class HistoryLog:
             self.lines = [line for line in self.lines if line[0] < resume_step]
             if b"".join(line for _, line in self.lines) != data:  # redone steps, a broken line, a torn tail
                 atomic_write(self.path, b"".join(line for _, line in self.lines))
-        self._handle = open(self.path, "ab")
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -45,18 +44,16 @@ class HistoryLog:
             self.lines = thin(self.lines, self.limit)
             self._rewrite()
             return
-        if self._handle is not None:
-            self._handle.write(line)
-            self._handle.flush()
+        if self._handle is None:  # opened with the first record: a run that records nothing leaves no file
+            self._handle = open(self.path, "ab")
+        self._handle.write(line)
+        self._handle.flush()
 
     def _rewrite(self) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-        try:
-            atomic_write(self.path, b"".join(line for _, line in self.lines))
-        finally:
-            self._handle = open(self.path, "ab")
+        atomic_write(self.path, b"".join(line for _, line in self.lines))  # appends reopen the new file
 
     def sync(self) -> None:
         if self._handle is not None:
