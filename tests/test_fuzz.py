@@ -61,6 +61,8 @@ TMUX_KEYS = {
     "↓": "Down",
     "←": "Left",
     "→": "Right",
+    "home": "Home",
+    "end": "End",
 }
 EXTRA = ["escape", "up", "down", "left", "right", "pgup", "pgdn", "=", "y", "n", "backspace"]
 
@@ -119,6 +121,10 @@ def test_every_documented_key_is_fuzzed():
         "up",
         "pgup",
         "pgdn",
+        "g",
+        "←",
+        "home",
+        "end",
     ):
         assert key in keys, key
 

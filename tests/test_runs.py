@@ -69,7 +69,14 @@ def test_run_directory_layout(tmp_path):
     trainer, writer, rec, ended = train(tmp_path, small(3))
     d = writer.run_dir
     assert d.parent == tmp_path / "out" and d.name.endswith("-rings")
-    assert {p.name for p in d.iterdir()} == {"config.toml", "metrics.jsonl", "last.pt", "best.pt", "summary.json"}
+    assert {p.name for p in d.iterdir()} == {
+        "config.toml",
+        "metrics.jsonl",
+        "histories.jsonl",
+        "last.pt",
+        "best.pt",
+        "summary.json",
+    }
     assert rec.events[0].run_dir == str(d)  # printers after the writer see the folder
     events, offset = read_events(d / "metrics.jsonl")
     assert offset == (d / "metrics.jsonl").stat().st_size

@@ -88,6 +88,11 @@ def training_options(func: Any) -> Any:
             type=int,
             help="torch CPU threads (default 0: the usable CPUs, fewer while other processes keep them busy).",
         ),
+        click.option(
+            "--histories/--no-histories",
+            default=None,
+            help="Record weight and gradient histograms into RUN_DIR/histories.jsonl (default: on).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

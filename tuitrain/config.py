@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_range(0, 2**63 - 1))
     device: str = field(default="auto", metadata=_choice(DEVICES))
     threads: int = field(default=0, metadata=_range(0, 4096))  # torch CPU threads; 0 = automatic (shares busy CPUs)
+    histories: bool = True  # record weight/gradient histograms into RUN_DIR/histories.jsonl
 
 
 @dataclass
@@ -286,6 +287,7 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
         "seed": "train",
         "device": "train",
         "threads": "train",
+        "histories": "train",
         "activation": "model",
         "dataset": "data",
         "data_dir": "data",

@@ -58,6 +58,7 @@ def attach(trainer: Trainer, rank: Rank) -> None:
         raise UsageError(f"--batch-size {batch} is smaller than --nproc {rank.world_size}: each process needs a sample")
     trainer.world_size = rank.world_size
     trainer.report_every = REPORT_EVERY
+    trainer.recorder.enabled &= rank.rank == 0  # rank 0 alone keeps the run directory (DDP averages the gradients)
     cuda = trainer.device.type == "cuda"
     trainer.train_model = DistributedDataParallel(trainer.model, device_ids=[rank.local_rank] if cuda else None)
 

@@ -20,6 +20,7 @@ from tuitrain.events import (
     EndStatus,
     EpochEnded,
     Event,
+    HistoryRecord,
     Inspection,
     Metrics,
     RunEnded,
@@ -29,6 +30,7 @@ from tuitrain.events import (
     TrainerState,
 )
 from tuitrain.models import build_model, parameter_count
+from tuitrain.recorder import DEAD_SAMPLES, Recorder
 from tuitrain.resources import check_fits
 from tuitrain.threads import ThreadGovernor
 from tuitrain.training import LOSSES, build_optimizer, correct_count, resolve_device
@@ -80,6 +82,8 @@ class Trainer:
         self._epoch_rng: torch.Tensor | None = None  # shuffle state at the start of the epoch in progress
         self._last_emit = 0.0  # perf_counter of the last StepProgress
         self._sample = inspection.sample_indices(self.data, seed=tc.seed)
+        sample = self.data.train.x[:DEAD_SAMPLES] if len(self.data.train) else None
+        self.recorder = Recorder(self.model, sample, enabled=tc.histories)
         # control: written by any thread, read by the loop at step boundaries
         self._lock = threading.Condition()
         self._attention = False  # one cheap read per step tells the loop to look at the flags below
@@ -201,6 +205,7 @@ class Trainer:
                 world_size=self.world_size,
             )
         )
+        self._record(self.recorder.record(self.step, self.epoch))  # the start: what scrubbing back reaches
         status: EndStatus = "completed"
         message = ""
         try:
@@ -257,7 +262,13 @@ class Trainer:
             f"try a lower learning rate, e.g. --lr {self.lr / 10:g}",
         )
 
+    def _record(self, record: HistoryRecord | None) -> None:
+        if record is not None:
+            self._emit(record)
+
     def _finish(self, ended: RunEnded) -> RunEnded:
+        if ended.status != "failed":  # the end, so the history reaches it (not after running out of memory)
+            self._record(self.recorder.record(self.step, ended.epoch))
         self.state = "finished"
         self._emit(ended)
         return ended
@@ -288,6 +299,7 @@ class Trainer:
                     return None
                 tick = time.perf_counter()
             before = self._snapshot_if_inspecting()
+            self.recorder.before_step()
             idx = self.shard(order[i * bs : (i + 1) * bs], self.step)
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             logits = model(xb)
@@ -312,6 +324,7 @@ class Trainer:
             if before is not None:
                 self._emit(self.inspect(before))
             now = time.perf_counter()
+            self._record(self.recorder.after_step(self.step, self.epoch + 1, now))
             if self.world_size > 1:  # ranks report (and agree to stop) together, at the same steps
                 due = self.step % self.report_every == 0 or i + 1 == steps
             else:

@@ -125,7 +125,35 @@ class Recovery:
     event: str = "recovery"
 
 
-Event = RunStarted | StepProgress | EpochEnded | StateChanged | Inspection | RunEnded | Recovery
+@dataclass
+class TensorRecord:
+    """One parameter tensor at one recorded step: histograms of its values and gradient, and statistics."""
+
+    name: str
+    counts: list[int]  # values per bin: tuitrain.histories.BINS equal bins over [low, high]
+    low: float
+    high: float
+    mean: float
+    std: float
+    grad_counts: list[int] | None = None  # None before the first backward pass
+    grad_low: float = 0.0
+    grad_high: float = 0.0
+    grad_norm: float | None = None
+    update_ratio: float | None = None  # |w after - w before| / |w after| across the recorded step
+
+
+@dataclass
+class HistoryRecord:
+    """Every parameter tensor at one step, recorded at a bounded cadence (tuitrain.recorder)."""
+
+    step: int
+    epoch: int  # 1-based, the epoch in progress (the epochs completed for the record at the start)
+    tensors: list[TensorRecord]
+    dead: dict[str, float]  # per layer followed by a ReLU: share of its units never positive on a fixed batch
+    event: str = "history"
+
+
+Event = RunStarted | StepProgress | EpochEnded | StateChanged | Inspection | RunEnded | Recovery | HistoryRecord
 Consumer = Callable[[Event], None]
 
 

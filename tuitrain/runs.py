@@ -4,6 +4,8 @@ A run directory `<out>/<YYYYmmdd-HHMMSS>-<preset>/` holds
 
     config.toml     the resolved configuration (rewritten when a resume changes --epochs)
     metrics.jsonl   the `--json` events, step events decimated; a resume appends a new start event
+    histories.jsonl weight and gradient histograms of every tensor at recorded steps (tuitrain.histories),
+                    bounded: thinned by atomic rewrite; a resume drops the records of the steps it redoes
     last.pt         the latest checkpoint (throttled; always written at the end and on interrupt)
     best.pt         the checkpoint with the best validation score so far
     summary.json    status, epochs, best/last/test metrics; "running" while training (refreshed with
@@ -11,7 +13,8 @@ A run directory `<out>/<YYYYmmdd-HHMMSS>-<preset>/` holds
                     or "aborted" after a second Ctrl-C (`list_runs` says crashed for a
                     "running" run whose process is gone: kill -9, power loss)
 
-Every file except metrics.jsonl is replaced atomically; metrics.jsonl is append-only.
+Every file except metrics.jsonl is replaced atomically; metrics.jsonl is append-only (histories.jsonl
+is appended, and replaced atomically when thinned).
 tuitrain.writer keeps these files during a run; tuitrain.session starts and resumes runs.
 """
 
@@ -30,6 +33,7 @@ from typing import Any
 
 from tuitrain.checks import read_summary_file
 from tuitrain.errors import TuitrainError, UsageError, escape, quote
+from tuitrain.histories import HISTORIES as HISTORIES  # named here with the run directory's other files
 
 log = logging.getLogger(__name__)
 

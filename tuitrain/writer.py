@@ -14,11 +14,23 @@ from typing import Any
 import torch
 
 from tuitrain import checkpoints
-from tuitrain.events import EpochEnded, Event, Inspection, RunEnded, RunStarted, RunStatus, StepProgress, event_to_dict
+from tuitrain.events import (
+    EpochEnded,
+    Event,
+    HistoryRecord,
+    Inspection,
+    RunEnded,
+    RunStarted,
+    RunStatus,
+    StepProgress,
+    event_to_dict,
+)
+from tuitrain.history_log import HistoryLog
 from tuitrain.runs import (
     CHECKPOINTS,
     CONFIG,
     DEFAULT_OUT,
+    HISTORIES,
     METRICS,
     SUMMARY,
     RunDirError,
@@ -83,6 +95,7 @@ class RunWriter:
         self.parent: dict[str, Any] | None = self.summary.get("parent")  # a branch's origin (tuitrain.session)
         self.started_at = self.summary.get("started_at") or time.time()
         self._metrics = None
+        self._histories: HistoryLog | None = None
         self._last_step_line = 0.0
         self._last_save = time.monotonic()
         self._save_cost = 0.0
@@ -97,6 +110,7 @@ class RunWriter:
         try:  # a run directory that cannot be written at the start is an error, not a warning
             checkpoints.atomic_write(self.run_dir / CONFIG, trainer.config.to_toml())
             self._metrics = open(self.run_dir / METRICS, "ab")
+            self._histories = HistoryLog(self.run_dir / HISTORIES, trainer.step if resume else None)
         except OSError as exc:
             release_lock(self._lock)
             raise RunDirError(f"cannot write in run directory {self.run_dir}: {exc.strerror or exc}") from None
@@ -151,6 +165,8 @@ class RunWriter:
             self._write_summary(status, event, message)
             self._ended = True
             self.close()
+        elif isinstance(event, HistoryRecord):
+            self._record(event)
         elif not isinstance(event, Inspection):  # inspections are large and for live viewers only
             self._line(event)
 
@@ -184,6 +200,14 @@ class RunWriter:
         except OSError as exc:
             self._fail(METRICS, exc)
 
+    def _record(self, record: HistoryRecord) -> None:
+        if self._histories is None:
+            return
+        try:
+            self._histories.append(record)
+        except OSError as exc:
+            self._fail(HISTORIES, exc)
+
     def save(self, last: bool = True) -> None:
         """Write last.pt (and best.pt when it changed) now, and refresh summary.json."""
         start = time.monotonic()
@@ -193,6 +217,11 @@ class RunWriter:
                 os.fsync(self._metrics.fileno())
             except OSError as exc:
                 self._fail(METRICS, exc)
+        if self._histories is not None:
+            try:
+                self._histories.sync()
+            except OSError as exc:
+                self._fail(HISTORIES, exc)
         if self._best_state is not None:
             if self._write(CHECKPOINTS["best"], checkpoints.to_bytes(self._best_state)):
                 self._best_state = None
@@ -271,6 +300,12 @@ class RunWriter:
             except OSError as exc:
                 self._fail(METRICS, exc)
             self._metrics = None
+        if self._histories is not None:
+            try:
+                self._histories.close()
+            except OSError as exc:
+                self._fail(HISTORIES, exc)
+            self._histories = None
         release_lock(self._lock)
         self._lock = None
 

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuitrain.events import EpochEnded, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.events import EpochEnded, HistoryRecord, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.histories import Histories
 
 MAX_POINTS = 1500  # per series; older points are merged pairwise beyond this
 SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
@@ -77,6 +78,7 @@ class RunHistory:
     epoch_valid: Series = field(default_factory=Series)
     pace_start: tuple[int, float] | None = None  # (step, training seconds) at this session's first progress
     inspection: Inspection | None = None
+    histories: Histories = field(default_factory=Histories)  # every tensor at the recorded steps, bounded
     config: dict = field(default_factory=dict)
 
     @property
@@ -146,6 +148,8 @@ class RunHistory:
             if not self.ended:  # a late pause/resume never overrides the end event
                 self.state = event.state
             self.lr = event.lr
+        elif isinstance(event, HistoryRecord):
+            self.histories.add(event)
         elif isinstance(event, Inspection):
             self.inspection = event
             self.step = max(self.step, event.step)  # single steps while paused send no progress event

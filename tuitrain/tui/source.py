@@ -206,7 +206,8 @@ def with_inherited_history(sink: Consumer) -> Consumer:
 
 
 class WatchedRun:
-    """Follows a run directory: polls metrics.jsonl about twice a second, reloads last.pt to look inside."""
+    """Follows a run directory: polls metrics.jsonl and histories.jsonl about twice a second, reloads
+    last.pt to look inside."""
 
     POLL = 0.5  # seconds between reads of metrics.jsonl
     RELOAD = 3.0  # seconds between checkpoint reloads for the look-inside panels
@@ -229,9 +230,11 @@ class WatchedRun:
         return None  # a watched run is steered by its own process
 
     def follow(self, sink: Consumer) -> None:
-        from tuitrain.runs import METRICS, read_events
+        from tuitrain.histories import HistoryTail
+        from tuitrain.runs import HISTORIES, METRICS, read_events
 
         offset, live, last_pulse = 0, False, 0.0
+        histories = HistoryTail(self.run_dir / HISTORIES)
         epoch = step = 0
         seconds = 0.0
         while not self._stop.is_set():
@@ -245,6 +248,8 @@ class WatchedRun:
                         step, seconds = event.step, event.seconds
                     elif isinstance(event, EpochEnded):
                         epoch, step, seconds = event.epoch, event.step, event.total_seconds
+            for record in histories.poll():  # after the metrics: a record never comes before its run's start
+                sink(record)
             now = time.monotonic()
             if live and now - last_pulse >= self.PULSE:
                 last_pulse = now

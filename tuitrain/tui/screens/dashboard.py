@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tuitrain.errors import TuitrainError
-from tuitrain.events import Event, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.events import Event, HistoryRecord, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
@@ -209,6 +209,7 @@ class Dashboard(Steering, Linking):
         count = 0
         charted = False
         inspection = None
+        recorded = False
         had_points = self.history.step > 0
         while self._pending:
             generation, event = self._pending.popleft()
@@ -219,6 +220,11 @@ class Dashboard(Steering, Linking):
             if isinstance(event, Inspection):
                 inspection = event
                 continue
+            if isinstance(event, HistoryRecord):
+                recorded = True
+                continue
+            if isinstance(event, RunStarted) and event.start_epoch and event.run_dir and self.steerable:
+                recorded = self.history.histories.load(event.run_dir) or recorded  # recovered: earlier steps too
             charted = True
             if isinstance(event, RunEnded):
                 self.show_end(event)
@@ -232,6 +238,9 @@ class Dashboard(Steering, Linking):
             self.post_message(self.RunUpdated(self.history, count))
         if inspection is not None:
             self.show_inspection(inspection)
+        detail = self.query_one(ParamDetail)
+        if recorded and detail.display:
+            detail.show_history(self.history.histories)
         now = time.monotonic()
         first_point = not had_points and self.history.step > 0  # shown at once: the wait is over
         if self._charts_dirty and (now - self._last_chart >= self._chart_interval or self.history.ended or first_point):
@@ -371,7 +380,7 @@ class Dashboard(Steering, Linking):
         """The drill-down in place of the table: the status line and every key stay."""
         self.query_one("#panels", TabbedContent).active = "params"
         self.query_one(ParamTable).display = False
-        self.query_one(ParamDetail).open(name, self.history.inspection)
+        self.query_one(ParamDetail).open(name, self.history.inspection, self.history.histories)
         self._inspect_asked = 0.0
 
     def on_param_detail_closed(self) -> None:

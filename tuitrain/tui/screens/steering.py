@@ -179,7 +179,7 @@ class Steering(Screen[None]):
             commands.append(
                 Command(
                     f"Open tensor {param.name}",
-                    "histogram and heatmap",
+                    "histogram, heatmap and history",
                     functools.partial(self.open_tensor, param.name),
                 )
             )

@@ -10,11 +10,13 @@ import torch.nn.functional as F
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
+from tuitrain.histories import Histories
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
+from tuitrain.tui.widgets.param_history import ParamHistory
 from tuitrain.tui.widgets.render import Depth, Phrase, colour_depth, fit_phrases, heatmap, heatmap_legend
 
 MAX_TILES = 48  # filters or input images drawn at most
@@ -88,11 +90,19 @@ def histogram_chart(values: torch.Tensor) -> Chart:
     )
 
 
-class ParamDetail(Vertical, can_focus=True):
+class ParamDetail(VerticalScroll, can_focus=True):
     """The Parameters panel's drill-down into one tensor, in place of the table (the status line
-    and every dashboard key stay); `show(inspection)` keeps it live while training runs."""
+    and every dashboard key stay); `show(inspection)` keeps it live while training runs, and
+    `show_history(histories)` its look back over the recorded steps."""
 
-    BINDINGS = [Binding("escape,backspace", "close", "Back to the table", tooltip="back to the parameter table")]
+    BINDINGS = [
+        Binding("escape,backspace", "close", "Back to the table", tooltip="back to the parameter table"),
+        Binding("g", "toggle_gradients", "Gradients", tooltip="history of the values / of the gradient"),
+        Binding("left", "scrub(-1)", "Step back", show=False, tooltip="history: one recorded step back"),
+        Binding("right", "scrub(1)", "Step on", show=False, tooltip="history: one recorded step on"),
+        Binding("home", "scrub_to(0)", "First", show=False, tooltip="history: the first recorded step"),
+        Binding("end", "scrub_to(-1)", "Latest", show=False, tooltip="history: the latest recorded step"),
+    ]
 
     class Closed(Message):
         """The user went back to the table."""
@@ -101,6 +111,7 @@ class ParamDetail(Vertical, can_focus=True):
         super().__init__(id=id)
         self.param_name = ""
         self.inspection: Any = None
+        self.histories: Histories | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
@@ -108,22 +119,52 @@ class ParamDetail(Vertical, can_focus=True):
             yield TimedPlot(id="detail-hist")
             with VerticalScroll(id="detail-map"):
                 yield Static(id="detail-heatmap")
+        yield ParamHistory(id="param-history")
 
-    def open(self, name: str, inspection: Any) -> None:
+    def open(self, name: str, inspection: Any, histories: Histories | None = None) -> None:
         self.param_name = name
         self.display = True
         self.query_one("#detail-title", Static).update(name)
         if inspection is not None:
             self.call_after_refresh(self.show, inspection)
+        if histories is not None:
+            self.call_after_refresh(self.show_history, histories)
+        self.scroll_home(animate=False)
         self.focus()
 
     def action_close(self) -> None:
         self.display = False
         self.post_message(self.Closed())
 
+    def action_toggle_gradients(self) -> None:
+        history = self.query_one(ParamHistory)
+        history.gradients = not history.gradients
+        history.redraw()
+        self._bring_history_into_view()
+
+    def action_scrub(self, delta: int) -> None:
+        self.query_one(ParamHistory).scrub(delta=delta)
+        self._bring_history_into_view()
+
+    def action_scrub_to(self, index: int) -> None:
+        self.query_one(ParamHistory).scrub(to=index)
+        self._bring_history_into_view()
+
+    def _bring_history_into_view(self) -> None:
+        """The history keys work from anywhere in the drill-down: what they change comes on screen."""
+        self.call_after_refresh(self.scroll_to_widget, self.query_one("#history-scrub"), animate=False)
+
+    def show_history(self, histories: Histories) -> None:
+        """The tensor's recorded steps (live: called again as records come)."""
+        self.histories = histories
+        if self.is_mounted and self.display and self.param_name:
+            self.query_one(ParamHistory).show(self.param_name, histories, colour_depth(self.app))
+
     def on_resize(self) -> None:
         if self.inspection is not None:
             self.show(self.inspection)
+        if self.histories is not None:
+            self.show_history(self.histories)
 
     def show(self, inspection: Any) -> None:
         self.inspection = inspection
