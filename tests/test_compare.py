@@ -169,6 +169,12 @@ def test_a_branch_from_epoch_3_is_bit_identical_to_the_straight_run(tmp_path, op
     assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5, 6]  # its curves continue the parent's
     assert [e["valid"] for e in history] == [e["valid"] for e in runs.epoch_history(straight_events)]
     assert summary["best"] == json.loads((Path(straight.run_dir) / "summary.json").read_text())["best"]
+    from tuitrain.histories import read_histories
+
+    steps = [r.step for r in read_histories(writer.run_dir / "histories.jsonl")]
+    assert (
+        steps[0] == 0 and 27 in steps and steps[-1] == 54 and steps == sorted(set(steps))
+    )  # the parent's, then its own
     record = compare.load_run_records([writer.run_dir])[0]
     assert (
         record.parent["epoch"] == 3 and "branch@3" in compare.labels([record, *compare.load_records(tmp_path / "a")])[0]

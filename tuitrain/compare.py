@@ -14,7 +14,7 @@ from tuitrain.fmt import fmt_age, fmt_score
 from tuitrain.runs import METRICS, check_run_dir, epoch_history, list_runs, load_run_config, read_events, run_row
 
 # keys that never explain a difference in results: where and how fast it ran, the words about it
-IGNORED_KEYS = ("description", "train.threads", "train.device", "data.data_dir")
+IGNORED_KEYS = ("description", "train.threads", "train.device", "data.data_dir", "train.histories")
 SHORT_NAMES = {"train.optimizer": "", "name": "", "train.batch_size": "batch", "model.hidden": "hidden"}
 FAILED = ("diverged", "failed", "crashed", "aborted", "damaged", "unreadable")  # ranked after the rest
 

@@ -22,6 +22,7 @@ from tuitrain.runs import (
     BRANCH_OPTIONS,
     CHECKPOINTS,
     DEFAULT_OUT,
+    HISTORIES,
     METRICS,
     check_run_dir,
     create_run_dir,
@@ -36,10 +37,15 @@ Warn = Callable[[str], None]
 
 
 def attach_writer(
-    trainer: Trainer, run_dir: str | os.PathLike[str], *, resume: bool = False, warn: Warn | None = None
+    trainer: Trainer,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    warn: Warn | None = None,
+    histories_from: int | None = None,
 ) -> RunWriter:
     """Keep `run_dir` for `trainer`: the writer becomes its first consumer."""
-    writer = RunWriter(trainer, run_dir=run_dir, resume=resume, warn=warn)
+    writer = RunWriter(trainer, run_dir=run_dir, resume=resume, warn=warn, histories_from=histories_from)
     trainer.run_dir = str(writer.run_dir)
     trainer.consumers.insert(0, writer)
     return writer
@@ -177,7 +183,9 @@ def branch_run(
         trainer.set_lr(config.train.lr)
         origin = {"run_dir": str(parent), "checkpoint": which, "epoch": state["epoch"], "step": state["step"]}
         checkpoints.atomic_write(path / METRICS, inherited_lines(parent, state["step"], origin))
-        writer = attach_writer(trainer, path, warn=warn)
+        if (parent / HISTORIES).is_file():  # the weight histories continue the parent's too
+            shutil.copyfile(parent / HISTORIES, path / HISTORIES)
+        writer = attach_writer(trainer, path, warn=warn, histories_from=state["step"])
         writer.parent = origin
         writer.load_state_dict(state)
         inherit_best(writer, parent)

@@ -78,6 +78,7 @@ class RunWriter:
         run_dir: str | os.PathLike[str] | None = None,
         resume: bool = False,
         warn: Callable[[str], None] | None = None,
+        histories_from: int | None = None,
     ):
         self.trainer = trainer
         self.warn = warn or log.warning
@@ -110,7 +111,9 @@ class RunWriter:
         try:  # a run directory that cannot be written at the start is an error, not a warning
             checkpoints.atomic_write(self.run_dir / CONFIG, trainer.config.to_toml())
             self._metrics = open(self.run_dir / METRICS, "ab")
-            self._histories = HistoryLog(self.run_dir / HISTORIES, trainer.step if resume else None)
+            # a branch's histories.jsonl starts as its parent's: kept up to the branch step, like a resume's
+            kept = trainer.step if resume else histories_from
+            self._histories = HistoryLog(self.run_dir / HISTORIES, kept)
         except OSError as exc:
             release_lock(self._lock)
             raise RunDirError(f"cannot write in run directory {self.run_dir}: {exc.strerror or exc}") from None
