@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_cli import tuitrain
 from tuitrain import compare, runs, session
 from tuitrain.compare import RunRecord
 from tuitrain.config import resolve_config
@@ -20,16 +21,6 @@ from tuitrain.threads import usable_cpus
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_rings.toml")
-
-
-def tuitrain(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "tuitrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,9 @@ async def test_the_dashboard_overlays_earlier_runs_on_its_charts(three_runs, tmp
 
 async def test_branch_from_the_runs_screen_and_its_charts_continue_the_parent(three_runs, tmp_path):
     messages = []
-    app = make_app(runs_out=str(three_runs))
+    out = tmp_path / "runs"
+    shutil.copytree(three_runs, out)  # the branch goes beside its parent: the other tests keep their three
+    app = make_app(runs_out=str(out))
     async with app.run_test(size=(120, 36), message_hook=messages.append) as pilot:
         await until(
             pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 3
@@ -159,13 +161,14 @@ async def test_branch_from_the_runs_screen_and_its_charts_continue_the_parent(th
         spec = app.screen.spec()
     assert spec == BranchSpec(parent.run_dir, "last", {"lr": 0.1, "epochs": 5, "optimizer": "sgd"})
     # the dashboard the app opens for it (in-process here): inherited epochs first, then its own
-    source = LiveRun(spec.config(), out_dir=str(tmp_path), factory=InProcess(), branch=spec)
+    source = LiveRun(spec.config(), out_dir=str(out), factory=InProcess(), branch=spec)
     app = make_app(source)
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, Dashboard) and app.screen.history.ended, what="branch end")
         history = app.screen.history
         assert history.epoch_valid.x == [1.0, 2.0, 3.0, 4.0, 5.0] and history.state == "completed"
         assert history.lr == pytest.approx(0.1)
+    assert sorted(p.name.endswith("-branch") for p in out.iterdir()) == [False, False, False, True]  # beside its parent
 
 
 async def test_snapshot_comparison_of_three_runs_by_epoch(three_runs):
