@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -238,7 +237,9 @@ def test_step_history_drops_steps_a_resume_redoes():
 
 
 def test_runs_lists_a_queued_race_run(tmp_path):
-    entries = __import__("tuitrain.race", fromlist=["plan"]).plan(TINY, {"lr": (0.1, 0.2)}, tmp_path)
+    from tuitrain.race import plan
+
+    entries = plan(TINY, {"lr": (0.1, 0.2)}, tmp_path)
     assert [r["status"] for r in runs.list_runs(tmp_path)] == ["queued", "queued"]
     assert [e.label for e in entries] == ["lr=0.1", "lr=0.2"]
-    assert os.path.basename(entries[0].run_dir).endswith("tiny_rings-lr0.1") or "lr0.1" in entries[0].name
+    assert entries[0].name.endswith("-tiny_rings-lr0.1") and entries[1].name.endswith("-tiny_rings-lr0.2")

@@ -19,7 +19,7 @@ from tuitrain.runs import BranchSpec
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, OpenRuns
 from tuitrain.tui.source import LiveRun
 from tuitrain.tui.widgets.charts import Line
-from tuitrain.tui.widgets.overlay import Overlaid, _thin, legend, train_points, valid_points
+from tuitrain.tui.widgets.overlay import Overlaid, legend, thin_points, train_points, valid_points
 
 FIRST_COLOUR = 2  # PALETTE index of the first overlaid run: cyan and orange are the live run's own
 POLL = 2.0  # seconds between reads of the overlaid runs' files (they may still be training)
@@ -138,8 +138,8 @@ class Linking(Screen[None]):
         loss, epoch = [], []
         for run in self.overlays:
             colour, _, marker = run.style
-            loss.append(Line("", *_thin(*train_points(run.curves, "step")), marker, colour))
-            epoch.append(Line("", *_thin(*valid_points(run.curves, "epoch", accuracy)), marker, colour))
+            loss.append(Line("", *thin_points(*train_points(run.curves, "step")), marker, colour))
+            epoch.append(Line("", *thin_points(*valid_points(run.curves, "epoch", accuracy)), marker, colour))
         return tuple(loss), tuple(epoch)
 
     def action_runs(self) -> None:

@@ -45,7 +45,7 @@ class Overlaid:
         return PALETTE[self.index % len(PALETTE)]
 
 
-def _thin(xs: list[float], ys: list[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def thin_points(xs: list[float], ys: list[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     stride = max(1, -(-len(xs) // MAX_LINE_POINTS))
     if stride == 1:
         return tuple(xs), tuple(ys)
@@ -102,9 +102,9 @@ def overlay_charts(runs: Sequence[Overlaid], axis: Axis, log_y: bool = False) ->
     loss_lines, valid_lines = [], []
     for run in runs:
         colour, _, marker = run.style
-        xs, ys = _thin(*train_points(run.curves, axis))
+        xs, ys = thin_points(*train_points(run.curves, axis))
         loss_lines.append(Line("", xs, ys, marker, colour))
-        xs, ys = _thin(*valid_points(run.curves, axis, accuracy))
+        xs, ys = thin_points(*valid_points(run.curves, axis, accuracy))
         valid_lines.append(Line("", xs, ys, marker, colour))
     integer = axis != "time"
     loss = Chart("train loss", AXIS_LABEL[axis], tuple(loss_lines), log_y=log_y, x_integer=integer)
