@@ -76,8 +76,13 @@ def dashboard(argv: list[str]) -> None:
 
     def consumer(event: object) -> None:  # the app's worker thread, before the dashboard's own sink
         if isinstance(event, StepProgress):
-            seen.setdefault("first_step_time", time.time())
+            if "first_step_time" not in seen:
+                seen.update(first_step_time=time.time(), app_cpu_at_first_step=time.process_time())
         elif isinstance(event, RunEnded):
+            seen["receiver_cpu_s"] = time.thread_time()  # this thread: the one reading the pipe
+            if "first_step_time" in seen:  # the app's own CPU while the child trained: what it costs
+                cpu = time.process_time() - float(seen["app_cpu_at_first_step"])  # type: ignore[arg-type]
+                seen["app_cpu_share"] = cpu / max(time.time() - float(seen["first_step_time"]), 1e-9)  # type: ignore[arg-type]
             seen.update(
                 status=event.status,
                 samples_per_s=event.samples_per_s,
@@ -87,6 +92,8 @@ def dashboard(argv: list[str]) -> None:
 
     def drawing(self: Dashboard) -> None:
         draw_charts(self)
+        if "first_step_time" in seen and "samples_per_s" not in seen:
+            seen["chart_draws"] = int(seen.get("chart_draws", 0)) + 1  # type: ignore[call-overload]
         if "first_step_time" in seen and self.history.step > 0:
             if "first_chart_time" not in seen:
                 seen["first_chart_time"] = time.time()  # the first chart holding a step point
@@ -94,6 +101,8 @@ def dashboard(argv: list[str]) -> None:
                     self.shutdown()
 
     def ending(self: Dashboard, event: object) -> None:
+        seen["main_cpu_s"] = time.thread_time()
+        seen["pacer"] = [self.pacer.interval, self.pacer.quiet_share, self.pacer.draw_cost, self.pacer.budget]
         show_end(self, event)
         self.draw_charts()
         self.app.call_later(self.app.exit)

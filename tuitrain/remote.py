@@ -13,6 +13,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,6 +37,7 @@ from tuitrain.vitals import ProcessVitals, Vitals
 
 HEARTBEAT = 1.0  # seconds between the child's "still here" messages
 POLL = 0.5  # seconds the reader waits on the pipe before checking that the child is alive
+BATCH_SECONDS = 0.1  # the child sends routine events together, at most this late: one wake-up of the app, not 100
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,46 @@ class Failed:
     """The child could not build or run its Trainer; `message` is one line for the user."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Routine events (epochs, steps, histories) sent together, in order."""
+
+    events: tuple[Event, ...]
+
+
+class Batcher:
+    """The child's consumer: holds routine events for up to BATCH_SECONDS, sends what matters at once.
+
+    A fast run (rings: ~100 epochs a second) otherwise wakes the app's reader for every epoch,
+    and on a machine whose cores all train, each wake-up is time a training thread waits for."""
+
+    URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
+
+    def __init__(self, send: Any, clock: Any = time.monotonic):
+        self._send, self._clock = send, clock
+        self._held: list[Event] = []
+        self._since = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            if not self._held:
+                self._since = self._clock()
+            self._held.append(event)
+            if isinstance(event, self.URGENT) or self._clock() - self._since >= BATCH_SECONDS:
+                self._flush()
+
+    def flush(self) -> None:
+        """Send what is held (the heartbeat calls this, so nothing waits longer than a second)."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self._send(held[0] if len(held) == 1 else Batch(tuple(held)))
 
 
 @dataclass(frozen=True)
@@ -118,6 +160,7 @@ class RemoteTrainer:
         self.last_heard = time.monotonic()
         self._vitals: Vitals | None = None
         self._send_lock = threading.Lock()
+        self._unread: deque[Event] = deque()  # the rest of a Batch
         self.process, self._conn = _take_warm()
         self._send(Start(config, out_dir, run_dir, resume_lr, tensorboard, branch))
 
@@ -169,6 +212,8 @@ class RemoteTrainer:
 
     # ------------------------------------------------------------------ events
     def _receive(self) -> Event:
+        if self._unread:
+            return self._note(self._unread.popleft())
         while True:
             try:
                 ready = self._conn.poll(POLL)
@@ -189,6 +234,9 @@ class RemoteTrainer:
             if isinstance(message, Failed):
                 self._state = "finished"
                 raise TuitrainError(message.message)
+            if isinstance(message, Batch):
+                self._unread.extend(message.events[1:])
+                message = message.events[0]
             return self._note(message)
 
     def _note(self, event: Event) -> Event:
@@ -277,7 +325,8 @@ def serve(conn: Connection) -> None:
         from tuitrain.tblog import TensorBoardLog
 
         trainer.consumers.append(TensorBoardLog(trainer))
-    trainer.consumers.append(send)
+    batcher = Batcher(send)
+    trainer.consumers.append(batcher)
     done = threading.Event()
 
     def finish(*_: Any) -> None:  # SIGTERM/SIGHUP (terminal closed), or the app gone: save and leave
@@ -296,13 +345,14 @@ def serve(conn: Connection) -> None:
             if isinstance(command, Close):
                 return done.set()
             if isinstance(command, Inspect):
-                send(trainer.inspect())
+                batcher(trainer.inspect())
             elif isinstance(command, (Pause, Resume, Stop, StepOnce, SetLr, RequestInspection)):
                 apply(trainer, command)
 
     def heartbeat() -> None:
         vitals = ProcessVitals()
         while not done.wait(HEARTBEAT):
+            batcher.flush()
             send(Alive(vitals.sample()))
 
     threading.Thread(target=control, daemon=True, name="tuitrain-control").start()
@@ -310,5 +360,7 @@ def serve(conn: Connection) -> None:
     try:
         trainer.run()
     except Exception as exc:
+        batcher.flush()
         return send(Failed(f"{type(exc).__name__}: {exc}"))
+    batcher.flush()
     done.wait()

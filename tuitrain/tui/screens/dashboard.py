@@ -24,7 +24,9 @@ from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
-from tuitrain.tui.widgets.charts import EpochChart, LossChart, TimedPlot
+from tuitrain.threads import usable_cpus
+from tuitrain.tui.pacing import RedrawPacer
+from tuitrain.tui.widgets.charts import EpochChart, LossChart
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
@@ -33,8 +35,6 @@ from tuitrain.tui.widgets.status import StatusLine
 from tuitrain.vitals import Vitals
 
 FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
-CHART_INTERVAL = 0.3  # seconds between chart redraws at least (plotext rendering holds the GIL)
-CHART_BUDGET = 0.04  # and at most this fraction of the time, so training keeps its speed
 INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible ...
 LOOK_BUDGET = 0.03  # ... and never more than this share of the training process's time (measured cost)
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
@@ -123,8 +123,7 @@ class Dashboard(Steering, Linking):
         self._pending: deque[tuple[int, Any]] = deque()
         self._generation = 0
         self._charts_dirty = False
-        self._last_chart = 0.0
-        self._chart_interval = CHART_INTERVAL
+        self.pacer = RedrawPacer()  # chart redraws spaced by what the app's CPU use costs the training
         self._inspect_pending = False
         self._inspect_asked = 0.0
         self._inspect_interval = INSPECT_INTERVAL
@@ -223,6 +222,8 @@ class Dashboard(Steering, Linking):
             if isinstance(event, HistoryRecord):
                 recorded = True
                 continue
+            if isinstance(event, RunStarted) and event.threads:
+                self.pacer.set_cores(event.threads * event.world_size, usable_cpus())
             if isinstance(event, RunStarted) and event.start_epoch and event.run_dir and self.steerable:
                 recorded = self.history.histories.load(event.run_dir) or recorded  # recovered: earlier steps too
             charted = True
@@ -242,14 +243,13 @@ class Dashboard(Steering, Linking):
         if recorded and detail.display:
             detail.show_history(self.history.histories)
         now = time.monotonic()
+        self.pacer.account(now, self.history.state == "running")
         first_point = not had_points and self.history.step > 0  # shown at once: the wait is over
-        if self._charts_dirty and (now - self._last_chart >= self._chart_interval or self.history.ended or first_point):
+        if self._charts_dirty and (self.pacer.due(now) or self.history.ended or first_point):
             self._charts_dirty = False
-            self._last_chart = now
+            self.pacer.drawn(now)
             if self.query_one("#panels", TabbedContent).active == "charts":
                 self.draw_charts()
-                cost = time.monotonic() - now + sum(c.render_seconds for c in self.query(TimedPlot))
-                self._chart_interval = min(2.0, max(CHART_INTERVAL, cost / CHART_BUDGET))
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]

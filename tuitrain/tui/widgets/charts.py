@@ -183,6 +183,15 @@ def chart_title(chart: Chart, dropped: int, width: int) -> str:
     return title[:room]
 
 
+def _every_nth(values: list[float], most: int) -> list[float]:
+    """At most about `most` evenly spaced values, the last one always among them."""
+    stride = -(-len(values) // most)
+    kept = values[::stride]
+    if (len(values) - 1) % stride:
+        kept.append(values[-1])
+    return kept
+
+
 def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
     """Draw `chart` on a cleared plotext figure of width x height cells (no data is changed)."""
     series, dropped = [], 0
@@ -194,6 +203,8 @@ def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
                 continue
             xs.append(float(x))
             ys.append(math.log10(y) if chart.log_y else float(y))
+        if line.kind == "line" and len(xs) > 2 * width:  # two braille dots per cell: more points draw nothing new
+            xs, ys = _every_nth(xs, 2 * width), _every_nth(ys, 2 * width)
         if xs:
             series.append((line, xs, ys))
     plt.title(chart_title(chart, dropped, width))
@@ -321,8 +332,9 @@ class TimedPlot(PlotextPlot):
         self.chart = Chart("")
 
     def show(self, chart: Chart) -> None:
-        self.chart = chart
-        self.refresh()
+        if chart != self.chart:  # an unchanged chart costs no redraw
+            self.chart = chart
+            self.refresh()
 
     def render(self):
         start = time.perf_counter()

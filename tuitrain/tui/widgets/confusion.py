@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Text
@@ -11,8 +11,17 @@ from textual import events
 from textual.message import Message
 from textual.widgets import Static
 
-from tuitrain.inspection import cell_samples, class_accuracy, confused_pairs
 from tuitrain.tui.widgets.render import Depth, Phrase, named
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def inspection() -> ModuleType:
+    """The core's inspection helpers, loaded (with torch) when a matrix first arrives, not with the app."""
+    from tuitrain import inspection
+
+    return inspection
 
 SHORT_NAMES = {  # confusion-matrix column headers, at most 7 cells
     "T-shirt": "Tee",
@@ -94,7 +103,7 @@ def confusion_text(
         out.append(" ").append(head.rjust(column), Style(bold=True, underline=j == col_at))
     if shape.accuracy:
         out.append(" acc".rjust(ACCURACY_WIDTH), "bold")
-    shares = class_accuracy(matrix)
+    shares = inspection().class_accuracy(matrix)
     for i, row in enumerate(values):
         out.append("\n").append(shape.rows[i].ljust(shape.row_width), Style(underline=i == row_at))
         for j, v in enumerate(row):
@@ -129,7 +138,7 @@ def cell_at(matrix: Any, names: list[str], width: int, accuracy: bool, x: int, y
 
 def pairs_phrases(matrix: Any, names: list[str], depth: Depth) -> list[Phrase]:
     """ "most confused" and one phrase per pair: "Shirt → T-shirt 118"."""
-    pairs = confused_pairs(matrix, CONFUSED_PAIRS)
+    pairs = inspection().confused_pairs(matrix, CONFUSED_PAIRS)
     if not pairs:
         return [("most confused", "bold"), ("none: every test sample right", "")]
     red = "" if depth == "none" else named("red", depth)
@@ -142,7 +151,7 @@ def accuracy_phrases(matrix: Any, names: list[str]) -> list[Phrase]:
     head: list[Phrase] = [("per class accuracy", "bold")]
     return head + [
         f"{label(names, i)} {'–' if share is None else format(share, '.0%')}"
-        for i, share in enumerate(class_accuracy(matrix))
+        for i, share in enumerate(inspection().class_accuracy(matrix))
     ]
 
 
@@ -150,7 +159,7 @@ def cell_order(pred: Any, row: int, column: int) -> list[int]:
     """Test-set indices of the cell's samples, most confident first (the surest mistakes lead)."""
     if pred.confusion_true is None or pred.confusion_predicted is None:
         return []
-    found = cell_samples(pred.confusion_true, pred.confusion_predicted, row, column)
+    found = inspection().cell_samples(pred.confusion_true, pred.confusion_predicted, row, column)
     confidence = pred.confusion_confidence.float()[found]
     return found[confidence.argsort(descending=True, stable=True)].tolist()
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +16,9 @@ from tuitrain.histories import Histories
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
 from tuitrain.tui.widgets.param_history import ParamHistory
 from tuitrain.tui.widgets.render import Depth, Phrase, colour_depth, fit_phrases, heatmap, heatmap_legend
+
+if TYPE_CHECKING:  # torch loads when the first tensor arrives, not with the app (1.3 s of CPU at start)
+    import torch
 
 MAX_TILES = 48  # filters or input images drawn at most
 HISTOGRAM_BINS = 30
@@ -46,12 +47,16 @@ def _tiles(images: torch.Tensor, peak: float, width: int, depth: Depth, scale: i
 
 def finite_peak(values: torch.Tensor) -> float:
     """The largest finite magnitude (1.0 when there is none), so one NaN does not blank the picture."""
+    import torch
+
     finite = values[torch.isfinite(values)]
     return (finite.abs().max().item() if finite.numel() else 0.0) or 1.0
 
 
 def tensor_picture(values: torch.Tensor, width: int, depth: Depth = "truecolor") -> Text:
     """A heatmap suited to the tensor's shape (blue negative, red positive)."""
+    import torch.nn.functional as F
+
     peak = finite_peak(values)
     if values.dim() == 4:  # conv filters: out x in x kh x kw, one small image each
         out_ch, in_ch, kh, kw = values.shape
@@ -73,6 +78,8 @@ def tensor_picture(values: torch.Tensor, width: int, depth: Depth = "truecolor")
 
 def histogram_chart(values: torch.Tensor) -> Chart:
     """Counts of the finite values in HISTOGRAM_BINS bins (integer count ticks)."""
+    import torch
+
     flat = values.reshape(-1).double()
     finite = flat[torch.isfinite(flat)]
     skipped = flat.numel() - finite.numel()
@@ -195,7 +202,7 @@ class ParamDetail(VerticalScroll, can_focus=True):
         values = p.values.float()
         plot.show(self._line_chart(neuron[1], inspection.predictions) if neuron else histogram_chart(values))
         map_width = max(10, self.query_one("#detail-map").size.width - 2)
-        non_finite = int((~torch.isfinite(values)).sum().item())
+        non_finite = int((~values.isfinite()).sum().item())
         picture = fit_phrases(heatmap_legend(depth, non_finite), map_width, gap=" ").append("\n")
         self.query_one("#detail-heatmap", Static).update(picture.append_text(tensor_picture(values, map_width, depth)))
 

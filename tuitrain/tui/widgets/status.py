@@ -62,6 +62,7 @@ class StatusLine(Static):
         self.history: RunHistory | None = None
         self.vitals: Vitals | None = None
         self.read_only = False  # a watched run: say so
+        self._shown: Text | None = None
 
     def show_vitals(self, vitals: Vitals | None) -> None:
         if vitals != self.vitals:
@@ -88,7 +89,14 @@ class StatusLine(Static):
     def show(self, h: RunHistory) -> None:
         self.history = h
         width = self.content_size.width or 80
-        self.update(fit_phrases(self.phrases(h), width, max_lines=2))
+        text = fit_phrases(self.phrases(h), width, max_lines=2)
+        if text == self._shown:
+            return
+        lines = text.plain.count("\n")
+        # A new layout (every widget placed again, the whole screen drawn) only when the height
+        # changes: laying out at each update cost more than the rest of the dashboard together.
+        self.update(text, layout=self._shown is None or lines != self._shown.plain.count("\n"))
+        self._shown = text
 
     def on_resize(self) -> None:
         if self.history is not None:
