@@ -18,14 +18,14 @@ from textual.worker import Worker, WorkerState
 from tuitrain.errors import TuitrainError
 from tuitrain.events import Event, HistoryRecord, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
 from tuitrain.fmt import fmt_result, plural
+from tuitrain.threads import usable_cpus
 from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
+from tuitrain.tui.pacing import RedrawPacer
 from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
-from tuitrain.threads import usable_cpus
-from tuitrain.tui.pacing import RedrawPacer
 from tuitrain.tui.widgets.charts import EpochChart, LossChart
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable

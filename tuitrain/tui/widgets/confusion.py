@@ -23,6 +23,7 @@ def inspection() -> ModuleType:
 
     return inspection
 
+
 SHORT_NAMES = {  # confusion-matrix column headers, at most 7 cells
     "T-shirt": "Tee",
     "T-shirt/top": "Tee",
