@@ -19,13 +19,16 @@ PEAK_SIZE = 2048  # square matmul side: large enough to be compute-bound on a CP
 PEAK_SECONDS = 2.0  # measure for about this long
 
 
-def matmul_peak_gflops(size: int = PEAK_SIZE, seconds: float = PEAK_SECONDS, device: str = "cpu") -> float:
-    """Best observed GFLOP/s of a `size`-square float32 matmul (2*n^3 FLOPs each)."""
+def matmul_peak_gflops(
+    size: int = PEAK_SIZE, seconds: float = PEAK_SECONDS, device: str = "cpu", dtype: str = "float32"
+) -> float:
+    """Best observed GFLOP/s of a `size`-square matmul (2*n^3 FLOPs each) in `dtype` (float32, bfloat16)."""
     import torch
 
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    out = torch.empty(size, size, device=device)
+    kind = getattr(torch, dtype)
+    a = torch.randn(size, size, device=device, dtype=kind)
+    b = torch.randn(size, size, device=device, dtype=kind)
+    out = torch.empty(size, size, device=device, dtype=kind)
     torch.matmul(a, b, out=out)  # warm-up: thread pool, caches
     best = 0.0
     deadline = time.perf_counter() + seconds

@@ -89,6 +89,11 @@ def training_options(func: Any) -> Any:
             help="torch CPU threads (default 0: the usable CPUs, fewer while other processes keep them busy).",
         ),
         click.option(
+            "--precision",
+            type=CommaList(click.Choice(cfgmod.PRECISIONS)),
+            help="fp32 (default) or bf16: matmuls and convolutions in bfloat16 where the CPU or GPU has it.",
+        ),
+        click.option(
             "--histories/--no-histories",
             default=None,
             help="Record weight and gradient histograms into RUN_DIR/histories.jsonl (default: on).",

@@ -18,6 +18,7 @@ INITS = ("default", "kaiming")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 DATASETS = ("blobs", "rings", "square", "wave", "mnist", "fashion-mnist", "csv")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
 DEFAULT_SAMPLES = {"blobs": 2000, "rings": 15000, "square": 10000, "wave": 1000}  # synthetic points, samples = 0
 # input shape and output count per data set, known without loading it (summaries, memory estimates)
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
@@ -69,6 +70,8 @@ class TrainConfig:
     device: str = field(default="auto", metadata=_choice(DEVICES))
     threads: int = field(default=0, metadata=_range(0, 4096))  # torch CPU threads; 0 = automatic (shares busy CPUs)
     histories: bool = True  # record weight/gradient histograms into RUN_DIR/histories.jsonl
+    # bf16: matmuls and convolutions in bfloat16 (autocast; weights, optimizer and loss stay float32)
+    precision: str = field(default="fp32", metadata=_choice(PRECISIONS))
 
 
 @dataclass
@@ -288,6 +291,7 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
         "device": "train",
         "threads": "train",
         "histories": "train",
+        "precision": "train",
         "activation": "model",
         "dataset": "data",
         "data_dir": "data",

@@ -33,7 +33,7 @@ from tuitrain.models import build_model, parameter_count
 from tuitrain.recorder import DEAD_SAMPLES, Recorder
 from tuitrain.resources import check_fits
 from tuitrain.threads import ThreadGovernor
-from tuitrain.training import LOSSES, build_optimizer, correct_count, resolve_device
+from tuitrain.training import LOSSES, autocast, build_optimizer, check_precision, correct_count, resolve_device
 from tuitrain.vitals import ProcessVitals, Vitals
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
@@ -55,6 +55,7 @@ class Trainer:
         self.run_dir = run_dir
         tc = config.train
         self.device = resolve_device(tc.device)
+        check_precision(tc.precision, self.device)
         self.governor = ThreadGovernor(tc.threads)  # before the data loads: it watches the load meanwhile
         check_fits(config, self.device)  # before anything is allocated: refuse what cannot fit
         try:
@@ -302,7 +303,8 @@ class Trainer:
             self.recorder.before_step()
             idx = self.shard(order[i * bs : (i + 1) * bs], self.step)
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-            logits = model(xb)
+            with autocast(tc.precision, self.device):
+                logits = model(xb).float()  # the loss and its gradient in float32 whatever the precision
             loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -408,7 +410,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         for xb, yb in zip(split.x.split(EVAL_BATCH), split.y.split(EVAL_BATCH)):
-            logits = self.model(xb)
+            with autocast(self.config.train.precision, self.device):  # measured as it trains
+                logits = self.model(xb).float()
             loss_sum += self.loss_fn(logits, yb) * xb.shape[0]
             hits = correct_count(self.data.task, logits, yb)
             if hits is not None:

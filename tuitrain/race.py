@@ -36,9 +36,33 @@ from tuitrain.headless import (
 )
 from tuitrain.runs import CONFIG, DEFAULT_OUT, create_run_dir
 
-SWEEPABLE = ("optimizer", "lr", "batch_size", "epochs", "seed", "activation")  # options that take comma lists
-SUFFIX = {"optimizer": "", "lr": "lr", "batch_size": "bs", "epochs": "e", "seed": "seed", "activation": ""}
-LABEL = {"optimizer": "", "lr": "lr=", "batch_size": "batch=", "epochs": "epochs=", "seed": "seed=", "activation": ""}
+SWEEPABLE = (
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "seed",
+    "activation",
+    "precision",
+)  # options that take comma lists
+SUFFIX = {
+    "optimizer": "",
+    "lr": "lr",
+    "batch_size": "bs",
+    "epochs": "e",
+    "seed": "seed",
+    "activation": "",
+    "precision": "",
+}
+LABEL = {
+    "optimizer": "",
+    "lr": "lr=",
+    "batch_size": "batch=",
+    "epochs": "epochs=",
+    "seed": "seed=",
+    "activation": "",
+    "precision": "",
+}
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +18,27 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 where the hardware has no bfloat16 arithmetic: emulated, it is slower than float32."""
+    if precision != "bf16":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported():
+            raise UsageError("--precision bf16: this GPU has no bfloat16 support; use --precision fp32")
+    elif not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise UsageError(
+            "--precision bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so it would be "
+            "slower than float32; use --precision fp32"
+        )
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The forward pass's precision: bf16 runs matmuls and convolutions in bfloat16 (torch.autocast)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def build_optimizer(
