@@ -530,8 +530,9 @@ def markdown(report: dict[str, Any]) -> str:
         "per cell.",
         "",
         "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
-        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a | c GFLOP/s | c % of peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a | c GFLOP/s | c % of peak "
+        "| matmuls alone % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     roof = report.get("roofline", {})
     peak = roof.get("peak_gflops")
@@ -545,6 +546,8 @@ def markdown(report: dict[str, Any]) -> str:
         flops, c_rate = roof.get("flops_per_sample", {}).get(case), v.get("c", {}).get("samples_per_s")
         achieved = flops * c_rate / 1e9 if flops and c_rate else None
         cells += [fmt(achieved, ".1f"), fmt(100 * achieved / peak if achieved and peak else None, ".0f")]
+        ceiling = roof.get("ceiling_gflops", {}).get(case)
+        cells.append(fmt(100 * ceiling / peak if ceiling and peak else None, ".0f"))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -558,7 +561,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"c GFLOP/s: c's samples/s x the forward+backward matmul/conv FLOPs of a training sample (torch's "
             f"FlopCounterMode); % of peak: against a {roof.get('peak_size', 2048)}-square float32 matmul on this "
-            f"machine, {peak:.1f} GFLOP/s, measured in the same benchmark run (bench/roofline.py)."
+            f"machine, {peak:.1f} GFLOP/s, measured in the same benchmark run (bench/roofline.py); matmuls "
+            "alone: the step's own matmuls and convolutions replayed by themselves with the same shapes, the "
+            "most the step could reach if nothing else cost time."
         )
     notes = [f"- {k}: {v['error']}" for k, v in report.get("not_measured", {}).items()]
     if notes:

@@ -75,6 +75,8 @@ class StatusLine(Static):
         if self.read_only:
             state.append(" watching, read-only", "dim")
         where = Text(h.preset or "-", "bold").append(f" {h.device}" if h.device else "")
+        if (h.config or {}).get("train", {}).get("precision") == "bf16":
+            where.append(" bf16")
         step = Text("step ", "dim").append(f"{h.step:,}/{h.total_steps:,}" if h.total_steps else f"{h.step:,}")
         lr = Text("lr ", "dim").append(f"{h.lr:.4g}", "bold")
         out = [state, where, progress(h), step, lr]
