@@ -237,6 +237,8 @@ def run_dashboard(
         "test_loss": out.get("test"),
         "terminal_bytes": drawn,
         "first_chart_s": out["first_chart_time"] - launched if "first_chart_time" in out else None,
+        "app_cpu_share": out.get("app_cpu_share"),  # the app's own CPU while the child trained, of one core
+        "chart_draws": out.get("chart_draws"),
     }
 
 

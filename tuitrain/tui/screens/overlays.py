@@ -88,7 +88,11 @@ class Linking(Screen[None]):
 
     def start_overlay_polling(self) -> None:
         self.overlays = []
-        self.set_interval(POLL, self.poll_overlays)
+        self.set_interval(POLL, self._poll_overlays_if_any)
+
+    def _poll_overlays_if_any(self) -> None:
+        if self.overlays:  # no thread (and no redraw) while there are none
+            self.poll_overlays()
 
     def action_overlay(self) -> None:
         def chosen(dirs: list[str] | None) -> None:
@@ -126,6 +130,9 @@ class Linking(Screen[None]):
     def overlays_changed(self) -> None:
         if not self.is_attached:
             return
+        if not self.overlays and not getattr(self, "_overlaid", False):
+            return  # none now and none drawn: a redraw would cost the training for nothing (polled every few s)
+        self._overlaid = bool(self.overlays)
         box = self.query_one("#overlay-legend", Static)
         box.display = bool(self.overlays)
         if self.overlays:
