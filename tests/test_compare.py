@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.test_cli import tuitrain
+from tests.test_runs_signals import default_signals
 from tuitrain import compare, runs, session
 from tuitrain.compare import RunRecord
 from tuitrain.config import resolve_config
@@ -94,13 +95,18 @@ def test_plain_race_lines_are_prefixed_by_the_run(tmp_path):
 
 def test_an_interrupted_race_stops_and_leaves_no_empty_folders(tmp_path):
     args = [sys.executable, "-m", "tuitrain", "run", TINY, "--epochs", "100000", "--lr", "0.05,0.1,0.2"]
-    child = subprocess.Popen([*args, "--out", str(tmp_path), "--json"], stdout=subprocess.PIPE, text=True)
-    for line in child.stdout:
-        if json.loads(line)["event"] == "epoch":  # the first run is training
-            child.send_signal(signal.SIGINT)
-            break
-    rest = child.stdout.read()
-    assert child.wait(60) == 130
+    child = subprocess.Popen(  # SIGINT as a terminal gives it, even when CI runs us with it ignored
+        [*args, "--out", str(tmp_path), "--json"], stdout=subprocess.PIPE, text=True, preexec_fn=default_signals
+    )
+    try:
+        for line in child.stdout:
+            if json.loads(line)["event"] == "epoch":  # the first run is training
+                child.send_signal(signal.SIGINT)
+                break
+        rest, _ = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130
     assert [p.name.rsplit("-", 1)[-1] for p in tmp_path.iterdir()] == ["lr0.05"]  # the other two never began
     assert json.loads((next(tmp_path.iterdir()) / "summary.json").read_text())["status"] == "interrupted"
     assert json.loads(rest.splitlines()[-1])["event"] == "ranking"
