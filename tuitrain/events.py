@@ -154,6 +154,7 @@ class HistoryRecord:
 
 
 Event = RunStarted | StepProgress | EpochEnded | StateChanged | Inspection | RunEnded | Recovery | HistoryRecord
+URGENT = (RunStarted, StateChanged, Inspection, RunEnded)  # shown at once; the rest may wait for the next flush
 Consumer = Callable[[Event], None]
 
 

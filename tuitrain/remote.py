@@ -22,6 +22,7 @@ from tuitrain.config import Config
 from tuitrain.control import Close, Command, Inspect, Pause, RequestInspection, Resume, SetLr, StepOnce, Stop, apply
 from tuitrain.errors import TuitrainError
 from tuitrain.events import (
+    URGENT,
     Consumer,
     EndStatus,
     Event,
@@ -60,8 +61,6 @@ class Batcher:
     A fast run (rings: ~100 epochs a second) otherwise wakes the app's reader for every epoch,
     and on a machine whose cores all train, each wake-up is time a training thread waits for."""
 
-    URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
-
     def __init__(self, send: Any, clock: Any = time.monotonic):
         self._send, self._clock = send, clock
         self._held: list[Event] = []
@@ -73,7 +72,7 @@ class Batcher:
             if not self._held:
                 self._since = self._clock()
             self._held.append(event)
-            if isinstance(event, self.URGENT) or self._clock() - self._since >= BATCH_SECONDS:
+            if isinstance(event, URGENT) or self._clock() - self._since >= BATCH_SECONDS:
                 self._flush()
 
     def flush(self) -> None:

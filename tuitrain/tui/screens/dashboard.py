@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tuitrain.errors import TuitrainError
-from tuitrain.events import Event, HistoryRecord, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
+from tuitrain.events import URGENT, Event, HistoryRecord, Inspection, RunEnded, RunStarted, StepProgress
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.threads import usable_cpus
 from tuitrain.tui import state as ui_state
@@ -40,7 +40,6 @@ LOOK_BUDGET = 0.03  # ... and never more than this share of the training process
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
 SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so
 PANELS = ("charts", "params", "predictions")
-URGENT = (RunStarted, StateChanged, Inspection, RunEnded)
 ADVICE = {
     "diverged": "Press R to go on from the last good checkpoint at half the learning rate, or - then r to start over.",
     "failed": "Press r to try again; for out-of-memory use a smaller --batch-size.",

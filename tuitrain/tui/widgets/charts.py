@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -323,9 +322,7 @@ def epoch_chart(history: RunHistory, log_y: bool = False) -> Chart:
 
 
 class TimedPlot(PlotextPlot):
-    """Draws its Chart at render time, so the picture follows the size; remembers the render's cost."""
-
-    render_seconds = 0.0
+    """Draws its Chart at render time, so the picture follows the size."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -337,7 +334,6 @@ class TimedPlot(PlotextPlot):
             self.refresh()
 
     def render(self):
-        start = time.perf_counter()
         plt = self.plt
         plt.clear_figure()
         try:
@@ -345,7 +341,6 @@ class TimedPlot(PlotextPlot):
             result = super().render()
         except Exception as error:
             result = Text(f"{self.chart.title}: cannot draw this chart ({type(error).__name__}: {error})", "red")
-        self.render_seconds = time.perf_counter() - start
         return result
 
 
