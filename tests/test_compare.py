@@ -82,7 +82,12 @@ def test_a_parallel_race_splits_the_cores_and_gets_the_same_numbers(race, tmp_pa
     starts = [line for line in parallel if line["event"] == "start"]
     assert {s["threads"] for s in starts} == {max(1, usable_cpus() // 2)}  # no core is oversubscribed
     ends = {r["label"]: r["test"] for r in parallel[-1]["runs"]}
-    assert ends == {r["label"]: r["test"] for r in lines[-1]["runs"]}  # same seed, same data, same result
+    serial = {r["label"]: r["test"] for r in lines[-1]["runs"]}
+    assert ends.keys() == serial.keys()
+    for label, test in ends.items():  # same seed, same data: the same result, to the rounding that
+        # one thread instead of two changes (Intel CPUs sum in another order; AMD's gave the same bits)
+        assert test["loss"] == pytest.approx(serial[label]["loss"], rel=1e-4), label
+        assert test["accuracy"] == pytest.approx(serial[label]["accuracy"], abs=0.0015), label  # one sample
 
 
 def test_plain_race_lines_are_prefixed_by_the_run(tmp_path):

@@ -88,11 +88,16 @@ def test_batcher_holds_routine_events_and_sends_what_matters_at_once():
     step = StepProgress(1, 1, 1, 0.5, None, 0.1, 100.0, 0.1)
     epoch = EpochEnded(1, 9, Metrics(0.5), Metrics(0.6), 0.1, 0.2, 4500.0, 0.2)
     batcher(step)
+    assert sent == [step]  # the first chart point: at once
     batcher(epoch)
-    assert sent == []  # held
+    assert sent == [step, epoch]  # the first of its kind too
+    clock[0] = remote.BATCH_SECONDS * 0.9
+    batcher(step)
+    batcher(epoch)
+    assert len(sent) == 2  # held
     clock[0] = remote.BATCH_SECONDS
     batcher(step)
-    assert sent == [remote.Batch((step, epoch, step))]
+    assert sent[2:] == [remote.Batch((step, epoch, step))]
     batcher(epoch)
     batcher(StateChanged("paused", 0.1))  # urgent: sent at once, after what was held
     assert sent[-1] == remote.Batch((epoch, StateChanged("paused", 0.1)))
@@ -100,7 +105,7 @@ def test_batcher_holds_routine_events_and_sends_what_matters_at_once():
     batcher.flush()  # the heartbeat's
     assert sent[-1] == step
     batcher.flush()
-    assert len(sent) == 3
+    assert len(sent) == 5
 
 
 def test_a_live_run_through_the_child_arrives_whole_and_in_order(tmp_path):

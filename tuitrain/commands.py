@@ -50,8 +50,10 @@ def run_command(
 
     `run_dir`: a folder made beforehand for the new run (a race's child process).
     """
-    from tuitrain import distributed, session
     from tuitrain.config import resolve_config
+
+    prefetch(preset, resume, overrides)
+    from tuitrain import distributed, session  # torch: the data files are being read meanwhile
 
     if tensorboard:
         from tuitrain.exporters import require_extra
@@ -94,6 +96,20 @@ def run_command(
         if prepare is not None:
             prepare(trainer)
     return drive(trainer, writer, json_mode, on_diverge, tensorboard, rank)
+
+
+def prefetch(preset: str | None, resume: str | None, overrides: dict[str, Any]) -> None:
+    """Start reading the run's data files, if it has some, before torch is imported; any error waits its turn."""
+    from tuitrain import idx
+    from tuitrain.config import resolve_config
+    from tuitrain.errors import TuitrainError
+    from tuitrain.runs import load_run_config
+
+    try:
+        config = load_run_config(resume) if resume is not None else resolve_config(preset or "csv", **overrides)
+    except (TuitrainError, OSError, ValueError):
+        return
+    idx.prefetch(config.data)
 
 
 def branch_command(

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-import math
-import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from tuitrain import idx
 from tuitrain.config import DEFAULT_SAMPLES, DataConfig
 from tuitrain.errors import DataUnavailable, UsageError, quote
-from tuitrain.resources import available_memory, fmt_bytes
+from tuitrain.idx import IDX_FILES, TORCHVISION_NAMES, cache_dir, data_status, find_idx_files
 
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-# torchvision class names double as the cache folder names it downloads into
-TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
@@ -177,44 +165,6 @@ def _csv(cfg: DataConfig, seed: int) -> Dataset:
 # ----------------------------------------------------------------------------- MNIST-type sets
 
 
-def cache_dir() -> Path:
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home) / "tuitrain" / "data"
-
-
-def _idx_dir_candidates(dataset: str, data_dir: str) -> list[Path]:
-    if data_dir:
-        root = Path(data_dir).expanduser()
-        return [root, root / TORCHVISION_NAMES[dataset] / "raw"]
-    dirs = [cache_dir() / TORCHVISION_NAMES[dataset] / "raw"]
-    if dataset == "fashion-mnist":
-        dirs.append(DEBIAN_FASHION_DIR)
-    return dirs
-
-
-def _find_file(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_idx_files(dataset: str, data_dir: str = "") -> dict[str, Path] | None:
-    """The four IDX files of the first folder that holds all of them, or None."""
-    for folder in _idx_dir_candidates(dataset, data_dir):
-        files = {key: _find_file(folder, stem) for key, stem in IDX_FILES.items()}
-        if all(files.values()):
-            return files  # type: ignore[return-value]
-    return None
-
-
-def data_status(dataset: str, data_dir: str = "") -> str:
-    """'ready' (on disk or synthetic) or 'download' (fetched on first use, needs internet)."""
-    if dataset in SYNTHETIC or find_idx_files(dataset, data_dir):
-        return "ready"
-    return "download"
-
-
 def ensure_available(cfg: DataConfig) -> None:
     """Fetch an MNIST-type set now if it is missing (raising DataUnavailable offline); cheap otherwise."""
     if cfg.dataset not in SYNTHETIC and find_idx_files(cfg.dataset, cfg.data_dir) is None:
@@ -226,52 +176,10 @@ def ensure_available(cfg: DataConfig) -> None:
         _download(cfg.dataset)
 
 
-IDX_TYPES = {
-    0x08: "unsigned bytes",
-    0x09: "signed bytes",
-    0x0B: "16-bit integers",
-    0x0C: "32-bit integers",
-    0x0D: "32-bit floats",
-    0x0E: "64-bit floats",
-}
-BYTES_PER_VALUE = 12  # an IDX byte once read: the file's bytes, a uint8 tensor, float32 and its split copy
-
-
 def read_idx(path: Path) -> torch.Tensor:
-    """Parse an IDX file (optionally gzipped) into a uint8 tensor of its stated shape.
-
-    Reads no more than the header promises, so a huge or endless (gzip bomb) file costs nothing.
-    """
-    name = quote(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            head = handle.read(4)
-            if len(head) < 4 or head[0] != 0 or head[1] != 0:
-                raise UsageError(f"{name} is not an IDX file (no IDX magic number at its start)")
-            if head[2] != 0x08:
-                kind = IDX_TYPES.get(head[2], f"values of unknown type 0x{head[2]:02x}")
-                raise UsageError(f"{name} is not an IDX file of unsigned bytes: it holds {kind}")
-            ndim = head[3]
-            header = handle.read(4 * ndim)
-            if len(header) < 4 * ndim:
-                raise UsageError(f"{name} is truncated: its header ends before its {ndim} dimensions")
-            dims = [int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(ndim)]
-            size = math.prod(dims)
-            available = available_memory()
-            if available is not None and size * BYTES_PER_VALUE > available:
-                raise UsageError(
-                    f"{name} declares shape {dims}: about {fmt_bytes(size * BYTES_PER_VALUE)} once "
-                    f"loaded, but this machine has {fmt_bytes(available)} available"
-                )
-            raw = handle.read(size + 1)
-    except (OSError, EOFError, zlib.error) as exc:  # unreadable, a damaged gzip stream, a cut-off gzip file
-        raise UsageError(f"cannot read {name}: {exc}") from None
-    if len(raw) < size:
-        raise UsageError(f"{name} is truncated: expected {size} values for shape {dims}, found {len(raw)}")
-    if len(raw) > size:
-        raise UsageError(f"{name} holds more data than its shape {dims} (a damaged header?)")
-    if size == 0:
+    """Parse an IDX file (optionally gzipped) into a uint8 tensor of its stated shape (see idx.read)."""
+    dims, raw = idx.read(path)
+    if not raw:
         return torch.empty(dims, dtype=torch.uint8)
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(dims)
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuitrain import inspection
+from tuitrain import dynamo_standin, inspection
 from tuitrain.config import Config
 from tuitrain.data import Dataset, load_dataset
 from tuitrain.errors import TuitrainError, UsageError
@@ -62,6 +62,7 @@ class Trainer:
             self.data = data if data is not None else load_dataset(config.data, tc.seed, self.device)
             torch.manual_seed(tc.seed)  # model initialisation
             self.model = build_model(config.model, self.data.input_shape, self.data.num_outputs).to(self.device)
+            dynamo_standin.defer()  # torch.optim would import torch's compiler: ~1 s before the first step
             self.optimizer = build_optimizer(tc.optimizer, self.model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             if type(exc) is RuntimeError and "can't allocate memory" not in str(exc):  # CPU allocator's OOM

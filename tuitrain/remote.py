@@ -9,6 +9,7 @@ Commands go down the pipe as tuitrain.control dataclasses; events and errors com
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import signal
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tuitrain import idx
 from tuitrain.config import Config
 from tuitrain.control import Close, Command, Inspect, Pause, RequestInspection, Resume, SetLr, StepOnce, Stop, apply
 from tuitrain.errors import TuitrainError
@@ -56,23 +58,29 @@ class Batch:
 
 
 class Batcher:
-    """The child's consumer: holds routine events for up to BATCH_SECONDS, sends what matters at once.
+    """The child's consumer: sends what matters at once and routine events at most every BATCH_SECONDS.
 
     A fast run (rings: ~100 epochs a second) otherwise wakes the app's reader for every epoch,
-    and on a machine whose cores all train, each wake-up is time a training thread waits for."""
+    and on a machine whose cores all train, each wake-up is time a training thread waits for.
+    The first event of each kind (the first chart point) and a routine event after a quiet
+    spell go at once: nothing to save there, and a first point held back is felt."""
 
     def __init__(self, send: Any, clock: Any = time.monotonic):
         self._send, self._clock = send, clock
         self._held: list[Event] = []
-        self._since = 0.0
+        self._routine_sent = -math.inf  # when routine events were last sent
+        self._kinds: set[type] = set()  # the kinds sent so far
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if not self._held:
-                self._since = self._clock()
             self._held.append(event)
-            if isinstance(event, URGENT) or self._clock() - self._since >= BATCH_SECONDS:
+            first = type(event) not in self._kinds
+            self._kinds.add(type(event))
+            if isinstance(event, URGENT):
+                self._flush()
+            elif first or self._clock() - self._routine_sent >= BATCH_SECONDS:
+                self._routine_sent = self._clock()
                 self._flush()
 
     def flush(self) -> None:
@@ -288,14 +296,24 @@ def serve(conn: Connection) -> None:
 
     With `resume_lr`, it continues `run_dir` from its last checkpoint at that rate (after a divergence).
     """
-    import torch._dynamo  # noqa: F401  the first optimizer step imports it (about 1 s): done while waiting
+    received: list[Any] = []  # the Start
 
+    def receive() -> None:  # the data files are read while torch imports (zlib lets go of the GIL)
+        try:
+            received.append(start := conn.recv())
+        except (EOFError, OSError):  # a warm child nobody used: the app has gone
+            return
+        if start.branch is None:  # a branch reads its parent's configuration later
+            idx.prefetch(start.config.data)
+
+    receiving = threading.Thread(target=receive, daemon=True, name="tuitrain-start")
+    receiving.start()
     from tuitrain.session import branch_run, new_run, resume_run  # torch: the seconds a warm child saves
 
-    try:
-        start = conn.recv()
-    except (EOFError, OSError):  # a warm child nobody used: the app has gone
+    receiving.join()
+    if not received:
         return
+    start = received[0]
     config, out_dir, run_dir, resume_lr = start.config, start.out_dir, start.run_dir, start.resume_lr
 
     send_lock = threading.Lock()

@@ -69,7 +69,7 @@ def device_options() -> list[tuple[str, str]]:
 
 def data_line(dataset: str, data_dir: str = "") -> tuple[Text, str | None]:
     """The Data line for a data set, and a ready alternative to offer when it is not on disk."""
-    from tuitrain.data import TORCHVISION_NAMES, cache_dir, data_status
+    from tuitrain.idx import TORCHVISION_NAMES, cache_dir, data_status
 
     if data_status(dataset, data_dir) == "ready":
         return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated"), None
