@@ -150,3 +150,43 @@ def test_bf16_trains_close_to_fp32_and_resumes_exactly(tmp_path):
     assert resumed.config.train.precision == "bf16"
     assert end.test == end6.test
     assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight)))
+
+
+async def test_the_footer_stays_put_as_training_begins(monkeypatch):
+    """A footer that changed at the run's start laid out the whole screen (~60 ms of a 2-core
+    machine's CPU) just as training began; keys that wait say why instead (issue 15: d/c)."""
+    from textual.widgets import Footer
+
+    from tests.test_fuzz_regressions import Spy, driving, fuzz_app, until
+    from tests.test_tui import screen_text
+
+    spy = Spy()
+    spy.gate.clear()  # the run waits at its start: STARTING on screen
+    recomposed: list[str] = []
+    original = Footer.recompose
+
+    async def counting(self):
+        recomposed.append(self.screen.history.state)
+        return await original(self)
+
+    monkeypatch.setattr(Footer, "recompose", counting)
+    app = fuzz_app(spy)
+    notes: list[str] = []
+    async with driving(app, spy) as pilot:
+        dash = app.screen
+        app.notify = lambda message, **kw: notes.append(message)
+        await until(pilot, lambda: spy.calls == 1, "the start")
+        footer = screen_text(app).splitlines()[-1]
+        assert dash.history.state == "starting" and "Pause" in footer and "Stop" in footer
+        await pilot.press("space", "s", "r")
+        await pilot.pause()
+        assert notes == ["the run is still starting"] * 3
+        before = len(recomposed)
+        spy.gate.set()
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.pause(0.2)
+        assert len(recomposed) == before  # nothing changed in the footer as the run started
+        assert dash.history.state == "running"
+        await pilot.press("space")
+        await until(pilot, lambda: dash.history.state == "paused", "the pause")
+        await until(pilot, lambda: len(recomposed) > before, "the footer to show Step")

@@ -191,7 +191,7 @@ class Dashboard(Steering, Linking):
         self.follow_source(sink)
         self.query_one(StatusLine).show(self.history)  # STARTING at once, not the last run's end
         self._shown_state = self.history.state
-        self.refresh_bindings()
+        self.refresh_footer()
         if self.query_one("#panels", TabbedContent).active == "charts":
             self.draw_charts()
 
@@ -233,7 +233,7 @@ class Dashboard(Steering, Linking):
         if count:
             if self.history.state != self._shown_state:
                 self._shown_state = self.history.state
-                self.refresh_bindings()  # the footer shows the keys that work in this state
+                self.refresh_footer()  # the footer shows the keys that work in this state
             self.query_one(StatusLine).show(self.history)
             self.post_message(self.RunUpdated(self.history, count))
         if inspection is not None:

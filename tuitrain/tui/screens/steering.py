@@ -49,6 +49,16 @@ class Steering(Screen[None]):
         return self.source.controls
 
     STEERING = ("toggle_pause", "step", "lr", "stop", "restart", "recover")
+    # In the footer while the run starts as they will be once it trains (a press meanwhile says why
+    # it waits): a footer that changed as training began would lay out the whole screen just then.
+    SHOWN_WHILE_STARTING = ("toggle_pause", "stop", "restart")
+
+    def refused(self, action: str) -> bool:
+        """Say why `action` does nothing now, if it does nothing (see SHOWN_WHILE_STARTING)."""
+        reason = self.unavailable_reason(action)
+        if reason is not None:
+            self.notify(reason, timeout=3)
+        return reason is not None
 
     def unavailable_reason(self, action: str) -> str | None:
         """Why a steering key does nothing right now (None: it works)."""
@@ -68,11 +78,20 @@ class Steering(Screen[None]):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.SHOWN_WHILE_STARTING and self.steerable and self.history.state == "starting":
+            return True
         if action in self.STEERING:
             return self.unavailable_reason(action) is None
         if action == "unavailable":  # the fallback for a key whose action does nothing now
             return self.unavailable_reason(str(parameters[0])) is not None
         return True
+
+    def refresh_footer(self) -> None:
+        """`refresh_bindings`, when a steering key changed: the footer's refresh lays out the whole screen."""
+        keys = tuple(self.check_action(action, ()) for action in self.STEERING)
+        if keys != getattr(self, "_footer_keys", None):
+            self._footer_keys = keys
+            self.refresh_bindings()
 
     def action_unavailable(self, action: str) -> None:
         self.notify(self.unavailable_reason(action) or "not available now", timeout=3)
@@ -83,7 +102,7 @@ class Steering(Screen[None]):
 
     def action_toggle_pause(self) -> None:
         controls = self.controls()
-        if controls is None:
+        if self.refused("toggle_pause") or controls is None:
             return
         if self.history.state == "paused":
             controls.resume()
@@ -111,11 +130,13 @@ class Steering(Screen[None]):
 
     def action_stop(self) -> None:
         controls = self.controls()
-        if controls is not None:
+        if not self.refused("stop") and controls is not None:
             controls.stop("interrupted")  # like Ctrl-C headless: checkpoint saved, resumable
 
     def action_restart(self) -> None:
         """Start again with the same settings; while training, ask first (the run is saved, resumable)."""
+        if self.refused("restart"):
+            return
         if not (self.training() and not self.history.ended):
             self.start_run()
             return
