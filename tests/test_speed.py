@@ -50,7 +50,7 @@ def test_pacer_spaces_redraws_by_their_measured_cost():
         cpu.seconds += 0.002
         pacer.account(now, training=True)
     assert pacer.quiet_share == pytest.approx(0.01)
-    assert pacer.interval == pacing.FASTEST  # nothing drawn yet: no cost known
+    assert pacer.interval == pytest.approx(pacing.ASSUMED_DRAW_COST / 0.03)  # nothing drawn yet: assumed
     pacer.drawn(now)
     now += 0.2
     cpu.seconds += 0.002 + 0.045  # a redraw costing 45 ms on top
@@ -190,3 +190,23 @@ async def test_the_footer_stays_put_as_training_begins(monkeypatch):
         await pilot.press("space")
         await until(pilot, lambda: dash.history.state == "paused", "the pause")
         await until(pilot, lambda: len(recomposed) > before, "the footer to show Step")
+
+
+@pytest.mark.parametrize("width", [100, 120, 200])
+async def test_the_status_line_keeps_its_height_from_start_to_end(width):
+    """Each change of the status line's height laid out the whole screen (~50 ms) during training:
+    when the run's device, vitals and growing numbers arrived. The height is now kept for them."""
+    from tests.test_tui import live_app
+    from tuitrain.tui.widgets.status import StatusLine
+
+    app, _, _ = live_app("rings", epochs=40)
+    heights: list[tuple[str, int]] = []
+    async with app.run_test(size=(width, 30)) as pilot:
+        dash = app.screen
+        status = dash.query_one(StatusLine)
+        while not dash.history.ended:
+            heights.append((dash.history.state, status.size.height))
+            await pilot.pause(0.02)
+        heights.append((dash.history.state, status.size.height))
+    assert {h for state, h in heights if state != "starting"} == {1 if width == 200 else 2}, heights
+    assert len({h for _, h in heights[1:]}) == 1, heights  # laid out once, at the start

@@ -16,6 +16,8 @@ FASTEST = 0.3  # seconds between chart redraws at least
 SLOWEST = 2.0  # ... and at most, however costly they are
 APP_BUDGET = 0.04  # share of one core the app may use while a run trains on every core
 SPARE_BUDGET = 0.5  # ... and when the training leaves a core free
+ASSUMED_DRAW_COST = 0.03  # CPU seconds a redraw costs until one is measured (both charts, 2-core VM)
+STATUS_INTERVAL = 0.5  # seconds between status line updates while a run trains on every core
 
 
 class RedrawPacer:
@@ -32,13 +34,20 @@ class RedrawPacer:
         self.interval = fastest
         self.draw_cost = 0.0  # CPU seconds a redraw costs (the flush period it falls in, less the quiet share)
         self.quiet_share = 0.0  # the app's CPU share in flush periods without a redraw
-        self._last_draw = float("-inf")
+        self._last_draw = self._last_status = float("-inf")
         self._mark: tuple[float, float] | None = None
         self._drew = False
 
     def set_cores(self, training_threads: int, usable_cpus: int) -> None:
         """The run's torch threads against the CPUs the app may use: is there a core to spare?"""
         self.budget = SPARE_BUDGET if usable_cpus > training_threads else APP_BUDGET
+
+    def status_due(self, now: float) -> bool:
+        """Whether the status line's numbers may change now (every flush, unless every core trains)."""
+        if self.budget > APP_BUDGET or now - self._last_status >= STATUS_INTERVAL:
+            self._last_status = now
+            return True
+        return False
 
     def due(self, now: float) -> bool:
         return now - self._last_draw >= self.interval
@@ -64,4 +73,5 @@ class RedrawPacer:
             share = used / elapsed
             self.quiet_share = share if not self.quiet_share else 0.8 * self.quiet_share + 0.2 * share
         room = max(self.budget - self.quiet_share, self.budget / 4)  # the app's other work comes first
-        self.interval = min(SLOWEST, max(self.fastest, self.draw_cost / room))
+        cost = self.draw_cost or ASSUMED_DRAW_COST
+        self.interval = min(SLOWEST, max(self.fastest, cost / room))

@@ -230,11 +230,14 @@ class Dashboard(Steering, Linking):
                 self.show_end(event)
         if charted:
             self._charts_dirty = True
+        first_point = not had_points and self.history.step > 0  # shown at once: the wait is over
         if count:
-            if self.history.state != self._shown_state:
+            changed = self.history.state != self._shown_state
+            if changed:
                 self._shown_state = self.history.state
                 self.refresh_footer()  # the footer shows the keys that work in this state
-            self.query_one(StatusLine).show(self.history)
+            if changed or first_point or self.pacer.status_due(time.monotonic()):
+                self.query_one(StatusLine).show(self.history)
             self.post_message(self.RunUpdated(self.history, count))
         if inspection is not None:
             self.show_inspection(inspection)
@@ -243,7 +246,6 @@ class Dashboard(Steering, Linking):
             detail.show_history(self.history.histories)
         now = time.monotonic()
         self.pacer.account(now, self.history.state == "running")
-        first_point = not had_points and self.history.step > 0  # shown at once: the wait is over
         if self._charts_dirty and (self.pacer.due(now) or self.history.ended or first_point):
             self._charts_dirty = False
             self.pacer.drawn(now)

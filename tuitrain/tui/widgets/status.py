@@ -50,6 +50,11 @@ def eta_text(h: RunHistory) -> Text:
     return Text("ETA …", "dim") if h.state == "running" else Text("")
 
 
+# kept free from the start for what a run adds: its device, epochs and steps, the process's vitals
+# (~32 columns) and numbers that grow
+GROWTH_ROOM = Text(" " * 64)
+
+
 class StatusLine(Static):
     """Shows the run's state; `show_speed=False` hides timing-dependent fields (for snapshots).
 
@@ -63,6 +68,8 @@ class StatusLine(Static):
         self.vitals: Vitals | None = None
         self.read_only = False  # a watched run: say so
         self._shown: Text | None = None
+        self._least = 0  # lines: the height stays at least this at this width (see show)
+        self._width = 0
 
     def show_vitals(self, vitals: Vitals | None) -> None:
         if vitals != self.vitals:
@@ -91,13 +98,22 @@ class StatusLine(Static):
     def show(self, h: RunHistory) -> None:
         self.history = h
         width = self.content_size.width or 80
-        text = fit_phrases(self.phrases(h), width, max_lines=2)
+        if width != self._width:  # the height fits the new width
+            self._width, self._least = width, 0
+        phrases = self.phrases(h)
+        text = fit_phrases(phrases, width, max_lines=2)
+        lines = text.plain.count("\n") + 1
+        if self.show_speed:
+            lines = max(lines, fit_phrases([*phrases, GROWTH_ROOM], width, max_lines=2).plain.count("\n") + 1)
+        # A new layout (every widget placed again, the whole screen drawn: ~50 ms on a small machine,
+        # as long as a chart) only when the height changes, so the height is kept from the start of
+        # a run to its end, and changes only with the terminal's width.
+        lines = self._least = max(lines, self._least)
+        text.append("\n" * (lines - 1 - text.plain.count("\n")))
         if text == self._shown:
             return
-        lines = text.plain.count("\n")
-        # A new layout (every widget placed again, the whole screen drawn) only when the height
-        # changes: laying out at each update cost more than the rest of the dashboard together.
-        self.update(text, layout=self._shown is None or lines != self._shown.plain.count("\n"))
+        shown = self._shown.plain.count("\n") + 1 if self._shown is not None else 0
+        self.update(text, layout=lines != shown)
         self._shown = text
 
     def on_resize(self) -> None:
