@@ -52,6 +52,7 @@ class Steering(Screen[None]):
     # In the footer while the run starts as they will be once it trains (a press meanwhile says why
     # it waits): a footer that changed as training began would lay out the whole screen just then.
     SHOWN_WHILE_STARTING = ("toggle_pause", "stop", "restart")
+    _footer_keys: tuple[bool | None, ...] | None = None  # what refresh_footer last showed
 
     def refused(self, action: str) -> bool:
         """Say why `action` does nothing now, if it does nothing (see SHOWN_WHILE_STARTING)."""
@@ -89,7 +90,7 @@ class Steering(Screen[None]):
     def refresh_footer(self) -> None:
         """`refresh_bindings`, when a steering key changed: the footer's refresh lays out the whole screen."""
         keys = tuple(self.check_action(action, ()) for action in self.STEERING)
-        if keys != getattr(self, "_footer_keys", None):
+        if keys != self._footer_keys:
             self._footer_keys = keys
             self.refresh_bindings()
 
