@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 from types import SimpleNamespace
@@ -90,6 +91,11 @@ def x_labels(text: str) -> list[str]:
     return lines[axis + 1].split() if axis is not None and axis + 1 < len(lines) else []
 
 
+def screen_text(plot: TimedPlot) -> str:
+    """The text of the rows the screen gets (the plot's Strips)."""
+    return "\n".join(plot.render_line(y).text for y in range(plot.size.height))
+
+
 async def draw_at_sizes(chart: Chart, sizes=SIZES) -> dict[tuple[int, int], str]:
     """Render the chart in a real app at each size in turn (resizing, as a user would)."""
     out = {}
@@ -99,9 +105,49 @@ async def draw_at_sizes(chart: Chart, sizes=SIZES) -> dict[tuple[int, int], str]
         for size in sizes:
             await pilot.resize_terminal(*size)
             await pilot.pause()
-            out[size] = plot.render().plain
+            out[size] = screen_text(plot)
             assert "cannot draw" not in out[size], out[size]
+            assert out[size] == plot.render().plain.rstrip("\n")  # the same picture as textual-plotext's
     return out
+
+
+def cell_looks(strip) -> list[tuple[str, object, object, bool, bool]]:
+    """Each cell's character, colours, bold and dim (what a terminal shows; not textual's metadata)."""
+    return [
+        (char, seg.style.color, seg.style.bgcolor, bool(seg.style.bold), bool(seg.style.dim))
+        for seg in strip
+        for char in seg.text
+    ]
+
+
+@pytest.mark.parametrize("kind", ["line", "scatter", "bar"])
+async def test_chart_strips_match_textual_plotext_cell_for_cell(kind):
+    """The Strips built from plotext's cell matrix show what Text.from_ansi(plot.build()) shows."""
+    from textual.widget import Widget
+
+    xs = tuple(range(60))
+    chart = Chart(
+        "loss",
+        "step",
+        (
+            Line("valid", xs[::10], tuple(1 / (1 + x) for x in xs[::10]), "•", "orange", kind),
+            Line("train", xs, tuple(1 / (1 + x) + 0.01 * (x % 3) for x in xs)),
+        ),
+        x_integer=True,
+    )
+    app = ChartApp(chart)
+    async with app.run_test(size=(70, 22)) as pilot:
+        await pilot.pause()
+        plot = app.query_one(TimedPlot)
+        fast = [plot.render_line(y) for y in range(plot.size.height)]
+        plot._dirty_regions.add(plot.region)  # textual's own path: render() as a Visual, then its strips
+        slow = [Widget.render_line(plot, y) for y in range(plot.size.height)]
+        assert [cell_looks(s) for s in fast] == [cell_looks(s) for s in slow]
+        colours = {look[1] for strip in fast for look in cell_looks(strip)}
+        assert len(colours) >= 3  # the axes, the train line and the valid markers are drawn in colour
+        plot.show(dataclasses.replace(chart, title="changed"))
+        await pilot.pause()
+        assert "changed" in screen_text(plot)  # a new chart makes a new picture
 
 
 def history(events) -> RunHistory:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 FASTEST = 0.3  # seconds between chart redraws at least
 SLOWEST = 2.0  # ... and at most, however costly they are
-APP_BUDGET = 0.04  # share of one core the app may use while a run trains on every core
+APP_BUDGET = 0.03  # share of one core the app may use while a run trains on every core (d/c ~ 1 - this)
 SPARE_BUDGET = 0.5  # ... and when the training leaves a core free
-ASSUMED_DRAW_COST = 0.03  # CPU seconds a redraw costs until one is measured (both charts, 2-core VM)
+ASSUMED_DRAW_COST = 0.02  # CPU seconds a redraw costs until one is measured (both charts, 2-core VM)
 STATUS_INTERVAL = 0.5  # seconds between status line updates while a run trains on every core
 
 

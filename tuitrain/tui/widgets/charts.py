@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rich.text import Text
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from tuitrain.tui.history import RunHistory
+from tuitrain.tui.widgets.picture import figure_strips
 
 TRAIN_MARKER = "braille"
 VALID_MARKER = "•"
@@ -322,26 +324,52 @@ def epoch_chart(history: RunHistory, log_y: bool = False) -> Chart:
 
 
 class TimedPlot(PlotextPlot):
-    """Draws its Chart at render time, so the picture follows the size."""
+    """Draws its Chart at render time, so the picture follows the size.
+
+    The picture is built once per (chart, size, theme) and its rows handed to textual as Strips
+    (tuitrain.tui.widgets.picture); `render()` gives the same picture as rich Text."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.chart = Chart("")
+        self._shown = 0  # bumped by show(): part of the picture's key, cheaper than hashing the chart
+        self._picture: tuple[tuple[Any, ...], list[Strip] | None] | None = None
 
     def show(self, chart: Chart) -> None:
         if chart != self.chart:  # an unchanged chart costs no redraw
             self.chart = chart
+            self._shown += 1
             self.refresh()
 
-    def render(self):
-        plt = self.plt
+    def _draw(self) -> None:
+        """The chart on a cleared figure, sized and themed as textual-plotext's render() does."""
+        plt, (width, height) = self.plt, self.size
         plt.clear_figure()
+        draw_chart(plt, self.chart, width, height)
+        plt.plotsize(width, height)
+        plt._set_size(width, height)
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+
+    def render(self):
         try:
-            draw_chart(plt, self.chart, self.size.width, self.size.height)
-            result = super().render()
+            self._draw()
+            return Text.from_ansi(self.plt.build())
         except Exception as error:
-            result = Text(f"{self.chart.title}: cannot draw this chart ({type(error).__name__}: {error})", "red")
-        return result
+            return Text(f"{self.chart.title}: cannot draw this chart ({type(error).__name__}: {error})", "red")
+
+    def render_line(self, y: int) -> Strip:
+        base = self.visual_style.rich_style
+        key = (self._shown, self.size, self._get_plotext_theme_name(self.app.theme), base)
+        if self._picture is None or self._picture[0] != key:
+            try:
+                self._draw()
+                self._picture = (key, figure_strips(self.plt, base))
+            except Exception:  # render() says what went wrong, in the chart's place
+                self._picture = (key, None)
+        strips = self._picture[1]
+        if strips is None:
+            return super().render_line(y)
+        return strips[y] if y < len(strips) else Strip.blank(self.size.width, base)
 
 
 def under(chart: Chart, lines: tuple[Line, ...]) -> Chart:
