@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import time
 
 from textual import work
 from textual.screen import Screen
@@ -17,6 +18,8 @@ from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
 from tuitrain.tui.screens.palette import Command, ScreenCommands
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.status import StatusLine
+
+SAVE_WAIT = 15.0  # seconds quitting waits for the run to save before leaving anyway (exit 1)
 
 
 def typed_number(query: str) -> float | None:
@@ -285,6 +288,14 @@ class Steering(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="shutdown")
     def wait_then_exit(self) -> None:
-        saved = self.source.wait(15)
+        deadline = time.monotonic() + SAVE_WAIT
+        stopped = self.controls() if self.training() else None  # shutdown() has stopped these
+        saved = False
+        while not saved and time.monotonic() < deadline:
+            controls = self.controls()
+            if controls is not None and controls is not stopped and controls.state in ("running", "paused"):
+                controls.stop("interrupted")  # a restart in flight when quit was pressed: it saves too
+                stopped = controls
+            saved = self.source.wait(0.2)
         self.source.close()
         self.app.call_from_thread(self.app.exit, None, 0 if saved else 1)
