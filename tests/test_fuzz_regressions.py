@@ -240,3 +240,50 @@ async def test_quitting_closes_each_run_once_after_it_ended(spy):
     assert app.return_code == 0
     assert [r["closes"] for r in spy.runs] == [1, 1]
     assert not any(r["closed_while_running"] for r in spy.runs)
+
+
+async def test_quitting_stops_a_restart_still_starting(spy):
+    """q pressed while a restart was still starting (no controls yet): the quit sent its stop to nobody,
+    the restarted run trained on once it started, and the app gave up waiting for its save after 15 s
+    with exit code 1 (fuzz seed 20261). The quit now stops such a run as soon as it appears."""
+    app = fuzz_app(spy)
+    async with driving(app, spy) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0, "training")
+        await pilot.press("s")
+        await until(pilot, lambda: dash.history.ended, "the stop")
+        spy.gate.clear()  # the restarted run waits at its start
+        await pilot.press("r")
+        await until(pilot, lambda: spy.calls == 2, "the restart to begin")
+        assert dash.history.state == "starting"
+        await pilot.press("q")
+        if app.screen is not dash:  # a confirmation, if the app asks while a run starts
+            await pilot.press("y")
+        await pilot.pause(0.1)
+        started = time.monotonic()
+        spy.gate.set()
+        await until(pilot, lambda: not app.is_running, "the app to quit", timeout=10)
+    assert app.return_code == 0
+    assert time.monotonic() - started < 10  # not the 15 s timeout: the run was told to stop
+    assert len(spy.runs) == 2 and not spy.runs[1]["running"]
+
+
+async def test_a_quit_that_cannot_wait_for_the_save_says_so(spy, monkeypatch):
+    """Exit code 1 after a quit used to come with no word on stderr: now one line says the save was
+    not seen to finish, and how to continue the run."""
+    monkeypatch.setattr("tuitrain.tui.screens.steering.SAVE_WAIT", 0.0)
+    app = fuzz_app(spy)
+    exits = []
+    exit_app = app.exit
+    app.exit = lambda *args: (exits.append(args), exit_app(*args))  # the message textual prints on stderr
+    async with driving(app, spy) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.step > 0 and app.source.controls.run_dir, "training")
+        run_dir = app.source.controls.run_dir
+        await pilot.press("q")
+        await until(pilot, lambda: app.screen is not dash, "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, "the app to quit", timeout=10)
+    assert app.return_code == 1
+    [(_, code, message)] = exits
+    assert "finished saving" in message and f"tuitrain run --resume {run_dir}" in message

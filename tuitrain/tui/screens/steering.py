@@ -298,4 +298,11 @@ class Steering(Screen[None]):
                 stopped = controls
             saved = self.source.wait(0.2)
         self.source.close()
-        self.app.call_from_thread(self.app.exit, None, 0 if saved else 1)
+        if saved:
+            self.app.call_from_thread(self.app.exit, None, 0)
+            return
+        controls = self.controls()
+        run_dir = controls.run_dir if controls is not None else None
+        where = f"; `tuitrain run --resume {run_dir}` continues from its last checkpoint" if run_dir else ""
+        message = f"tuitrain: quit before the run had finished saving (waited {SAVE_WAIT:.0f} s){where}"
+        self.app.call_from_thread(self.app.exit, None, 1, message)
