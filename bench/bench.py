@@ -532,9 +532,9 @@ def markdown(report: dict[str, Any]) -> str:
         "per cell.",
         "",
         "| case | epochs | a bare samples/s | b tutorial samples/s | c tuitrain samples/s | d dashboard samples/s "
-        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | wall c/a | c GFLOP/s | c % of peak "
-        "| matmuls alone % of peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| a wall s | b wall s | c wall s | d wall s | c/a | c/b | d/c | c/a paired | d/c paired | wall c/a "
+        "| c GFLOP/s | c % of peak | matmuls alone % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     roof = report.get("roofline", {})
     peak = roof.get("peak_gflops")
@@ -544,7 +544,9 @@ def markdown(report: dict[str, Any]) -> str:
         mark = {k: "*" if v.get(k, {}).get("noisy") else "" for k in "abcd"}
         cells += [fmt(v.get(k, {}).get("samples_per_s"), ",.0f") + mark[k] for k in "abcd"]
         cells += [fmt(v.get(k, {}).get("wall_s"), ".2f") + mark[k] for k in "abcd"]
-        cells += [fmt(row["ratios"].get(k), ".2f") for k in ("c/a", "c/b", "d/c", "wall c/a")]
+        cells += [fmt(row["ratios"].get(k), ".2f") for k in ("c/a", "c/b", "d/c")]
+        cells += [fmt((row.get("paired", {}).get(k) or {}).get("median"), ".2f") for k in ("c/a", "d/c")]
+        cells.append(fmt(row["ratios"].get("wall c/a"), ".2f"))
         flops, c_rate = roof.get("flops_per_sample", {}).get(case), v.get("c", {}).get("samples_per_s")
         achieved = flops * c_rate / 1e9 if flops and c_rate else None
         cells += [fmt(achieved, ".1f"), fmt(100 * achieved / peak if achieved and peak else None, ".0f")]
@@ -555,7 +557,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "samples/s: training samples per second of training time, as each loop reports it. "
         "wall: the whole process (start-up, imports, data loading, training, evaluation). "
-        "c/a, c/b, d/c: samples/s ratios; wall c/a: c's wall time over a's (lower is better). "
+        "c/a, c/b, d/c: ratios of those medians; paired: the ratio within each round (the two runs "
+        "seconds apart, so the machine's drift cancels), median over rounds; wall c/a: c's wall time over "
+        "a's (lower is better). "
         f"Runs during which other processes used over {DISTURBED:.0%} of the CPUs were re-run and left "
         "out; * marks a cell where every run was disturbed.",
     ]
@@ -628,7 +632,23 @@ def summarize_cases(report: dict[str, Any], raw: dict[str, Any], quick: bool) ->
                 "d/c": ratio(ok.get("d"), ok.get("c"), "samples_per_s"),
                 "wall c/a": ratio(ok.get("c"), ok.get("a"), "wall_s"),
             },
+            "paired": {pair: paired_ratio(raw[case], *pair.split("/")) for pair in ("c/a", "d/c")},
         }
+
+
+def paired_ratio(runs: dict[str, list[dict[str, Any]]], num: str, den: str) -> dict[str, Any] | None:
+    """The ratio within each round (runs seconds apart), then the median over rounds: the machine's
+    slow drift cancels out of each pair, which medians of each variant alone do not manage on a noisy VM."""
+
+    def by_round(variant: str) -> dict[Any, float]:
+        kept = [r for r in runs.get(variant, []) if "error" not in r and not r.get("disturbed") and "round" in r]
+        return {r["round"]: r["samples_per_s"] for r in kept}  # a retried round keeps its last clean run
+
+    top, bottom = by_round(num), by_round(den)
+    ratios = [top[r] / bottom[r] for r in top.keys() & bottom.keys()]
+    if not ratios:
+        return None
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": len(ratios)}
 
 
 def write_report(report: dict[str, Any], out: Path) -> str:
@@ -644,12 +664,15 @@ def merge(paths: list[str], out: Path) -> int:
     reports = [json.loads(Path(path).read_text()) for path in paths]
     report = dict(reports[-1])
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for r in reports:
+    for i, r in enumerate(reports):
         if (r["data"], r["seed"], r["quick"]) != (report["data"], report["seed"], report["quick"]):
             raise SystemExit(f"cannot merge: {paths[0]} and {paths[-1]} measured different data or seeds")
         for case, row in r["cases"].items():
             for variant, cell in row["variants"].items():
-                raw.setdefault(case, {}).setdefault(variant, []).extend(cell.get("runs", []))
+                runs = [
+                    {**run, "round": f"{i}:{run['round']}"} if "round" in run else run for run in cell.get("runs", [])
+                ]
+                raw.setdefault(case, {}).setdefault(variant, []).extend(runs)  # rounds pair within their file
     report["repeats"] = sum(r["repeats"] for r in reports)
     report["merged_from"] = paths
     summarize_cases(report, raw, report["quick"])
@@ -732,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(repeats):  # interleaved, so drift in machine load spreads over every cell
             for case in cases:
                 epochs = CASES[case][4 if args.quick else 3]
-                for v in variants:
+                for v in variants if r % 2 == 0 else variants[::-1]:  # no variant always runs first
                     for _attempt in range(1 + retries):
                         busy = wait_for_quiet(quiet_wait) if quiet_wait > 0 else None
                         before, start = cpu_counters(), time.perf_counter()
@@ -740,6 +763,7 @@ def main(argv: list[str] | None = None) -> int:
                         res["others_cpu_share"] = others_share(before, cpu_counters(), time.perf_counter() - start)
                         res["disturbed"] = res["others_cpu_share"] > DISTURBED
                         res["cpu_busy_before"] = busy
+                        res["round"] = r
                         raw[case][v].append(res)
                         shown = res.get("error") or f"{res['samples_per_s']:,.0f} samples/s, wall {res['wall_s']:.2f} s"
                         print(

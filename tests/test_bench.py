@@ -105,8 +105,27 @@ def test_markdown_lists_ratios_extras_and_gaps() -> None:
         },
     }
     text = bench.markdown(report)
-    assert "| mlp-64 | 1 | 1,000 | 250 | 1,000 | - | 10.00 | 10.00 | 11.00 | - | 1.00 | 4.00 | - | 1.10 |" in text
+    row = "| mlp-64 | 1 | 1,000 | 250 | 1,000 | - | 10.00 | 10.00 | 11.00 | - | 1.00 | 4.00 | - | - | - | 1.10 |"
+    assert row in text
+    report["cases"]["mlp-64"]["paired"] = {"c/a": {"median": 0.97}, "d/c": None}
+    assert "| 1.00 | 4.00 | - | 0.97 | - | 1.10 |" in bench.markdown(report)
     report["cases"]["mlp-64"]["variants"]["a"]["noisy"] = True
     assert "| mlp-64 | 1 | 1,000* | 250 |" in bench.markdown(report)
     assert "mlp-64/d: no TUI" in text
     assert "0.10x" in text and "3.00 s" in text and "+0.0%" in text
+
+
+def test_paired_ratio_divides_within_rounds_and_skips_disturbed_runs() -> None:
+    bench = load_bench()
+
+    def run(round_, rate, **extra):
+        return {"round": round_, "samples_per_s": rate, "wall_s": 1.0, **extra}
+
+    # the machine got twice as fast after round 0: the medians of each variant alone give c/a = 0.72
+    runs = {
+        "a": [run(0, 100.0), run(1, 200.0), run(2, 200.0)],
+        "c": [run(0, 96.0), run(1, 1.0, disturbed=True), run(1, 190.0), run(2, 0.0, error="crashed"), run(3, 5.0)],
+    }
+    paired = bench.paired_ratio(runs, "c", "a")
+    assert paired == {"median": pytest.approx(0.955), "min": 0.95, "max": 0.96, "rounds": 2}
+    assert bench.paired_ratio(runs, "d", "c") is None

@@ -286,7 +286,7 @@ class Trainer:
         order = torch.randperm(n, device=self.device, generator=self.generator)
         zero = torch.zeros((), device=self.device)
         loss_sum, correct = zero.clone(), zero.clone()  # accumulate on the device: no per-step sync
-        window_loss, window_correct, window_n = zero.clone(), zero.clone(), 0
+        reported_loss, reported_correct, window_n = zero, zero, 0  # the sums at the last report
         epoch_samples, epoch_seconds = 0, 0.0
         tick = time.perf_counter()
         last_emit = self._last_emit  # kept across epochs: short epochs still get step events
@@ -311,14 +311,11 @@ class Trainer:
             loss.backward()
             opt.step()
             b = idx.shape[0]
-            with torch.no_grad():
-                batch_loss = loss.detach() * b
-                loss_sum += batch_loss
-                window_loss += batch_loss
+            with torch.no_grad():  # the epoch's sums only (two ops a step); a report's window is their growth
+                loss_sum.add_(loss.detach(), alpha=b)
                 hits = correct_count(task, logits, yb)
                 if hits is not None:
                     correct += hits
-                    window_correct += hits
             window_n += b
             self.step += 1
             self.epoch_step = i + 1
@@ -337,6 +334,8 @@ class Trainer:
                 self.train_seconds += now - tick
                 epoch_seconds += now - tick
                 tick = last_emit = self._last_emit = now
+                window_loss, window_correct = loss_sum - reported_loss, correct - reported_correct
+                reported_loss, reported_correct = loss_sum.clone(), correct.clone()
                 if self.world_size > 1:
                     window_loss, window_correct, window_n = self.exchange_window(window_loss, window_correct, window_n)
                 mean_loss = window_loss.item() / window_n  # the one host sync per interval
@@ -355,7 +354,6 @@ class Trainer:
                         self.train_seconds,
                     )
                 )
-                window_loss.zero_(), window_correct.zero_()
                 window_n = 0
                 self.governor.tick()
                 tick = time.perf_counter()
