@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,10 +24,10 @@ from tuitrain.events import (
     Metrics,
     RunEnded,
     RunStarted,
-    StateChanged,
     StepProgress,
     TrainerState,
 )
+from tuitrain.loop_control import LoopControl
 from tuitrain.models import build_model, parameter_count
 from tuitrain.recorder import DEAD_SAMPLES, Recorder
 from tuitrain.resources import check_fits
@@ -40,7 +39,7 @@ PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the devic
 EVAL_BATCH = 8192  # samples per forward pass when evaluating
 
 
-class Trainer:
+class Trainer(LoopControl):
     """One training run in this process (a `RunControl`). `run()` blocks; the control methods may
     be called from any thread. `run_dir` is the directory its RunWriter keeps, named in RunStarted."""
 
@@ -86,15 +85,7 @@ class Trainer:
         self._sample = inspection.sample_indices(self.data, seed=tc.seed)
         sample = self.data.train.x[:DEAD_SAMPLES] if len(self.data.train) else None
         self.recorder = Recorder(self.model, sample, enabled=tc.histories)
-        # control: written by any thread, read by the loop at step boundaries
-        self._lock = threading.Condition()
-        self._attention = False  # one cheap read per step tells the loop to look at the flags below
-        self._paused = False
-        self._stop_status: EndStatus | None = None
-        self._lr_request: float | None = None
-        self._single_steps = 0
-        self._inspect_requested = False
-        self._report_next_step = False
+        LoopControl.__init__(self)
         self._vitals = ProcessVitals()
         # more processes (tuitrain.distributed replaces these): this rank's share of a batch, the
         # module that trains (a DistributedDataParallel wrapper), an epoch's sums over every rank
@@ -104,56 +95,6 @@ class Trainer:
         self.reduce_epoch: Callable[[torch.Tensor], torch.Tensor] = lambda sums: sums
         self.exchange_window: Callable[..., tuple[torch.Tensor, torch.Tensor, int]] = lambda *window: window
         self.report_every = 1  # steps between reports when ranks must agree (time differs between them)
-        self.stop_wanted: EndStatus | None = None  # a rank's stop request, until the ranks agree on it
-
-    # ------------------------------------------------------------------ control (any thread)
-    def _signal(self, **changes: Any) -> None:
-        with self._lock:
-            for key, value in changes.items():
-                setattr(self, key, value)
-            self._attention = True
-            self._lock.notify_all()
-
-    def pause(self) -> None:
-        self._signal(_paused=True)
-
-    def resume(self) -> None:
-        self._signal(_paused=False)
-
-    def stop(self, status: EndStatus = "interrupted") -> None:
-        if self.world_size > 1:  # every rank must stop at the same step: agreed at the next report
-            self.stop_wanted = status
-        else:
-            self.stop_now(status)
-
-    def stop_now(self, status: EndStatus = "interrupted") -> None:
-        self._signal(_stop_status=status)
-
-    def set_lr(self, lr: float) -> None:
-        """Takes effect at the next step boundary; at once before the run starts."""
-        if self.state == "idle":
-            self._apply_lr(float(lr))
-        else:
-            self._signal(_lr_request=float(lr))
-
-    def _apply_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def step_once(self) -> None:
-        """While paused: run exactly one more optimizer step, then stay paused."""
-        with self._lock:
-            self._single_steps += 1
-            self._attention = True
-            self._lock.notify_all()
-
-    def request_inspection(self) -> None:
-        """Ask for an Inspection event at the next step boundary (also served while paused)."""
-        self._signal(_inspect_requested=True)
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def close(self) -> None:
         """Nothing to release: the run lives in this process."""
@@ -372,35 +313,6 @@ class Trainer:
             return None
         self._inspect_requested = False
         return {name: p.detach().float().clone() for name, p in self.model.named_parameters()}
-
-    def _handle_controls(self) -> bool:
-        """Apply pending requests; block while paused. False means stop now."""
-        with self._lock:
-            while True:
-                if self._lr_request is not None:
-                    self._apply_lr(self._lr_request)
-                    self._lr_request = None
-                    self._emit(StateChanged("paused" if self._paused else "running", self.lr))
-                if self._stop_status is not None:
-                    return False
-                if not self._paused:
-                    self._attention = False
-                    if self.state == "paused":
-                        self.state = "running"
-                        self._emit(StateChanged("running", self.lr))
-                    return True
-                if self.state != "paused":
-                    self.state = "paused"
-                    self._emit(StateChanged("paused", self.lr))
-                if self._single_steps > 0:
-                    self._single_steps -= 1
-                    self._report_next_step = True  # so a paused viewer sees the step's effect
-                    return True  # _attention stays set: the loop comes back here after one step
-                if self._inspect_requested:
-                    self._inspect_requested = False
-                    self._emit(self.inspect())
-                    continue
-                self._lock.wait()
 
     @torch.inference_mode()
     def evaluate(self, split: Any) -> Metrics:
