@@ -65,6 +65,12 @@ def write_idx(path: Path, data: bytes, dims: list[int], compress: bool) -> None:
     (gzip.open if compress else open)(path, "wb").write(header + data)
 
 
+def isolate_state(work: Path) -> None:
+    """The dashboards started from here remember their `--out` (a temporary folder) as the app's
+    output folder: keep that in `work`, not in the user's $XDG_STATE_HOME."""
+    os.environ["XDG_STATE_HOME"] = str(work / "state")
+
+
 def prepare_data(work: Path, synthetic: bool, n_train: int, n_test: int, seed: int) -> dict[str, Any]:
     """IDX files for a/c (gzipped, as the Debian package ships them) and a torchvision root for b."""
     tv_raw = work / "tv" / "FashionMNIST" / "raw"
@@ -724,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="tuitrain-bench-") as tmp:
         work = Path(tmp)
+        isolate_state(work)
         data = prepare_data(work, synthetic, n_train, n_test, args.seed)
         fused = engine_uses_fused_adam()
         report: dict[str, Any] = {

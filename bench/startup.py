@@ -27,6 +27,7 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="tuitrain-startup-") as tmp:
         work = Path(tmp)
+        bench.isolate_state(work)
         synthetic = not all((bench.DEBIAN_FASHION_DIR / f"{s}.gz").is_file() for s in bench.IDX_STEMS)
         data = bench.prepare_data(work, synthetic, 60000, 10000, 0)
         torch_s, step_s, chart_s = [], [], []

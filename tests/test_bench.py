@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
             "--cases",
             "mlp-64,rings",
             "--variants",
-            "ac",
+            "acd",
             "--no-extras",
             "--out",
             str(out),
@@ -48,17 +49,20 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
     assert {"cpu", "cores", "torch"} <= set(report["machine"])
     assert list(report["cases"]) == ["mlp-64", "rings"]
     for name, case in report["cases"].items():
-        assert set(case["variants"]) == {"a", "c"}
+        assert set(case["variants"]) == {"a", "c", "d"}
         for variant in case["variants"].values():
             assert "error" not in variant, variant
             assert variant["samples_per_s"] > 0 and variant["wall_s"] > 0
             assert len(variant["runs"]) == 1 and variant["used_runs"] == 1
             assert 0 <= variant["runs"][0]["others_cpu_share"] <= 1 and isinstance(variant["noisy"], bool)
         assert case["ratios"]["c/a"] > 0 and case["ratios"]["wall c/a"] > 0
-        assert case["ratios"]["c/b"] is None and case["ratios"]["d/c"] is None
+        assert case["ratios"]["c/b"] is None and case["ratios"]["d/c"] > 0
+        assert set(case["paired"]) == {"c/a", "d/c"}  # None where the one run was disturbed
         # same data, network, initial weights, optimizer and shuffle: the bare loop and tuitrain agree
         a, c = case["variants"]["a"], case["variants"]["c"]
         assert a["test_loss"] == pytest.approx(c["test_loss"], rel=1e-3), name
+    # the dashboards ran with --out in a temporary folder: the user's app must not remember it
+    assert not (Path(os.environ["XDG_STATE_HOME"]) / "tuitrain" / "state.json").exists()
     text = out.with_suffix(".md").read_text()
     assert "| case | epochs |" in text and "| mlp-64 | 1 |" in text and "| rings | 3 |" in text
     assert "synthetic" in text

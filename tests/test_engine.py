@@ -132,6 +132,9 @@ def test_pause_step_lr_inspect_stop_from_another_thread():
         trainer.pause()
         recorder.wait_for(lambda e: isinstance(e, StateChanged) and e.state == "paused")
         paused_at = trainer.step
+        # what a paused screen shows is where the run paused, not the last report up to 0.1 s before it
+        shown = [e for e in recorder.events if isinstance(e, StepProgress)][-1]
+        assert shown.step == paused_at and shown.epoch_step == trainer.epoch_step
         mark = len(recorder.events)
         trainer.step_once()
         progress = recorder.wait_for(lambda e: isinstance(e, StepProgress), mark)
