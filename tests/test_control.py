@@ -14,7 +14,7 @@ from tuitrain.control import Pause, RunControl, SetLr, Stop, apply
 from tuitrain.engine import Trainer
 from tuitrain.errors import TuitrainError
 from tuitrain.events import RunEnded, StateChanged, StepProgress
-from tuitrain.remote import RemoteTrainer
+from tuitrain.remote import RemoteTrainer, off_the_main_thread
 
 TIMEOUT = 30.0
 
@@ -85,3 +85,18 @@ def test_a_child_that_stops_answering_is_noticed(tmp_path):
     finally:
         os.kill(control.process.pid, signal.SIGCONT) if control.process.is_alive() else None
         control.process.kill()
+
+
+def test_the_childs_signal_handler_never_waits_for_a_lock():
+    """A SIGTERM that came while the child's main thread woke from `done.wait()` (holding the event's
+    lock) ran a handler that set the same event: the child hung for good, and with it the app's exit
+    (one in ~25 dashboard runs of the bench). The handler now leaves the work to a thread."""
+    done = threading.Event()
+    handler = off_the_main_thread(done.set)
+    with done._cond:  # what Event.wait holds as it wakes up
+        caller = threading.Thread(target=handler, args=(signal.SIGTERM, None), daemon=True)
+        caller.start()
+        caller.join(2.0)
+        assert not caller.is_alive(), "the handler waited for the event's lock"
+        assert not done.is_set()
+    assert done.wait(TIMEOUT)  # and the work is done once the lock is free

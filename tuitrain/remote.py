@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -290,6 +291,18 @@ class RemoteTrainer:
             pass
 
 
+def off_the_main_thread(action: Callable[[], None]) -> Callable[..., None]:
+    """A signal handler that runs `action` in a thread of its own. A handler runs on the main thread
+    between two bytecodes, maybe inside `done.wait()` while that holds the event's non-reentrant
+    lock: setting the event there hung the child for good (the app quit and multiprocessing sent
+    SIGTERM just as Close woke the wait). The thread waits for the lock instead."""
+
+    def handler(*_: Any) -> None:
+        threading.Thread(target=action, daemon=True, name="tuitrain-signal").start()
+
+    return handler
+
+
 def serve(conn: Connection) -> None:
     """The child: import torch, wait for its Start, build and run the Trainer on this process's main
     thread, obey control commands.
@@ -346,12 +359,13 @@ def serve(conn: Connection) -> None:
     trainer.consumers.append(batcher)
     done = threading.Event()
 
-    def finish(*_: Any) -> None:  # SIGTERM/SIGHUP (terminal closed), or the app gone: save and leave
+    def finish() -> None:  # SIGTERM/SIGHUP (terminal closed), or the app gone: save and leave
         trainer.stop("interrupted")
         done.set()
 
+    on_signal = off_the_main_thread(finish)
     for name in ("SIGTERM", "SIGHUP"):
-        signal.signal(getattr(signal, name), finish)
+        signal.signal(getattr(signal, name), on_signal)
 
     def control() -> None:
         while True:
