@@ -109,6 +109,19 @@ async def driving(app, spy: Spy):
             spy.end()
 
 
+async def restart_held_at_its_start(pilot, spy: Spy):
+    """Train, stop, then r with the next run held at its start: the dashboard says STARTING, no controls yet."""
+    dash = pilot.app.screen
+    await until(pilot, lambda: dash.history.step > 0, "training")
+    await pilot.press("s")
+    await until(pilot, lambda: dash.history.ended, "the stop")
+    spy.gate.clear()
+    await pilot.press("r")
+    await until(pilot, lambda: spy.calls == 2, "the restart to begin")
+    assert dash.history.state == "starting"
+    return dash
+
+
 async def test_ctrl_p_queued_while_the_last_palette_is_being_removed():
     """A palette that closes itself (it ran a command) is removed a few ticks later; a ctrl+p already
     queued used to open Textual's palette with the same fixed id: DuplicateIds, the app crashed."""
@@ -202,14 +215,7 @@ async def test_restart_keys_while_a_run_starts_start_it_once(spy):
     quit then waited for it, the queued run started after the app had gone, and the exit code was 1."""
     app = fuzz_app(spy)
     async with driving(app, spy) as pilot:
-        dash = app.screen
-        await until(pilot, lambda: dash.history.step > 0, "training")
-        await pilot.press("s")
-        await until(pilot, lambda: dash.history.ended, "the stop")
-        spy.gate.clear()  # the next run waits at its start
-        await pilot.press("r")
-        await until(pilot, lambda: spy.calls == 2, "the restart to begin")
-        assert dash.history.state == "starting"
+        dash = await restart_held_at_its_start(pilot, spy)
         await pilot.press("r", "r")
         await pilot.pause(0.1)
         spy.gate.set()
@@ -248,14 +254,7 @@ async def test_quitting_stops_a_restart_still_starting(spy):
     with exit code 1 (fuzz seed 20261). The quit now stops such a run as soon as it appears."""
     app = fuzz_app(spy)
     async with driving(app, spy) as pilot:
-        dash = app.screen
-        await until(pilot, lambda: dash.history.step > 0, "training")
-        await pilot.press("s")
-        await until(pilot, lambda: dash.history.ended, "the stop")
-        spy.gate.clear()  # the restarted run waits at its start
-        await pilot.press("r")
-        await until(pilot, lambda: spy.calls == 2, "the restart to begin")
-        assert dash.history.state == "starting"
+        dash = await restart_held_at_its_start(pilot, spy)
         await pilot.press("q")
         if app.screen is not dash:  # a confirmation, if the app asks while a run starts
             await pilot.press("y")
