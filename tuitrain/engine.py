@@ -269,10 +269,9 @@ class Trainer(LoopControl):
             if self.world_size > 1:  # ranks report (and agree to stop) together, at the same steps
                 due = self.step % self.report_every == 0 or i + 1 == steps
             else:
-                # a request (pause, stop, learning rate) waits: report first, so what it shows is now
-                due = now - last_emit >= PROGRESS_INTERVAL or self._report_next_step or self._attention
+                # a request (pause, single step, stop, learning rate) waits: report first, so what it shows is now
+                due = now - last_emit >= PROGRESS_INTERVAL or self._attention
             if due:
-                self._report_next_step = False
                 self.train_seconds += now - tick
                 epoch_seconds += now - tick
                 tick = last_emit = self._last_emit = now

@@ -27,7 +27,6 @@ class LoopControl:
         self._lr_request: float | None = None
         self._single_steps = 0
         self._inspect_requested = False
-        self._report_next_step = False
         self.stop_wanted: EndStatus | None = None  # a rank's stop request, until the ranks agree on it
 
     def _emit(self, event: Event) -> None:
@@ -107,8 +106,7 @@ class LoopControl:
                     self._emit(StateChanged("paused", self.lr))
                 if self._single_steps > 0:
                     self._single_steps -= 1
-                    self._report_next_step = True  # so a paused viewer sees the step's effect
-                    return True  # _attention stays set: the loop comes back here after one step
+                    return True  # _attention stays set: the step is reported, and the loop comes back here
                 if self._inspect_requested:
                     self._inspect_requested = False
                     self._emit(self.inspect())
