@@ -88,6 +88,30 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Mod
     return loss.item() / len(x), hits.item() / len(x)
 
 
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bs: int,
+    shuffle: torch.Generator,
+) -> float:
+    """One pass in a shuffled order; the loss stays on the device until the one read at the end."""
+    n = len(x)
+    order = torch.randperm(n, generator=shuffle, device=x.device)
+    loss_sum = torch.zeros((), device=x.device)
+    for i in range(0, n, bs):
+        idx = order[i : i + bs]
+        xb, yb = x[idx], y[idx]
+        loss = loss_fn(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(idx)
+    return loss_sum.item() / n
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=["mlp", "lenet", "rings"], required=True)
@@ -116,17 +140,7 @@ def main() -> None:
     train_seconds, samples = 0.0, 0
     for _ in range(args.epochs):
         start = time.perf_counter()
-        order = torch.randperm(n, generator=shuffle)
-        loss_sum = torch.zeros(())
-        for i in range(0, n, bs):
-            idx = order[i : i + bs]
-            xb, yb = x[idx], y[idx]
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-        train_loss = loss_sum.item() / n
+        train_loss = train_epoch(model, opt, loss_fn, x, y, bs, shuffle)
         train_seconds += time.perf_counter() - start
         samples += n
         valid_loss, valid_acc = evaluate(model, *valid, loss_fn)

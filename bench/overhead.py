@@ -26,7 +26,9 @@ from typing import Any
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from bare_loop import train_epoch  # noqa: E402
 
 from tuitrain import session  # noqa: E402
 from tuitrain.config import resolve_config  # noqa: E402
@@ -71,21 +73,10 @@ class BareEpochs:
         self.bare_s.append(sum(self.bare_epoch() for _ in range(self.every)))
 
     def bare_epoch(self) -> float:
-        """bench/bare_loop.py's epoch: randperm, gather, forward, zero_grad, backward, step; loss on the device."""
+        """bench/bare_loop.py's epoch, timed."""
         data, bs = self.trainer.data.train, self.trainer.config.train.batch_size
-        x, y, n = data.x, data.y, len(data)
-        model, opt, loss_fn = self.model, self.optimizer, self.trainer.loss_fn
         start = time.perf_counter()
-        order = torch.randperm(n, generator=self.shuffle, device=self.trainer.device)
-        loss_sum = torch.zeros((), device=self.trainer.device)
-        for i in range(0, n, bs):
-            idx = order[i : i + bs]
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-        loss_sum.item()
+        train_epoch(self.model, self.optimizer, self.trainer.loss_fn, data.x, data.y, bs, self.shuffle)
         return time.perf_counter() - start
 
 

@@ -133,3 +133,19 @@ def test_paired_ratio_divides_within_rounds_and_skips_disturbed_runs() -> None:
     paired = bench.paired_ratio(runs, "c", "a")
     assert paired == {"median": pytest.approx(0.955), "min": 0.95, "max": 0.96, "rounds": 2}
     assert bench.paired_ratio(runs, "d", "c") is None
+
+
+def test_overhead_pairs_tuitrain_epochs_with_bare_epochs(tmp_path: Path) -> None:
+    out = tmp_path / "overhead.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "overhead.py"), "--cases", "rings", "--rounds", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [result] = json.loads(out.read_text())["results"]
+    assert result["case"] == "rings" and result["rounds"] == 2 and result["epochs_per_round"] == 10
+    assert result["tuitrain_epoch_s"] > 0 and result["bare_epoch_s"] > 0 and result["min"] <= result["c/a"]
+    assert "| rings |" in out.with_suffix(".md").read_text()
