@@ -149,3 +149,81 @@ def test_overhead_pairs_tuitrain_epochs_with_bare_epochs(tmp_path: Path) -> None
     assert result["case"] == "rings" and result["rounds"] == 2 and result["epochs_per_round"] == 10
     assert result["tuitrain_epoch_s"] > 0 and result["bare_epoch_s"] > 0 and result["min"] <= result["c/a"]
     assert "| rings |" in out.with_suffix(".md").read_text()
+
+
+def load_dashboard_cost():
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "bench"))  # it imports bench.py as `bench`, as when run as a script
+    try:
+        spec = importlib.util.spec_from_file_location("tuitrain_dashboard_cost", ROOT / "bench" / "dashboard_cost.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return module
+
+
+def test_dashboard_cost_divides_each_drawing_window_by_its_stopped_neighbour() -> None:
+    cost = load_dashboard_cost()
+    # step lines: (time seen, cumulative samples, training seconds); 100 samples/s, then 50 from t=10
+    steps = [(float(t), 100.0 * t, float(t)) for t in range(11)] + [
+        (10.0 + t, 1000 + 50.0 * t, 10.0 + t) for t in range(1, 6)
+    ]
+    assert cost.window_speed(steps, 0.5, 4.5) == {"samples_per_s": 100.0, "wall_samples_per_s": 100.0}
+    assert cost.window_speed(steps, 11.5, 14.5) == {"samples_per_s": 50.0, "wall_samples_per_s": 50.0}
+    assert cost.window_speed(steps, 4.2, 4.9) is None  # fewer than two lines: no speed
+
+    def window(pair, drawing, speed, share):
+        return {
+            "pair": pair,
+            "drawing": drawing,
+            "app_cpu_share": share,
+            "samples_per_s": speed,
+            "wall_samples_per_s": speed,
+        }
+
+    # the machine halves its speed after pair 0: pairing keeps d/c at 0.95 and 0.9, whatever the drift
+    windows = [
+        window(0, True, 95, 0.03),
+        window(0, False, 100, 0.0),
+        window(1, False, 50, 0.0),
+        window(1, True, 45, 0.05),
+    ]
+    windows.append({"pair": 2, "drawing": True, "app_cpu_share": 0.04})  # a window without a speed: left out
+    result = cost.summarize(windows)
+    assert result["d_over_c"] == pytest.approx(0.925) and result["d_over_c_range"] == [pytest.approx(0.9), 0.95]
+    assert result["pairs"] == 2 and result["app_cpu_share"] == pytest.approx(0.04)
+    assert result["stopped_app_cpu_share"] == 0.0
+
+
+def test_dashboard_cost_stops_the_app_and_keeps_the_training_going(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "dashboard_cost.py"),
+            "--cases",
+            "rings",
+            "--pairs",
+            "1",
+            "--window",
+            "2",
+            "--warmup",
+            "0.5",
+            "--synthetic",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "dashboard-cost.json").read_text())["cases"]["rings"]
+    assert "error" not in result, result
+    assert result["pairs"] == 1 and result["d_over_c"] > 0
+    stopped = [w for w in result["windows"] if not w["drawing"]]
+    assert stopped[0]["samples_per_s"] > 0  # the training went on while the app was stopped ...
+    assert result["stopped_app_cpu_share"] < 0.005 < result["app_cpu_share"]  # ... and the app really was
+    assert "| rings |" in (tmp_path / "dashboard-cost.md").read_text()
