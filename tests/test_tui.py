@@ -275,6 +275,23 @@ async def test_quit_asks_while_training_and_saves(mode):
         assert source.controls.process.exitcode == 0
 
 
+async def test_quit_question_follows_a_run_that_ends_while_it_is_open():
+    # found in tmux: q near the end of a run left "Training is still running" over a completed run
+    app, source, _ = live_app("rings", epochs=100_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.state == "running", what="running")
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirmation")
+        source.controls.stop()  # the run ends on its own while the question is open
+        await until(pilot, lambda: dash.history.ended, what="run end")
+        await pilot.pause()
+        assert "The run stopped. Quit?" in screen_text(app) and "still running" not in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.return_code == 0
+
+
 async def test_keys_that_do_nothing_say_why():
     app, source, _ = live_app("neuron", epochs=2)
     notes = []

@@ -22,7 +22,7 @@ from tuitrain.threads import usable_cpus
 from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.pacing import RedrawPacer
-from tuitrain.tui.screens.dialogs import HelpScreen, KeyRow, key_rows
+from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
@@ -282,6 +282,8 @@ class Dashboard(Steering, Linking):
         self.fit_banner()
         banner.display = True
         self._inspect_asked = 0.0  # refresh the look-inside panels once from the final weights
+        if isinstance(self.app.screen, ConfirmQuit):
+            self.app.screen.run_ended("stopped" if event.status == "interrupted" else event.status)
 
     def fit_banner(self) -> None:
         """The end banner, broken only between phrases (refitted when the terminal is resized)."""

@@ -73,6 +73,11 @@ class ConfirmQuit(Confirm):
     def __init__(self) -> None:
         super().__init__("Training is still running. Save a checkpoint and quit?", "Quit", "Keep training")
 
+    def run_ended(self, status: str) -> None:
+        """The run ended while the question was open: it is no longer about stopping the training."""
+        self.query_one("#question", Label).update(f"The run {status}. Quit?")
+        self.query_one("#no", Button).label = "Stay (n)"
+
 
 class HelpScreen(ModalScreen[None]):
     """Lists every key of the screen that opened it, from that screen's bindings."""
