@@ -7,8 +7,10 @@ windows it trains exactly as it does headless, with nobody drawing. Its step lin
 metrics.jsonl (cumulative samples and training seconds, written as they happen) give the training
 speed in each window, so d/c is the ratio of two windows seconds apart, in the same process, on
 the same weights: the VM's drift from minute to minute, which swamps d/c between separate runs,
-falls on both halves alike. The app's CPU share of a core is read from /proc for the drawing
-windows.
+falls on both halves alike. Each window begins a second after its signal (`--settle`): a woken
+app first catches up on the seconds it missed (a backlog of events, a redraw), work a dashboard
+that is never stopped does not have. The app's CPU share of a core is read from /proc for the
+drawing windows.
 
     .venv/bin/python bench/dashboard_cost.py                         # all cases, 6 pairs of 4 s windows
     .venv/bin/python bench/dashboard_cost.py --cases mlp-256,rings --pairs 4 --window 3
@@ -91,7 +93,9 @@ def drain(master: int) -> None:
             return
 
 
-def measure(case: str, data: dict[str, Any], work: Path, pairs: int, window: float, warmup: float) -> dict[str, Any]:
+def measure(
+    case: str, data: dict[str, Any], work: Path, pairs: int, window: float, warmup: float, settle: float
+) -> dict[str, Any]:
     model, preset, batch, _, _ = bench.CASES[case]
     images = [] if model == "rings" else ["--dataset", "fashion-mnist", "--data-dir", data["idx_dir"]]
     runs = work / f"runs-{case}"
@@ -118,6 +122,10 @@ def measure(case: str, data: dict[str, Any], work: Path, pairs: int, window: flo
         for pair in range(pairs):
             for drawing in (True, False) if pair % 2 == 0 else (False, True):
                 os.kill(app.pid, signal.SIGCONT if drawing else signal.SIGSTOP)
+                until = time.monotonic() + settle  # a woken app first catches up on what it missed
+                while time.monotonic() < until:
+                    time.sleep(POLL_S)
+                    tail.poll()
                 start, cpu = time.monotonic(), cpu_seconds(app.pid)
                 while time.monotonic() < start + window:
                     time.sleep(POLL_S)
@@ -185,7 +193,8 @@ def markdown(report: dict[str, Any]) -> str:
     head = (
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']} ({m['torch_threads']} threads). "
         f"Data: {report['data']}. {report['pairs']} pairs of {report['window_s']:g} s windows per case, "
-        f"after {report['warmup_s']:g} s of training."
+        f"after {report['warmup_s']:g} s of training; each window began {report.get('settle_s', 0):g} s after "
+        "the app was stopped or woken (its catch-up left out)."
     )
     return head + "\n\n" + "\n".join(rows) + "\n"
 
@@ -196,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=6, help="drawing/stopped window pairs per case (default 6)")
     p.add_argument("--window", type=float, default=4.0, help="seconds per window (default 4)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of training before the first window")
+    p.add_argument(
+        "--settle", type=float, default=1.0, help="seconds after each stop or start before its window (default 1)"
+    )
     p.add_argument("--synthetic", action="store_true", help="synthetic images even if Fashion-MNIST is installed")
     p.add_argument("--out", default=str(bench.HERE / "results"), help="folder for dashboard-cost.json/.md")
     args = p.parse_args(argv)
@@ -214,10 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             "pairs": args.pairs,
             "window_s": args.window,
             "warmup_s": args.warmup,
+            "settle_s": args.settle,
             "cases": {},
         }
         for case in cases:
-            report["cases"][case] = result = measure(case, data, work, args.pairs, args.window, args.warmup)
+            report["cases"][case] = result = measure(
+                case, data, work, args.pairs, args.window, args.warmup, args.settle
+            )
             print(case, {k: v for k, v in result.items() if k != "windows"}, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -210,6 +210,8 @@ def test_dashboard_cost_stops_the_app_and_keeps_the_training_going(tmp_path: Pat
             "2",
             "--warmup",
             "0.5",
+            "--settle",
+            "0.5",
             "--synthetic",
             "--out",
             str(tmp_path),
