@@ -237,6 +237,21 @@ def test_differing_keys_labels_and_ranking_known_answers():
     assert compare.headline(d) == ("valid", d.best_valid)
 
 
+def test_settings_leave_out_what_a_run_does_not_use():
+    # found comparing rings with lenet in the app: "hidden 100x100 | 64" and "samples 15000 | 0" as differences
+    lenet = compare.settings(resolve_config("lenet", dataset="fashion-mnist"))
+    rings = compare.settings(resolve_config("rings"))
+    assert "model.hidden" not in lenet and "data.samples" not in lenet and "data.test_fraction" not in lenet
+    assert "train.momentum" not in lenet  # Adam has no momentum setting
+    assert rings["model.hidden"] == (100, 100) and rings["data.samples"] == 15000
+    assert compare.settings(resolve_config("rings", optimizer="momentum"))["train.momentum"] == 0.9
+    neuron = compare.settings(resolve_config("neuron"))
+    assert "model.activation" not in neuron and neuron["data.samples"] == 2000  # blobs' default point count
+    a = compare.RunRecord("a", "a", "rings", "completed", 1, 1, None, None, None, 0.0, rings)
+    b = compare.RunRecord("b", "b", "lenet", "completed", 1, 1, None, None, None, 0.0, lenet)
+    assert "hidden=" not in compare.labels([a, b])[1] and "hidden=100x100" in compare.labels([a, b])[0]
+
+
 def test_step_history_drops_steps_a_resume_redoes():
     events = [
         {"event": "start", "start_epoch": 0, "steps_per_epoch": 10},

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuitrain.config import DEFAULT_SAMPLES, IMAGE_SETS, Config
 from tuitrain.errors import TuitrainError, escape
 from tuitrain.fmt import fmt_age, fmt_score
 from tuitrain.runs import METRICS, check_run_dir, epoch_history, list_runs, load_run_config, read_events, run_row
@@ -87,10 +88,30 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def settings(config: Config) -> dict[str, Any]:
+    """The settings a run trained with, flattened: those its network, data and optimizer do not use left
+    out (LeNet has no hidden sizes, Adam no momentum), a synthetic set's default point count filled in."""
+    flat = flatten(config.to_dict())
+    model, data = config.model, config.data
+    unused = {
+        "model.hidden": model.kind != "mlp",
+        "model.activation": model.kind == "neuron",
+        "data.samples": data.dataset not in DEFAULT_SAMPLES,
+        "data.test_fraction": data.dataset in IMAGE_SETS,
+        "data.path": data.dataset != "csv",
+        "train.momentum": config.train.optimizer not in ("momentum", "nesterov"),
+    }
+    for key in [key for key, skip in unused.items() if skip]:
+        flat.pop(key, None)
+    if data.dataset in DEFAULT_SAMPLES:
+        flat["data.samples"] = data.samples or DEFAULT_SAMPLES[data.dataset]
+    return flat
+
+
 def record_from_row(row: dict[str, Any]) -> RunRecord:
     """A `runs.list_runs` row with its configuration and parent added."""
     try:
-        config = flatten(load_run_config(row["run_dir"]).to_dict())
+        config = settings(load_run_config(row["run_dir"]))
     except TuitrainError:
         config = {}
     parent = row.get("parent")
@@ -158,8 +179,8 @@ def labels(records: Sequence[RunRecord]) -> list[str]:
     names = []
     for record in records:
         parts = []
-        for key in keys:
-            short, value = short_key(key), fmt_value(record.config.get(key, "-"))
+        for key in [key for key in keys if key in record.config]:  # a setting the run does not use: no word
+            short, value = short_key(key), fmt_value(record.config[key])
             parts.append(value if not short else f"{short}={value}")
         if record.parent is not None:
             parts.append(f"branch@{record.parent.get('epoch', '?')}")

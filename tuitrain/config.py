@@ -62,7 +62,7 @@ class DataConfig:
 class TrainConfig:
     optimizer: str = field(default="sgd", metadata=_choice(OPTIMIZERS))
     lr: float = field(default=0.01, metadata=_range(0.0, 100.0, open_low=True))
-    momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))  # momentum/nesterov/rmsprop
+    momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))  # momentum and nesterov only
     weight_decay: float = field(default=0.0, metadata=_range(0.0, 1.0))  # L2 (decoupled for adamw)
     batch_size: int = field(default=64, metadata=_range(1, 1_000_000))  # samples per step
     epochs: int = field(default=5, metadata=_range(1, 1_000_000))  # passes over the training split
