@@ -122,6 +122,18 @@ def test_onnx_checked_and_equal_to_pytorch(runs: list[Path], tmp_path: Path) -> 
     assert np.max(np.abs(got - want)) <= 1e-5
 
 
+def test_onnx_of_a_lenet_says_one_line(idx_dir: Path, tmp_path: Path) -> None:
+    # found by hand: exporting LeNet printed a screenful of torch's tracer and constant-folding warnings
+    pytest.importorskip("onnxruntime")
+    config = apply_overrides(load_preset("lenet"), data_dir=str(idx_dir), epochs=1, batch_size=16)
+    trainer, writer = session.new_run(config, tmp_path)
+    trainer.run()
+    writer.close()
+    done = tuitrain("export", writer.run_dir, "--format", "onnx", "-o", str(tmp_path / "lenet.onnx"))
+    assert done.returncode == 0, done.stderr
+    assert "onnx.checker passed" in done.stdout and "Warning" not in done.stderr, done.stderr
+
+
 def test_missing_extra_is_one_line(runs: list[Path], tmp_path: Path) -> None:
     blocker = tmp_path / "block"
     blocker.mkdir()
