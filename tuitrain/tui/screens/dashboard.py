@@ -23,8 +23,8 @@ from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.pacing import RedrawPacer
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
+from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
 from tuitrain.tui.screens.overlays import Linking
-from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart
 from tuitrain.tui.widgets.param_detail import ParamDetail
@@ -35,8 +35,6 @@ from tuitrain.tui.widgets.status import StatusLine
 from tuitrain.vitals import Vitals
 
 FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
-INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible ...
-LOOK_BUDGET = 0.03  # ... and never more than this share of the training process's time (measured cost)
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
 SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so
 PANELS = ("charts", "params", "predictions")
@@ -52,7 +50,7 @@ def _phrases(text: str, separator: str) -> list[str]:
     return [part + separator.rstrip() for part in parts[:-1]] + parts[-1:]
 
 
-class Dashboard(Steering, Linking):
+class Dashboard(LookingInside, Linking):
     """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
 
     BINDINGS = [  # footer order: the most needed first, so narrow terminals still show them
@@ -199,6 +197,9 @@ class Dashboard(Steering, Linking):
     def follow_source(self, sink: Any) -> None:
         self.source.follow(sink)
 
+    def wake(self) -> None:
+        self.post_message(self.Wake())
+
     def on_dashboard_wake(self, message: Wake) -> None:
         self.flush()
 
@@ -327,69 +328,6 @@ class Dashboard(Steering, Linking):
                 timeout=10,
             )
         self._silence_reported = silent
-
-    # ------------------------------------------------------------------ looking inside
-    def looking_inside(self) -> bool:
-        if self.app.screen is not self:
-            return False
-        return self.query_one("#panels", TabbedContent).active in ("params", "predictions")
-
-    def maybe_inspect(self) -> None:
-        """Ask for an Inspection only while someone looks at parameters or predictions."""
-        now = time.monotonic()
-        if not self.looking_inside() or now - self._inspect_asked < self._inspect_interval:
-            return
-        if self._inspect_pending and now - self._inspect_asked < 5:
-            return
-        self._inspect_asked = now
-        controls = self.controls()
-        if controls is not None and self.history.state in ("running", "paused") and self.training():
-            self._inspect_pending = True
-            controls.request_inspection()
-        elif not self.steerable or (
-            self.history.ended and (self.history.inspection is None or self._needs_final_look())
-        ):
-            self._inspect_pending = True
-            self.inspect_directly(self._generation)
-
-    def _needs_final_look(self) -> bool:
-        ins = self.history.inspection
-        return self.history.ended and ins is not None and ins.step != self.history.step
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
-    def inspect_directly(self, generation: int) -> None:
-        try:
-            inspection = self.source.inspect()
-        finally:
-            self._inspect_pending = False
-        if inspection is not None:
-            self._pending.append((generation, inspection))
-            self.post_message(self.Wake())
-
-    def show_inspection(self, inspection: Inspection) -> None:
-        self._inspect_pending = False
-        self._inspect_interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
-        self.query_one(ParamTable).show(inspection.params)
-        if inspection.predictions is not None:
-            self.query_one(PredictionPanel).show(inspection.predictions)
-        detail = self.query_one(ParamDetail)
-        if detail.display:
-            detail.show(inspection)
-
-    def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
-        self.open_tensor(str(event.row_key.value))
-
-    def open_tensor(self, name: str) -> None:
-        """The drill-down in place of the table: the status line and every key stay."""
-        self.query_one("#panels", TabbedContent).active = "params"
-        self.query_one(ParamTable).display = False
-        self.query_one(ParamDetail).open(name, self.history.inspection, self.history.histories)
-        self._inspect_asked = 0.0
-
-    def on_param_detail_closed(self) -> None:
-        table = self.query_one(ParamTable)
-        table.display = True
-        table.focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id
