@@ -74,6 +74,18 @@ class MetricsTail:
                 self.steps.append((seen, event["samples_per_s"] * event["seconds"], event["seconds"]))
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies, waiting to be reaped, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def window_speed(steps: list[tuple[float, float, float]], start: float, end: float) -> dict[str, float] | None:
     """Samples per training second (and per wall second) between the first and last step line of a window."""
     inside = [s for s in steps if start <= s[0] <= end]
@@ -148,6 +160,13 @@ def measure(
         except subprocess.TimeoutExpired:
             os.killpg(app.pid, signal.SIGKILL)
             app.wait()
+        # the training process saves its checkpoint after the app has gone: wait for it, so that
+        # the work folder is not removed while it writes there
+        deadline = time.monotonic() + 30
+        while group_alive(app.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if group_alive(app.pid):
+            os.killpg(app.pid, signal.SIGKILL)
         os.close(master)
     return summarize(windows)
 
