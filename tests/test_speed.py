@@ -71,8 +71,14 @@ def test_pacer_budget_follows_the_cores():
     pacer = RedrawPacer(FakeCpu())
     pacer.set_cores(training_threads=2, usable_cpus=2)
     assert pacer.budget == pacing.APP_BUDGET
+    assert pacer.flush_interval == pacing.STATUS_INTERVAL  # every core trains: wake the app less
     pacer.set_cores(training_threads=2, usable_cpus=4)  # a core to spare: drawing costs the training nothing
     assert pacer.budget == pacing.SPARE_BUDGET
+    assert pacer.flush_interval == pacing.FLUSH_INTERVAL
+    now = 100.0
+    pacer.set_cores(training_threads=2, usable_cpus=2)
+    assert pacer.status_due(now) and not pacer.status_due(now + 0.2)
+    assert pacer.status_due(now + 0.46)  # the next flush, a little early as timers are: still shown
 
 
 def test_every_nth_keeps_the_ends():

@@ -41,7 +41,7 @@ from tuitrain.vitals import ProcessVitals, Vitals
 
 HEARTBEAT = 1.0  # seconds between the child's "still here" messages
 POLL = 0.5  # seconds the reader waits on the pipe before checking that the child is alive
-BATCH_SECONDS = 0.1  # the child sends routine events together, at most this late: one wake-up of the app, not 100
+BATCH_SECONDS = 0.25  # the child sends routine events together, at most this late: one wake-up of the app, not 100
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ APP_BUDGET = 0.03  # share of one core the app may use while a run trains on eve
 SPARE_BUDGET = 0.5  # ... and when the training leaves a core free
 ASSUMED_DRAW_COST = 0.02  # CPU seconds a redraw costs until one is measured (both charts, 2-core VM)
 STATUS_INTERVAL = 0.5  # seconds between status line updates while a run trains on every core
+FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view (STATUS_INTERVAL on every core)
 
 
 class RedrawPacer:
@@ -42,9 +43,15 @@ class RedrawPacer:
         """The run's torch threads against the CPUs the app may use: is there a core to spare?"""
         self.budget = SPARE_BUDGET if usable_cpus > training_threads else APP_BUDGET
 
+    @property
+    def flush_interval(self) -> float:
+        """Seconds between the dashboard's flushes: each one wakes the app, and on a machine whose cores
+        all train, a wake-up is time a training thread waits for."""
+        return FLUSH_INTERVAL if self.budget > APP_BUDGET else STATUS_INTERVAL
+
     def status_due(self, now: float) -> bool:
         """Whether the status line's numbers may change now (every flush, unless every core trains)."""
-        if self.budget > APP_BUDGET or now - self._last_status >= STATUS_INTERVAL:
+        if self.budget > APP_BUDGET or now - self._last_status >= 0.9 * STATUS_INTERVAL:  # timers run a bit early
             self._last_status = now
             return True
         return False

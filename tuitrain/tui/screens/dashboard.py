@@ -34,7 +34,6 @@ from tuitrain.tui.widgets.render import fit_phrases
 from tuitrain.tui.widgets.status import StatusLine
 from tuitrain.vitals import Vitals
 
-FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
 SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so
 PANELS = ("charts", "params", "predictions")
@@ -153,8 +152,10 @@ class Dashboard(LookingInside, Linking):
         self.query_one("#banner").display = False
         self.query_one("#overlay-legend").display = False
         self.start_overlay_polling()
-        self.set_interval(FLUSH_INTERVAL, self.flush)
-        self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect)
+        self._flush_interval = self.pacer.flush_interval
+        self._flush_timer = self.set_interval(self._flush_interval, self.flush)
+        # asks only while a look-inside panel is shown: a timer that fires for nothing still wakes the app
+        self._inspect_timer = self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect, pause=True)
         self.set_interval(VITALS_INTERVAL, self.check_vitals)
         self.start_run()
 
@@ -224,6 +225,7 @@ class Dashboard(LookingInside, Linking):
                 continue
             if isinstance(event, RunStarted) and event.threads:
                 self.pacer.set_cores(event.threads * event.world_size, usable_cpus())
+                self.pace_flushes()
             if isinstance(event, RunStarted) and event.start_epoch and event.run_dir and self.steerable:
                 recorded = self.history.histories.load(event.run_dir) or recorded  # recovered: earlier steps too
             charted = True
@@ -252,6 +254,13 @@ class Dashboard(LookingInside, Linking):
             self.pacer.drawn(now)
             if self.query_one("#panels", TabbedContent).active == "charts":
                 self.draw_charts()
+
+    def pace_flushes(self) -> None:
+        """Flush less often while the run trains on every core (the pacer's interval)."""
+        if self.pacer.flush_interval != self._flush_interval:
+            self._flush_interval = self.pacer.flush_interval
+            self._flush_timer.stop()
+            self._flush_timer = self.set_interval(self._flush_interval, self.flush)
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
@@ -338,6 +347,10 @@ class Dashboard(LookingInside, Linking):
             (detail if detail.display else self.query_one(ParamTable)).focus()
         elif pane == "predictions":
             self.query_one(PredictionPanel).focus()
+        if pane in ("params", "predictions"):
+            self._inspect_timer.resume()
+        else:
+            self._inspect_timer.pause()
         self._inspect_asked = 0.0
         self.maybe_inspect()
 
