@@ -23,27 +23,27 @@ def load_bench():
     return module
 
 
-def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
-    out = tmp_path / "latest.json"
+def run_script(script: str, *args: str) -> None:
+    """Run bench/SCRIPT as a user would; it must exit 0 (its stderr's tail is the failure message)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--quick",
-            "--cases",
-            "mlp-64,rings",
-            "--variants",
-            "acd",
-            "--no-extras",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    run_script(
+        "bench.py",
+        "--quick",
+        "--cases",
+        "mlp-64,rings",
+        "--variants",
+        "acd",
+        "--no-extras",
+        "--out",
+        str(out),
+    )
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["synthetic"] is True and "synthetic" in report["data"]
     assert {"cpu", "cores", "torch"} <= set(report["machine"])
@@ -137,14 +137,7 @@ def test_paired_ratio_divides_within_rounds_and_skips_disturbed_runs() -> None:
 
 def test_overhead_pairs_tuitrain_epochs_with_bare_epochs(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "overhead.py"), "--cases", "rings", "--rounds", "2", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_script("overhead.py", "--cases", "rings", "--rounds", "2", "--out", str(out))
     [result] = json.loads(out.read_text())["results"]
     assert result["case"] == "rings" and result["rounds"] == 2 and result["epochs_per_round"] == 10
     assert result["tuitrain_epoch_s"] > 0 and result["bare_epoch_s"] > 0 and result["min"] <= result["c/a"]
@@ -198,30 +191,22 @@ def test_dashboard_cost_divides_each_drawing_window_by_its_stopped_neighbour() -
 
 
 def test_dashboard_cost_stops_the_app_and_keeps_the_training_going(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "dashboard_cost.py"),
-            "--cases",
-            "rings",
-            "--pairs",
-            "1",
-            "--window",
-            "2",
-            "--warmup",
-            "0.5",
-            "--settle",
-            "0.5",
-            "--synthetic",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    run_script(
+        "dashboard_cost.py",
+        "--cases",
+        "rings",
+        "--pairs",
+        "1",
+        "--window",
+        "2",
+        "--warmup",
+        "0.5",
+        "--settle",
+        "0.5",
+        "--synthetic",
+        "--out",
+        str(tmp_path),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "dashboard-cost.json").read_text())["cases"]["rings"]
     assert "error" not in result, result
     assert result["pairs"] == 1 and result["d_over_c"] > 0
