@@ -24,9 +24,9 @@ class LookingInside(Steering):
 
     _pending: deque[tuple[int, Any]]  # the Dashboard's events waiting for its next flush
     _generation: int  # the run they belong to (a restart makes a new one)
-    _inspect_pending = False
-    _inspect_asked = 0.0
-    _inspect_interval = INSPECT_INTERVAL
+    _inspect_pending: bool  # an inspection was asked for and has not come yet
+    _inspect_asked: float  # when (monotonic seconds)
+    _inspect_interval: float  # seconds between asks: INSPECT_INTERVAL, or more when inspections cost more
 
     def wake(self) -> None:
         """Have the Dashboard fold pending events in now, not at its next flush."""
