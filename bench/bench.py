@@ -166,22 +166,29 @@ def tui_status() -> str:
     return "not measured: tuitrain/tui has no dashboard app to start with a config in this build"
 
 
-def run_in_terminal(cmd: list[str], timeout: float, cols: int = 120, rows: int = 40) -> tuple[float, int, int]:
-    """Run `cmd` on a pseudo-terminal of cols x rows, reading everything it draws; (wall s, exit code, bytes)."""
+def start_in_terminal(cmd: list[str], cols: int = 120, rows: int = 40) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `cmd` in its own session on a new pseudo-terminal of cols x rows; (process, the terminal's fd)."""
     import fcntl
     import pty
-    import select
     import struct
     import termios
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
-    start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=HERE.parent, start_new_session=True
     )
     os.close(slave)
+    return proc, master
+
+
+def run_in_terminal(cmd: list[str], timeout: float, cols: int = 120, rows: int = 40) -> tuple[float, int, int]:
+    """Run `cmd` on a pseudo-terminal of cols x rows, reading everything it draws; (wall s, exit code, bytes)."""
+    import select
+
+    start = time.perf_counter()
+    proc, master = start_in_terminal(cmd, cols, rows)
     received = 0
     try:
         while True:

@@ -21,16 +21,12 @@ Writes bench/results/dashboard-cost.json and dashboard-cost.md.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
-import pty
 import signal
 import statistics
-import struct
 import subprocess
 import tempfile
-import termios
 import threading
 import time
 from pathlib import Path
@@ -113,11 +109,7 @@ def measure(
     runs = work / f"runs-{case}"
     cmd = [*bench.tuitrain_cmd(), "train", preset, *images, "--batch-size", str(batch), "--epochs", "100000"]
     cmd += ["--seed", "0", "--out", str(runs)]
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    app = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
+    app, master = bench.start_in_terminal(cmd)
     threading.Thread(target=drain, args=(master,), daemon=True).start()
     tail, windows = MetricsTail(runs), []
     try:
