@@ -4,11 +4,42 @@ from __future__ import annotations
 
 import gzip
 import struct
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str) -> CliResult:
+    """`tuitrain ARGS` in this process, through the console entry point (its one-line errors and
+    exit codes): for tests where the process boundary itself is not what is tested."""
+    from click.testing import CliRunner
+
+    from tuitrain.cli import main
+
+    runner = CliRunner()
+    code = 0
+    with runner.isolation() as (out, err, _):
+        argv, sys.argv = sys.argv, ["tuitrain", *map(str, args)]
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = argv
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return CliResult(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
 
 
 @pytest.fixture(autouse=True)
