@@ -13,10 +13,13 @@ import torch
 
 from tuitrain.checks import is_best, is_count, is_finite, is_number, show
 from tuitrain.errors import UsageError, escape
+from tuitrain.files import TMP_MARK as TMP_MARK
+from tuitrain.files import open_regular, temporary_for
+from tuitrain.files import remove_stale_temporaries as remove_stale_temporaries
 
 FORMAT = "tuitrain-checkpoint"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's file format is a zip archive
 VERSION = 1
-TMP_MARK = ".tmp-"  # temporary files are ".<name>.tmp-<pid>" beside their target
 
 
 class CheckpointError(UsageError):
@@ -53,7 +56,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, durable: bool 
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    tmp = temporary_for(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
@@ -71,15 +74,6 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, durable: bool 
         raise
     if durable:
         fsync_dir(path.parent)
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files left by a process that was killed mid-write."""
-    for tmp in folder.glob(f".*{TMP_MARK}*"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 def cpu_copy(obj: Any) -> Any:
@@ -172,12 +166,21 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     where = escape(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {where}")
     try:
-        with warnings.catch_warnings():  # torch warns about pickles on stderr; the error says it all
+        handle = open_regular(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {where}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    try:
+        with handle, warnings.catch_warnings():  # torch warns about pickles on stderr; the error says it all
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            if handle.read(4) != ZIP_MAGIC:  # torch.save writes a zip; anything else is not ours
+                raise CheckpointError(f"{where}: not a tuitrain checkpoint (not a PyTorch checkpoint file)")
+            handle.seek(0)
+            state = torch.load(handle, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError:  # weights_only refused a Python object: it could have run code
         raise CheckpointError(
             f"{where}: not a tuitrain checkpoint (it holds Python objects other than "

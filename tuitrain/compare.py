@@ -110,10 +110,12 @@ def settings(config: Config) -> dict[str, Any]:
 
 def record_from_row(row: dict[str, Any]) -> RunRecord:
     """A `runs.list_runs` row with its configuration and parent added."""
+    problem = row.get("problem")
     try:
         config = settings(load_run_config(row["run_dir"]))
-    except TuitrainError:
+    except TuitrainError as exc:
         config = {}
+        problem = problem or str(exc)
     parent = row.get("parent")
     return RunRecord(
         run_dir=row["run_dir"],
@@ -128,7 +130,7 @@ def record_from_row(row: dict[str, Any]) -> RunRecord:
         updated_at=float(row.get("updated_at") or 0.0),
         config=config,
         parent=parent if isinstance(parent, dict) else None,
-        problem=row.get("problem"),
+        problem=problem,
     )
 
 
@@ -295,12 +297,23 @@ def ranking_table(records: Sequence[RunRecord], now: float | None = None) -> lis
 def diff_table(records: Sequence[RunRecord]) -> list[str]:
     """The configuration keys that differ, one row each, a column per run in ranking order."""
     order = ranked(records)
-    keys = differing_keys(order)
-    if not keys:
+    known = [r for r in order if r.config]
+    unknown = [r for r in order if not r.config]  # config.toml unreadable: nothing can be said about it
+    keys = differing_keys(known)
+    if not keys and not unknown:
         return ["configurations: identical" if len(order) > 1 else "configurations: one run"]
-    table = [("KEY", *(f"#{i}" for i in range(1, len(order) + 1)))]
-    table += [(key, *(escape(fmt_value(r.config.get(key, "-"))) for r in order)) for key in keys]
-    return align(table)
+    lines = []
+    if keys:
+        table = [("KEY", *(f"#{i}" for i in range(1, len(order) + 1)))]
+        table += [
+            (key, *(escape(fmt_value(r.config.get(key, "-"))) if r.config else "?" for r in order)) for key in keys
+        ]
+        lines = align(table)
+    if unknown:
+        others = "; the others are identical" if not keys and len(known) > 1 else ""
+        names = ", ".join(escape(r.name) for r in unknown)
+        lines.append(f"configurations unknown (config.toml unreadable): {names}{others}")
+    return lines
 
 
 def align(table: Sequence[Sequence[str]]) -> list[str]:

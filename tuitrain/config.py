@@ -117,43 +117,77 @@ def preset_paths() -> dict[str, Path]:
 
 
 def resolve_preset(name_or_path: str) -> Path:
+    shown = quote(name_or_path if len(name_or_path) <= 200 else name_or_path[:200] + "...")  # one readable line
     path = Path(name_or_path).expanduser()
     if name_or_path.endswith(".toml") or os.sep in name_or_path:
-        if not path.is_file():
-            raise UsageError(f"preset file not found: {quote(name_or_path)}")
+        import stat
+
+        from tuitrain.files import kind_of
+
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise UsageError(f"preset file not found: {shown}") from None
+        except OSError as exc:  # a name too long for the file system (ENAMETOOLONG), a loop of links
+            raise UsageError(f"preset file {shown}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end
+            raise UsageError(f"preset file {shown} is {kind_of(mode)}, not a file")
         return path
     presets = preset_paths()
     if name_or_path not in presets:
         known = ", ".join(escape(name) for name in presets) or "none"
-        raise UsageError(f"unknown preset {quote(name_or_path)} (known: {known}; or give a path to a .toml file)")
+        raise UsageError(f"unknown preset {shown} (known: {known}; or give a path to a .toml file)")
     return presets[name_or_path]
 
 
 def load_preset(name_or_path: str) -> Config:
     path = resolve_preset(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_preset_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{escape(path)}: TOML syntax error: {exc}") from None
     except RecursionError:  # arrays or tables nested thousands deep
         raise ConfigError(f"{escape(path)}: TOML syntax error: values nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{escape(path)}: cannot read: {exc}") from None
-    return config_from_dict(raw, source=escape(path), default_name=path.stem)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"{escape(path)}: cannot read: {reason}") from None
+    return config_from_dict(raw, source=escape(path), default_name=path.stem, base=path.parent)
 
 
 def preset_description(path: Path) -> str:
     """The one-line description without validating the whole file (used by `list`)."""
+    from tuitrain.files import NotRegularFile
+
     try:
-        return escape(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
+        return escape(tomllib.loads(read_preset_text(path)).get("description", ""))
+    except NotRegularFile as exc:  # a FIFO, socket or device in the presets folder: never read
+        return f"(unreadable: {exc.strerror})"
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
         return "(unreadable preset file)"
+
+
+def read_preset_text(path: Path) -> str:
+    """A preset file's text: a regular file only (a FIFO or device is refused, never read, so nothing
+    blocks), UTF-8 with or without a byte-order mark (editors on Windows add one)."""
+    from tuitrain.files import read_regular
+
+    return read_regular(path).decode("utf-8-sig")
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name: str = "custom") -> Config:
+def config_from_dict(
+    raw: dict[str, Any],
+    source: str = "<config>",
+    default_name: str = "custom",
+    *,
+    base: Path | None = None,
+    check_data: bool = True,
+) -> Config:
+    """The checked configuration. A relative data.path is taken from `base` (the preset's folder; None:
+    the working directory) and stored absolute. `check_data=False` leaves the CSV file unread: a finished
+    run's settings are shown and compared whether or not its data is still where it was."""
     known_top = {"name", "description", *SECTIONS}
     for key in raw:
         if key not in known_top:
@@ -168,14 +202,26 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", default_name
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"{source}: '{key}' must be a string, got {_show(raw[key])}")
     config = Config(name=raw.get("name", default_name), description=raw.get("description", ""), **sections)
+    config.data.path = _data_file(config.data.path, base)
     for key in ("name", "description"):  # printed by `list`, headless output and the app: one plain line
         if not getattr(config, key).isprintable():
             raise ConfigError(
                 f"{source}: {key} {quote(getattr(config, key))} contains control characters "
                 "(newlines, tabs, escape sequences)"
             )
-    check_compatible(config, source)
+    check_compatible(config, source, check_data=check_data)
     return config
+
+
+def _data_file(path: str, base: Path | None) -> str:
+    """`path` with `~` expanded, made absolute: config.toml must name the same file whatever folder a
+    resume, branch or export starts in."""
+    if not path:
+        return path
+    try:
+        return os.path.abspath(os.path.join(base or os.getcwd(), os.path.expanduser(path)))
+    except OSError:  # the working directory was removed: leave it for the open to report
+        return path
 
 
 def _build_section(cls: type, table: dict[str, Any], where: str) -> Any:
@@ -220,6 +266,12 @@ def _check_value(spec: dataclasses.Field[Any], value: Any, where: str) -> Any:
     elif kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {_show(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in a file name: config.toml (UTF-8) cannot hold them
+            raise ConfigError(
+                f"{where}: {quote(value)} is not UTF-8 text and cannot be recorded in config.toml; rename it"
+            ) from None
     elif kind == "list[int]":
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{where}: expected a list of integers, got {_show(value)}")
@@ -267,10 +319,10 @@ def sample_count(data: DataConfig) -> int:
     return data.samples or DEFAULT_SAMPLES[data.dataset]
 
 
-def check_compatible(config: Config, source: str = "<config>") -> None:
+def check_compatible(config: Config, source: str = "<config>", *, check_data: bool = True) -> None:
     """Refuse network/data pairs that cannot work, before any data is loaded."""
     kind, dataset = config.model.kind, config.data.dataset
-    if dataset == "csv" and config.data.path:  # without one, resolve_config asks for --data FILE
+    if check_data and dataset == "csv" and config.data.path:  # without one, resolve_config asks for --data FILE
         data_shape(config.data)  # the file's problems, with line numbers, before anything loads
     if kind == "lenet" and dataset not in IMAGE_SETS:
         raise ConfigError(
@@ -298,7 +350,15 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
     }
     raw = config.to_dict()
     if overrides.get("data_path") is not None:  # --data FILE: your own CSV
-        raw["data"]["dataset"], raw["data"]["path"] = "csv", str(overrides.pop("data_path"))
+        dataset = overrides.get("dataset")
+        if dataset is not None and dataset != "csv":
+            raise UsageError(f"--data trains on your CSV file: it cannot go with --dataset {quote(dataset)}")
+        path = str(overrides.pop("data_path"))
+        try:
+            check_setting("data", "path", path, "--data")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        raw["data"]["dataset"], raw["data"]["path"] = "csv", path
     for key, value in overrides.items():
         if value is None:
             continue
@@ -325,6 +385,23 @@ def resolve_config(preset: str, **overrides: Any) -> Config:
     return config
 
 
+TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: control characters escaped too (a raw newline in a path would make the
+    file unreadable)."""
+    out = []
+    for c in text:
+        if c in TOML_ESCAPES:
+            out.append(TOML_ESCAPES[c])
+        elif c < " " or c == "\x7f":
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -332,8 +409,7 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return _toml_string(str(value))
 
 
 def dump_toml(data: dict[str, Any]) -> str:

@@ -7,26 +7,24 @@ one-line error naming it.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
 import json
 import os
-import tempfile
+import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tuitrain.checkpoints import atomic_write
-from tuitrain.errors import UsageError
-from tuitrain.export import EPOCH_COLUMNS, epoch_rows
-from tuitrain.runs import CHECKPOINTS, METRICS, check_run_dir, read_events
+from tuitrain.errors import TuitrainError, UsageError, escape
+from tuitrain.export import EPOCH_COLUMNS, epoch_rows, write_rows
+from tuitrain.files import STDOUT, remove_stale_temporaries, resolve_output, temporary_for, write_output
+from tuitrain.runs import CHECKPOINTS, METRICS, RunDirError, check_run_dir, enclosing_run, iter_events, owning, timeline
 
 FORMATS = ("csv", "tensorboard", "safetensors", "onnx")
 EXTRAS = {"tensorboard": ("tensorboard",), "safetensors": ("safetensors",), "onnx": ("onnx", "onnxruntime")}
 STEP_COLUMNS = ("step", "epoch", "wall_seconds", "train_loss", "train_accuracy", "lr")
-ONNX_TOLERANCE = 1e-5  # largest difference allowed between ONNX Runtime's outputs and PyTorch's
 
 
 def require_extra(fmt: str) -> None:
@@ -36,18 +34,14 @@ def require_extra(fmt: str) -> None:
         raise UsageError(f"--format {fmt} needs {', '.join(missing)} (the {fmt} extra): pip install 'tuitrain[{fmt}]'")
 
 
-def step_rows(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The run's recorded step events as one timeline: epochs a resume redid are dropped, a step once."""
-    events, _ = read_events(check_run_dir(run_dir) / METRICS)
-    steps: dict[int, dict[str, Any]] = {}
-    for event in events:
-        if event.get("event") == "start":
-            redone_after = event.get("start_epoch") or 0
-            steps = {s: e for s, e in steps.items() if e.get("epoch", 0) <= redone_after}
-        elif event.get("event") == "step":
-            steps[int(event["step"])] = event
-    return [
-        {
+def step_rows(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The run's recorded step events as one timeline (epochs a resume redid dropped), streamed."""
+    last = -1
+    for e in timeline(check_run_dir(run_dir) / METRICS, ("step",)):
+        if int(e["step"]) <= last:
+            continue  # a step recorded twice (a resume from a mid-epoch checkpoint): once
+        last = int(e["step"])
+        yield {
             "step": e["step"],
             "epoch": e.get("epoch"),
             "wall_seconds": e.get("total_seconds"),
@@ -55,51 +49,72 @@ def step_rows(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             "train_accuracy": e.get("accuracy"),
             "lr": e.get("lr"),
         }
-        for _, e in sorted(steps.items())
-    ]
 
 
-def write_csv(run_dirs: list[Path], out: Path, steps: bool) -> Path:
+def write_csv(run_dirs: list[Path], out: Path | str, steps: bool) -> str:
     """One row per epoch (or recorded step); with several runs, a `run` column first."""
     columns = STEP_COLUMNS if steps else EPOCH_COLUMNS
     several = len(run_dirs) > 1
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=(("run",) if several else ()) + columns, lineterminator="\n")
-    writer.writeheader()
-    for run_dir in run_dirs:
-        for row in step_rows(run_dir) if steps else epoch_rows(run_dir):
-            writer.writerow({"run": run_dir.name, **row} if several else row)
-    atomic_write(out, buffer.getvalue())
-    return out
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for run_dir in run_dirs:
+            for row in step_rows(run_dir) if steps else epoch_rows(run_dir):
+                yield {"run": run_dir.name, **row} if several else row
+
+    return write_output(out, lambda path: write_rows(path, (("run",) if several else ()) + columns, rows()))
+
+
+EXPORT_SUFFIX = ".tuitrain-export"  # ends the event files an export writes (a live run's have none)
 
 
 def write_tensorboard(run_dir: Path, out: Path) -> Path:
-    """Event files TensorBoard reads: step and epoch scalars, the test result (no duplicated steps)."""
+    """Event files TensorBoard reads: step and epoch scalars, the test result (no duplicated steps).
+
+    Built in a folder beside `out`, then moved in, then the previous export's files removed: a
+    failing export leaves the old one whole, and a re-export replaces, never doubles, the curves.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("events.out.tfevents.*"):  # a re-export replaces, never doubles, the curves
-        old.unlink()
-    events, _ = read_events(run_dir / METRICS)
-    with SummaryWriter(log_dir=str(out)) as board:
-        for row in step_rows(run_dir):
-            board.add_scalar("step/train_loss", row["train_loss"], row["step"])
-            if row["train_accuracy"] is not None:
-                board.add_scalar("step/train_accuracy", row["train_accuracy"], row["step"])
-            board.add_scalar("step/lr", row["lr"], row["step"])
-        for row in epoch_rows(run_dir):
-            for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr"):
-                if row[key] is not None:
-                    board.add_scalar(f"epoch/{key}", row[key], row["epoch"])
-        ends = [e for e in events if e.get("event") == "end" and e.get("test")]
-        if ends:
-            for key, value in ends[-1]["test"].items():
-                if value is not None:
-                    board.add_scalar(f"test/{key}", value, ends[-1].get("epoch", 0))
+    out = resolve_output(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"cannot write {escape(out)}: it is not a folder (TensorBoard writes a folder)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out.parent, out.name)
+    build = temporary_for(out)
+    build.mkdir()
+    try:
+        with SummaryWriter(log_dir=str(build), filename_suffix=EXPORT_SUFFIX) as board:
+            for row in step_rows(run_dir):
+                board.add_scalar("step/train_loss", row["train_loss"], row["step"])
+                if row["train_accuracy"] is not None:
+                    board.add_scalar("step/train_accuracy", row["train_accuracy"], row["step"])
+                board.add_scalar("step/lr", row["lr"], row["step"])
+            for row in epoch_rows(run_dir):
+                for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr"):
+                    if row[key] is not None:
+                        board.add_scalar(f"epoch/{key}", row[key], row["epoch"])
+            end = None
+            for _, event in iter_events(run_dir / METRICS, b'"end"'):
+                if event.get("event") == "end" and event.get("test"):
+                    end = event
+            if end is not None:
+                for key, value in end["test"].items():
+                    if value is not None:
+                        board.add_scalar(f"test/{key}", value, end.get("epoch", 0))
+        out.mkdir(exist_ok=True)
+        # the lock is held: no process writes here, so every older event file is an earlier export
+        # or a finished run's live record, both replaced by this export
+        old = [p for p in out.glob("events.out.tfevents.*") if p.is_file()]
+        for new in build.iterdir():
+            os.replace(new, out / new.name)
+        for path in old:
+            path.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     return out
 
 
-def write_safetensors(run_dir: Path, out: Path, which: str) -> Path:
+def write_safetensors(run_dir: Path, out: Path | str, which: str) -> str:
     """The checkpoint's weights (names as in the model's state_dict) with the config as metadata."""
     from safetensors.torch import save_file
 
@@ -114,14 +129,16 @@ def write_safetensors(run_dir: Path, out: Path, which: str) -> Path:
         "checkpoint": which,
         "format": "tuitrain",
     }
-    _atomic(out, lambda path: save_file(tensors, str(path), metadata=metadata))
-    return out
+    return write_output(out, lambda path: save_file(tensors, str(path), metadata=metadata), text=False)
 
 
-def write_onnx(run_dir: Path, out: Path, which: str) -> tuple[Path, float]:
+class ExportMismatch(TuitrainError):
+    """The exported network computes something else than the checkpoint (a failure: exit 1)."""
+
+
+def write_onnx(run_dir: Path, out: Path | str, which: str) -> tuple[str, float]:
     """The network as ONNX (batch size free), checked by onnx.checker and run by ONNX Runtime on
-    test samples; returns the largest difference from PyTorch's outputs."""
-    import numpy as np
+    test samples; returns where it went and the largest difference from PyTorch's outputs."""
     import onnx
     import onnxruntime
     import torch
@@ -131,6 +148,7 @@ def write_onnx(run_dir: Path, out: Path, which: str) -> tuple[Path, float]:
     trainer = trainer_from_run(run_dir, which)  # type: ignore[arg-type]
     model = trainer.model.eval().cpu()
     samples = trainer.data.test.x[:8].cpu()
+    found: list[float] = []
 
     def write_checked(path: Path) -> None:
         with warnings.catch_warnings():
@@ -151,27 +169,20 @@ def write_onnx(run_dir: Path, out: Path, which: str) -> tuple[Path, float]:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (got,) = session.run(None, {"input": samples.numpy()})
         with torch.no_grad():
-            want = model(samples).numpy()
-        found.append(float(np.max(np.abs(got - want))))
-        if found[0] > ONNX_TOLERANCE:
-            raise UsageError(f"ONNX Runtime's outputs differ from PyTorch's by {found[0]:.2g} (over {ONNX_TOLERANCE})")
+            want = model(samples)
+        got_tensor = torch.from_numpy(got)
+        found.append(float((got_tensor - want).abs().max()))
+        try:  # float32's own tolerances (relative plus absolute), as torch's tests compare float32
+            torch.testing.assert_close(got_tensor, want)
+        except AssertionError:
+            scale = float(want.abs().max())
+            raise ExportMismatch(
+                f"ONNX Runtime's outputs differ from PyTorch's by {found[0]:.3g} on outputs up to {scale:.3g} "
+                "(over float32's tolerance); the file was not written"
+            ) from None
 
-    found: list[float] = []
-    _atomic(out, write_checked)  # renamed into place only once checked
-    difference = found[0]
-    return out, difference
-
-
-def _atomic(out: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file beside `out`, then rename: never half a file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    where = write_output(out, write_checked, text=False)  # in place only once checked
+    return where, found[0]
 
 
 def default_output(run_dirs: list[Path], fmt: str, which: str, steps: bool) -> Path:
@@ -185,9 +196,14 @@ def default_output(run_dirs: list[Path], fmt: str, which: str, steps: bool) -> P
 
 
 def export(
-    run_dirs: list[str], fmt: str, output: str | None = None, which: str = "best", steps: bool = False
+    run_dirs: list[str],
+    fmt: str,
+    output: str | None = None,
+    which: str = "best",
+    steps: bool = False,
+    note: Callable[[str], None] = lambda line: None,
 ) -> list[str]:
-    """Export; returns one line per file written, for the user."""
+    """Export; returns one line per file written, for the user (`note` hears what they should know)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     if which not in CHECKPOINTS:
@@ -196,15 +212,42 @@ def export(
     dirs = [check_run_dir(d) for d in run_dirs]
     if len(dirs) > 1 and fmt != "csv":
         raise UsageError(f"--format {fmt} exports one run at a time (csv takes several)")
-    out = Path(output) if output else default_output(dirs, fmt, which, steps)
+    if output == STDOUT and fmt == "tensorboard":
+        raise UsageError("--format tensorboard writes a folder: -o - (standard output) is not possible")
+    if fmt in ("safetensors", "onnx") and which == "best":
+        which = _checkpoint_or_last(dirs[0], note)
+    out = Path(output).expanduser() if output and output != STDOUT else default_output(dirs, fmt, which, steps)
+    target: Path | str = STDOUT if output == STDOUT else out
     try:
-        if fmt == "csv":
-            return [f"{write_csv(dirs, out, steps)}"]
-        if fmt == "tensorboard":
-            return [f"{write_tensorboard(dirs[0], out)}  (tensorboard --logdir {out})"]
-        if fmt == "safetensors":
-            return [f"{write_safetensors(dirs[0], out, which)}"]
-        path, difference = write_onnx(dirs[0], out, which)
-        return [f"{path}  (onnx.checker passed; ONNX Runtime matches PyTorch within {difference:.1g})"]
+        run_dir = enclosing_run(resolve_output(out).parent if fmt != "tensorboard" else resolve_output(out))
+        with _owning_for_export(run_dir if output != STDOUT else None):
+            if fmt == "csv":
+                return [f"{write_csv(dirs, target, steps)}"]
+            if fmt == "tensorboard":
+                return [f"{write_tensorboard(dirs[0], out)}  (tensorboard --logdir {out})"]
+            if fmt == "safetensors":
+                return [f"{write_safetensors(dirs[0], target, which)}"]
+            path, difference = write_onnx(dirs[0], target, which)
+            return [f"{path}  (onnx.checker passed; ONNX Runtime matches PyTorch within {difference:.1g})"]
     except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {escape(out)}: {exc.strerror or exc}") from None
+
+
+def _checkpoint_or_last(run_dir: Path, note: Callable[[str], None]) -> str:
+    """best, or last (with a note) when the run has no best.pt (it never validated) but a last.pt."""
+    if not (run_dir / CHECKPOINTS["best"]).exists() and (run_dir / CHECKPOINTS["last"]).exists():
+        note(f"note: {escape(run_dir)} has no {CHECKPOINTS['best']}; exporting {CHECKPOINTS['last']}")
+        return "last"
+    return "best"
+
+
+@contextmanager
+def _owning_for_export(run_dir: Path | None) -> Iterator[None]:
+    """Writing into a run directory takes its lock: a run that trains keeps its files to itself."""
+    try:
+        with owning(run_dir):
+            yield
+    except RunDirError as exc:
+        if "in use by" not in str(exc):
+            raise
+        raise UsageError(f"{exc}; export it elsewhere with -o PATH, or after it ends") from None

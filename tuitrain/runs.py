@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,12 +36,14 @@ from typing import Any
 
 from tuitrain.checks import read_summary_file
 from tuitrain.errors import TuitrainError, UsageError, escape, quote
+from tuitrain.files import is_regular, kind_of, open_regular, read_regular, read_regular_text
 from tuitrain.histories import HISTORIES as HISTORIES  # named here with the run directory's other files
 
 log = logging.getLogger(__name__)
 
 CONFIG, METRICS, SUMMARY = "config.toml", "metrics.jsonl", "summary.json"
 CHECKPOINTS = {"last": "last.pt", "best": "best.pt"}
+LOCK = ".lock"  # pid and host of the process that writes the run directory
 DEFAULT_OUT = "runs"
 
 
@@ -94,8 +99,12 @@ def load_run_config(run_dir: str | os.PathLike[str]) -> Any:
 
     path = check_run_dir(run_dir) / CONFIG
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        return config_from_dict(raw, source=escape(path))
+        raw = tomllib.loads(read_regular_text(path))
+        if not raw:  # not "all defaults": the run's settings are lost, and guessing them would mislead
+            raise RunDirError(f"{escape(path)} is empty: this run's settings are lost")
+        # the data file is checked where it is read (resume, branch); `runs`, `compare` and export need
+        # only the settings, even after the CSV moved
+        return config_from_dict(raw, source=escape(path), check_data=False)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise RunDirError(f"{escape(path)}: cannot read: {exc}") from None
     except RecursionError:
@@ -136,7 +145,7 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
     directory, no permission) is a RunDirError.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
@@ -162,6 +171,42 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
                 )
         position += len(raw) + 1
     return events, offset + end
+
+
+def iter_events(path: str | os.PathLike[str], start: bytes = b"") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line index, event) for each complete JSON line, streamed (memory bounded by one line); with
+    `start`, only lines containing it are parsed. A missing file yields nothing."""
+    try:
+        handle = open_regular(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RunDirError(f"cannot read {quote(path)}: {exc.strerror or exc}") from None
+    with handle:
+        for index, raw in enumerate(handle):
+            if not raw.endswith(b"\n") or (start and start not in raw) or not raw.strip():
+                continue  # a half-written last line is the writer's, not ours yet
+            try:
+                event = json.loads(raw)
+            except (ValueError, RecursionError):
+                continue  # read_events warns about broken lines; a stream just leaves them out
+            if isinstance(event, dict):
+                yield index, event
+
+
+def timeline(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("epoch",)) -> Iterator[dict[str, Any]]:
+    """The `kinds` events of the run's timeline in order, streamed: an event a later resume redid
+    (its epoch after that resume's start_epoch) is left out, as epoch_history does in memory."""
+    starts = [(i, e.get("start_epoch") or 0) for i, e in iter_events(path, b'"start"') if e.get("event") == "start"]
+    cut_after: list[float] = [math.inf] * (len(starts) + 1)  # cut_after[k]: least start_epoch of starts[k:]
+    for k in range(len(starts) - 1, -1, -1):
+        cut_after[k] = min(cut_after[k + 1], starts[k][1])
+    k = 0
+    for index, event in iter_events(path):
+        while k < len(starts) and starts[k][0] <= index:
+            k += 1
+        if event.get("event") in kinds and (event.get("epoch") or 0) <= cut_after[k]:
+            yield event
 
 
 def repair_tail(path: Path) -> None:
@@ -231,11 +276,12 @@ def live_status(summary: dict[str, Any], now: float | None = None) -> str:
 
 
 def _unreadable(path: Path) -> str | None:
-    """Why the run directory or one of its files cannot be read (no permission, a folder where a file
-    belongs), or None; raises FileNotFoundError when the folder is not a run (no config.toml)."""
+    """Why the run directory or one of its files cannot be read (no permission, a folder, FIFO or
+    device where a file belongs), or None; raises FileNotFoundError when the folder is not a run
+    (no config.toml)."""
     for name in (CONFIG, METRICS, SUMMARY):
         try:
-            with open(path / name, "rb"):
+            with open_regular(path / name):
                 pass
         except FileNotFoundError:
             if name == CONFIG:
@@ -300,3 +346,83 @@ def run_row(path: Path) -> dict[str, Any] | None:
         "parent": summary.get("parent"),
         "problem": problem,
     }
+
+
+# ----------------------------------------------------------------------------- ownership
+
+
+def take_lock(run_dir: Path) -> Path:
+    """Own `run_dir` (one writing process at a time); a lock left by a dead process is taken over."""
+    path = run_dir / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not path.is_symlink() and not is_regular(path):
+                raise RunDirError(
+                    f"{escape(path)} is {kind_of(os.stat(path).st_mode)}, not a lock file: remove it "
+                    "if no tuitrain process uses this run"
+                ) from None
+            owner = _read_lock(path)
+            if owner is not None and owner_alive(owner):
+                elsewhere = owner.get("host") != socket.gethostname()
+                hint = f"; if that process is gone, delete {escape(path)}" if elsewhere else ""
+                raise RunDirError(
+                    f"{run_dir} is in use by process {owner.get('pid')} on {owner.get('host')} "
+                    f"(one process trains a run at a time{hint})"
+                ) from None
+            try:
+                path.unlink()  # stale: its process is gone
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise RunDirError(f"cannot clear the stale lock {escape(path)}: {exc.strerror or exc}") from None
+            continue
+        except OSError as exc:
+            raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(me, handle)
+        except OSError as exc:  # a full disk: no half-written lock left behind
+            path.unlink(missing_ok=True)
+            raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
+        return path
+    raise RunDirError(f"{run_dir}: could not take its lock file {LOCK}")
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(read_regular(path).decode("utf-8"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def release_lock(path: Path | None) -> None:
+    if path is None:
+        return
+    owner = _read_lock(path)
+    if owner is not None and owner.get("pid") == os.getpid():
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory that `path` lies in (it, its parent or grandparent), or None."""
+    for folder in (path, *list(path.parents)[:2]):
+        if is_regular(folder / CONFIG) and (folder / METRICS).exists():
+            return folder
+    return None
+
+
+@contextmanager
+def owning(run_dir: Path | None) -> Iterator[None]:
+    """Hold `run_dir`'s lock while writing into it (a live run's files are its own); None: no lock."""
+    lock = take_lock(run_dir) if run_dir is not None else None
+    try:
+        yield
+    finally:
+        release_lock(lock)

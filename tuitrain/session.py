@@ -21,6 +21,7 @@ from tuitrain.errors import UsageError
 from tuitrain.runs import (
     BRANCH_OPTIONS,
     CHECKPOINTS,
+    CONFIG,
     DEFAULT_OUT,
     HISTORIES,
     METRICS,
@@ -219,6 +220,15 @@ def inherit_best(writer: RunWriter, parent: Path) -> None:
 
 
 def _remove_if_empty(path: Path) -> None:
+    """Undo a new run directory that could not start (a full or read-only disk): what the writer
+    began (its configuration, empty logs) goes, so `runs` lists no run that never was."""
+    for name in (CONFIG, METRICS, HISTORIES):
+        try:
+            if (path / name).is_file() and (name == CONFIG or (path / name).stat().st_size == 0):
+                (path / name).unlink()
+        except OSError:
+            pass
+    checkpoints.remove_stale_temporaries(path)
     try:
         path.rmdir()
     except OSError:

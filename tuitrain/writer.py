@@ -36,9 +36,10 @@ from tuitrain.runs import (
     RunDirError,
     check_run_dir,
     create_run_dir,
-    owner_alive,
     read_summary,
+    release_lock,
     repair_tail,
+    take_lock,
 )
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 STEP_LINE_INTERVAL = 0.5  # seconds between step events written to metrics.jsonl, at first ...
 STEP_LINE_SHARE = 0.001  # ... then at most this fraction of the run's age: a long run's file stays small
 HEARTBEAT_INTERVAL = 10.0  # seconds between summary.json refreshes (pid, host, progress) while training
-LOCK = ".lock"  # pid and host of the process that writes the run directory
 CHECKPOINT_INTERVAL = 5.0  # at most one last.pt (and best.pt) per this many seconds at epoch ends
 MIDEPOCH_INTERVAL = 60.0  # a checkpoint inside a long epoch at most this often
 CHECKPOINT_BUDGET = 0.02  # and never more than this fraction of the time (slow disks, big models)
@@ -85,10 +85,17 @@ class RunWriter:
         self.errors: list[str] = []
         if resume:
             self.run_dir = check_run_dir(run_dir if run_dir is not None else out_dir)
-            checkpoints.remove_stale_temporaries(self.run_dir)
-            repair_tail(self.run_dir / METRICS)
         else:
             self.run_dir = Path(run_dir) if run_dir is not None else create_run_dir(out_dir, trainer.config.name)
+        # owned before anything in it changes: a refused second process must touch nothing
+        self._lock: Path | None = take_lock(self.run_dir)
+        if resume:
+            try:
+                checkpoints.remove_stale_temporaries(self.run_dir)
+                repair_tail(self.run_dir / METRICS)
+            except OSError as exc:
+                release_lock(self._lock)
+                raise RunDirError(f"cannot write in run directory {self.run_dir}: {exc.strerror or exc}") from None
         self.summary: dict[str, Any] = read_summary(self.run_dir) if resume else {}
         self.best: dict[str, Any] = {}  # {"epoch", "step", "valid"} of the best validation so far
         self._best_state: dict[str, Any] | None = None  # in memory until flushed
@@ -107,7 +114,6 @@ class RunWriter:
             self._saved_step, self._saved_epoch = trainer.step, (trainer.epoch, trainer.step, trainer.epoch_step)
         self._started = time.monotonic()
         self._last_heartbeat = self._started
-        self._lock: Path | None = take_lock(self.run_dir)
         try:  # a run directory that cannot be written at the start is an error, not a warning
             checkpoints.atomic_write(self.run_dir / CONFIG, trainer.config.to_toml())
             self._metrics = open(self.run_dir / METRICS, "ab")
@@ -320,52 +326,3 @@ def finite(state: dict[str, Any]) -> bool:
         for t in state["model"].values()
         if isinstance(t, torch.Tensor) and t.is_floating_point()
     )
-
-
-# ----------------------------------------------------------------------------- ownership
-
-
-def take_lock(run_dir: Path) -> Path:
-    """Own `run_dir` (one writing process at a time); a lock left by a dead process is taken over."""
-    path = run_dir / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            owner = _read_lock(path)
-            if owner is not None and owner_alive(owner):
-                raise RunDirError(
-                    f"{run_dir} is in use by process {owner.get('pid')} on {owner.get('host')} "
-                    "(one process trains a run at a time)"
-                ) from None
-            try:
-                path.unlink()  # stale: its process is gone
-            except FileNotFoundError:
-                pass
-            continue
-        except OSError as exc:
-            raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
-        with os.fdopen(fd, "w") as handle:
-            json.dump(me, handle)
-        return path
-    raise RunDirError(f"{run_dir}: could not take its lock file {LOCK}")
-
-
-def _read_lock(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def release_lock(path: Path | None) -> None:
-    if path is None:
-        return
-    owner = _read_lock(path)
-    if owner is not None and owner.get("pid") == os.getpid():
-        try:
-            path.unlink()
-        except OSError:
-            pass
