@@ -129,6 +129,22 @@ class Trainer(LoopControl):
         tc, d = self.config.train, self.data
         self.state = "running"
         steps = math.ceil(len(d.train) / tc.batch_size)
+        try:
+            return self._train(steps)
+        except torch.OutOfMemoryError:
+            if self.state == "finished":
+                raise
+            message = f"out of memory on {self.device}: try a smaller --batch-size"
+            return self._finish(self._ended("failed", None, message))
+        except Exception as exc:  # a damaged optimizer state, an unwritable tensorboard/: failed, saying why
+            if self.state == "finished":  # a consumer failed on the end itself: nothing more to tell it
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            message = f"training failed: {type(exc).__name__}" + (f": {first}" if first else "")
+            return self._finish(self._ended("failed", None, message))
+
+    def _train(self, steps: int) -> RunEnded:
+        tc, d = self.config.train, self.data
         self._emit(
             RunStarted(
                 preset=self.config.name,
@@ -151,35 +167,31 @@ class Trainer(LoopControl):
         self._record(self.recorder.record(self.step, self.epoch))  # the start: what scrubbing back reaches
         status: EndStatus = "completed"
         message = ""
-        try:
-            while self.epoch < tc.epochs:
-                result = self._train_epoch(steps)
-                if isinstance(result, RunEnded):
-                    return self._finish(result)
-                if result is None:
-                    status = self._stop_status or "interrupted"
-                    break
-                train, seconds, samples = result
-                self.epoch, self.epoch_step = self.epoch + 1, 0
-                self._epoch_rng = None  # the next epoch's shuffle starts from the generator's state
-                valid = self.evaluate(d.valid)
-                if not math.isfinite(train.loss) or not math.isfinite(valid.loss):
-                    return self._finish(self._diverged())
-                self._emit(
-                    EpochEnded(
-                        self.epoch,
-                        self.step,
-                        train,
-                        valid,
-                        self.lr,
-                        seconds,
-                        samples / max(seconds, 1e-9),
-                        self.train_seconds,
-                    )
+        while self.epoch < tc.epochs:
+            result = self._train_epoch(steps)
+            if isinstance(result, RunEnded):
+                return self._finish(result)
+            if result is None:
+                status = self._stop_status or "interrupted"
+                break
+            train, seconds, samples = result
+            self.epoch, self.epoch_step = self.epoch + 1, 0
+            self._epoch_rng = None  # the next epoch's shuffle starts from the generator's state
+            valid = self.evaluate(d.valid)
+            if not math.isfinite(train.loss) or not math.isfinite(valid.loss):
+                return self._finish(self._diverged())
+            self._emit(
+                EpochEnded(
+                    self.epoch,
+                    self.step,
+                    train,
+                    valid,
+                    self.lr,
+                    seconds,
+                    samples / max(seconds, 1e-9),
+                    self.train_seconds,
                 )
-        except torch.OutOfMemoryError:
-            status, message = "failed", f"out of memory on {self.device}: try a smaller --batch-size"
-            return self._finish(self._ended(status, None, message))
+            )
         self.state = "testing"
         test = self.evaluate(d.test)
         if status == "completed" and not math.isfinite(test.loss):

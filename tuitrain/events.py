@@ -102,6 +102,9 @@ class Inspection:
 
 @dataclass
 class RunEnded:
+    """The run's last word. The run directory's writer, its first consumer, turns it into "failed"
+    when the final checkpoint cannot be written, so every later consumer says the same."""
+
     status: EndStatus
     epoch: int
     step: int

@@ -391,6 +391,13 @@ def take_lock(run_dir: Path) -> Path:
     raise RunDirError(f"{run_dir}: could not take its lock file {LOCK}")
 
 
+def check_not_in_use(run_dir: Path) -> None:
+    """Refuse early (before checkpoints and data load) a run another live process owns."""
+    owner = _read_lock(run_dir / LOCK)
+    if owner is not None and owner.get("pid") != os.getpid() and owner_alive(owner):
+        take_lock(run_dir)  # raises, saying who owns it and how to clear it
+
+
 def _read_lock(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(read_regular(path).decode("utf-8"))

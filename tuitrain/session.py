@@ -25,6 +25,7 @@ from tuitrain.runs import (
     DEFAULT_OUT,
     HISTORIES,
     METRICS,
+    check_not_in_use,
     check_run_dir,
     create_run_dir,
     load_run_config,
@@ -129,6 +130,7 @@ def resume_run(
     prepare: Callable[[Trainer], None] | None = None,
 ) -> tuple[Trainer, RunWriter]:
     """Continue a run in its own directory from its last checkpoint (optionally longer, or at another rate)."""
+    check_not_in_use(check_run_dir(run_dir))
     apply_overrides(load_run_config(run_dir), epochs=epochs, lr=lr, threads=threads)  # checked first
     check_resume(run_dir, epochs)
     trainer, state = restore_trainer(run_dir, "last", epochs, prepare)

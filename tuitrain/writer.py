@@ -161,17 +161,17 @@ class RunWriter:
                 self.save()  # so a run stopped or killed in its first seconds can still be resumed
             self._write_summary("running")
         elif isinstance(event, RunEnded):
-            self._line(event)
             self.save(last=event.status != "diverged")  # diverged: the last good checkpoint stays
-            status, message = event.status, event.message
-            if status != "diverged" and self._saved_step != self.trainer.step:
-                status, message = (
-                    "failed",
+            if event.status not in ("diverged", "failed") and self._saved_step != self.trainer.step:
+                # the writer is the first consumer: the printers and the exit code hear the final word
+                event.status = "failed"
+                event.message = (
                     f"the final checkpoint could not be written: {self.errors[-1]}"
                     if self.errors
-                    else "the final checkpoint could not be written",
+                    else "the final checkpoint could not be written"
                 )
-            self._write_summary(status, event, message)
+            self._line(event)
+            self._write_summary(event.status, event, event.message)
             self._ended = True
             self.close()
         elif isinstance(event, HistoryRecord):
