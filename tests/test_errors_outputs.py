@@ -195,3 +195,38 @@ def test_csv_export_streams_a_long_metrics_file(tmp_path: Path, run: Path) -> No
     expected = epoch_history(read_events(copy / "metrics.jsonl")[0])
     assert [r["epoch"] for r in rows] == [e["epoch"] for e in expected] == list(range(1, 1601))
     assert rows[-1]["lr"] == 0.5 and rows[1499]["lr"] is None
+
+
+def test_csv_export_of_a_long_run_stays_in_bounded_memory(run: Path, tmp_path: Path) -> None:
+    """A 50 MB metrics.jsonl (half a million step lines) exports in a process whose peak memory stays
+    far below what holding the file's events would take (about 1 GB)."""
+    import subprocess
+    import sys
+
+    long = tmp_path / "long"
+    long.mkdir()
+    (long / "config.toml").write_bytes((run / "config.toml").read_bytes())
+    line = '{"event": "step", "epoch": %d, "step": %d, "loss": 0.123456789, "accuracy": 0.5, "lr": 0.01}\n'
+    with open(long / "metrics.jsonl", "w") as f:
+        f.write('{"event": "start", "start_epoch": 0}\n')
+        for block in range(500):
+            f.write("".join(line % (1 + step // 1000, step) for step in range(block * 1000, block * 1000 + 1000)))
+    assert (long / "metrics.jsonl").stat().st_size > 45e6
+    out = tmp_path / "steps.csv"
+    peak = tmp_path / "peak"
+    # the process's own high-water mark (VmHWM starts afresh at exec; ru_maxrss would count the suite's)
+    report = (
+        "import sys; from tuitrain.cli import main\n"
+        "peak = sys.argv.pop(1)\n"
+        "try:\n    main()\nfinally:\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    open(peak, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
+    )
+    args = ["export", str(long), "--format", "csv", "--steps", "-o", str(out)]
+    subprocess.run([sys.executable, "-c", report, str(peak), *args], check=False, timeout=300)
+    if not peak.exists():
+        pytest.skip("no /proc/self/status here")
+    peak_mb = int(peak.read_text()) / 1024
+    with open(out) as f:
+        assert sum(1 for _ in f) == 500_001
+    assert peak_mb < 300, f"peak memory {peak_mb:.0f} MB"

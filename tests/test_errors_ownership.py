@@ -188,3 +188,17 @@ def test_a_concurrent_resume_of_a_slowed_live_run_leaves_it_to_complete(tmp_path
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epoch"] == 40
     assert not [p for p in run.iterdir() if TMP_MARK in p.name]
+
+
+def test_random_bytes_in_a_checkpoint_are_not_a_checkpoint(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path / "noise")
+    for seed in range(5):  # some random starts look like a pickle, which torch tried to unpickle
+        (run / "last.pt").write_bytes(
+            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(seed))
+            .to(torch.uint8)
+            .numpy()
+            .tobytes()
+        )
+        done = run_cli("run", "--resume", run, "--epochs", "4")
+        assert done.code == 2 and "not a tuitrain checkpoint (not a PyTorch checkpoint file)" in done.err, done.err
+        assert "Python objects" not in done.err

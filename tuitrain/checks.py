@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.errors import escape
+from tuitrain.files import read_regular
 
 MAX_COUNT = 2**63  # epochs, steps, sample counts and process ids fit a 64-bit integer
 
@@ -100,12 +101,12 @@ def summary_problem(data: Any) -> str | None:
 def read_summary_file(path: Path) -> tuple[dict[str, Any], str | None, str | None]:
     """(summary, None, None), or ({}, "unreadable" | "damaged", what is wrong); missing is ({}, None, None)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return {}, None, None
     except UnicodeDecodeError:
         return {}, "damaged", f"{path.name}: not UTF-8 text"
-    except OSError as exc:  # a directory where the file belongs, no permission
+    except OSError as exc:  # a directory, FIFO or device where the file belongs, no permission
         return {}, "unreadable", f"{path.name}: {exc.strerror or exc}"
     except (ValueError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deeply"

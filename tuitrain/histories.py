@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from tuitrain.checks import is_count, is_number
 from tuitrain.events import HistoryRecord, TensorRecord
+from tuitrain.files import open_regular, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def parse_lines(data: bytes, where: str = "histories.jsonl") -> tuple[list[Histo
 def read_histories(path: str | os.PathLike[str]) -> list[HistoryRecord]:
     """Every record of a histories.jsonl, a resume's redone steps counted once; [] when there is none."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     except OSError:
         return []
     records: list[HistoryRecord] = []
@@ -208,7 +209,7 @@ class HistoryTail:
 
     def poll(self) -> list[HistoryRecord]:
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
                 stat = os.fstat(f.fileno())
                 identity = (stat.st_dev, stat.st_ino)
                 if identity != self.identity or stat.st_size < self.offset:

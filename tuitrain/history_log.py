@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from tuitrain.checkpoints import atomic_write
 from tuitrain.events import HistoryRecord
+from tuitrain.files import read_regular
 from tuitrain.histories import MAX_RECORDS, add_record, parse_lines, record_to_json, thin
 
 
@@ -24,7 +25,7 @@ class HistoryLog:
         self._handle: BinaryIO | None = None
         if resume_step is not None:
             try:
-                data = self.path.read_bytes()
+                data = read_regular(self.path)
             except FileNotFoundError:
                 data = b""
             for record in parse_lines(data, str(self.path))[0]:

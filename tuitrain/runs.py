@@ -81,7 +81,10 @@ def check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     path = Path(run_dir).expanduser()
     if not path.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
-    if not (path / CONFIG).is_file():
+    config = path / CONFIG
+    if os.path.lexists(config) and not is_regular(config):
+        raise RunDirError(f"{escape(config)} is {kind_of(os.stat(config).st_mode)}, not a file: not a run directory")
+    if not config.is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG}; runs live under --out, default ./runs)")
     return path
 
@@ -389,6 +392,18 @@ def take_lock(run_dir: Path) -> Path:
             raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
         return path
     raise RunDirError(f"{run_dir}: could not take its lock file {LOCK}")
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Every file the run keeps is a regular file or absent: a FIFO or device there is never opened."""
+    for name in (CONFIG, METRICS, SUMMARY, HISTORIES, *CHECKPOINTS.values()):
+        path = run_dir / name
+        if os.path.lexists(path) and not is_regular(path):
+            try:
+                what = kind_of(os.stat(path).st_mode)
+            except OSError:
+                what = "a broken link"
+            raise RunDirError(f"{escape(path)} is {what}, not a file: move it away to use this run")
 
 
 def check_not_in_use(run_dir: Path) -> None:

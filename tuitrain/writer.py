@@ -35,6 +35,7 @@ from tuitrain.runs import (
     SUMMARY,
     RunDirError,
     check_run_dir,
+    check_run_files,
     create_run_dir,
     read_summary,
     release_lock,
@@ -91,8 +92,12 @@ class RunWriter:
         self._lock: Path | None = take_lock(self.run_dir)
         if resume:
             try:
+                check_run_files(self.run_dir)
                 checkpoints.remove_stale_temporaries(self.run_dir)
                 repair_tail(self.run_dir / METRICS)
+            except RunDirError:
+                release_lock(self._lock)
+                raise
             except OSError as exc:
                 release_lock(self._lock)
                 raise RunDirError(f"cannot write in run directory {self.run_dir}: {exc.strerror or exc}") from None
