@@ -230,3 +230,22 @@ def test_csv_export_of_a_long_run_stays_in_bounded_memory(run: Path, tmp_path: P
     with open(out) as f:
         assert sum(1 for _ in f) == 500_001
     assert peak_mb < 300, f"peak memory {peak_mb:.0f} MB"
+
+
+def test_weights_export_without_the_data_file(tmp_path: Path) -> None:
+    """A CSV run whose file moved still exports its network (sizes from the checkpoint)."""
+    pytest.importorskip("safetensors")
+    pytest.importorskip("onnxruntime")
+    data = tmp_path / "mine.csv"
+    data.write_text("x1,x2,label\n" + "".join(f"{i / 50:.2f},{(i * 7 % 50) / 50:.2f},{i % 3}\n" for i in range(60)))
+    done = run_cli("run", "csv", "--data", data, "--epochs", "2", "--out", tmp_path / "runs", "--json")
+    assert done.code == 0, done.err
+    run = Path(json.loads(done.out.splitlines()[0])["run_dir"])
+    data.rename(tmp_path / "moved.csv")
+    for fmt in ("safetensors", "onnx"):
+        exported = run_cli("export", run, "--format", fmt)
+        assert exported.code == 0, (fmt, exported.err)
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "model-best.safetensors")
+    assert weights["layers.1.weight"].shape[1] == 2 and weights["layers.5.weight"].shape[0] == 3

@@ -20,7 +20,17 @@ from typing import Any
 from tuitrain.errors import TuitrainError, UsageError, escape
 from tuitrain.export import EPOCH_COLUMNS, epoch_rows, write_rows
 from tuitrain.files import STDOUT, remove_stale_temporaries, resolve_output, temporary_for, write_output
-from tuitrain.runs import CHECKPOINTS, METRICS, RunDirError, check_run_dir, enclosing_run, iter_events, owning, timeline
+from tuitrain.runs import (
+    CHECKPOINTS,
+    METRICS,
+    RunDirError,
+    check_run_dir,
+    enclosing_run,
+    iter_events,
+    load_run_config,
+    owning,
+    timeline,
+)
 
 FORMATS = ("csv", "tensorboard", "safetensors", "onnx")
 EXTRAS = {"tensorboard": ("tensorboard",), "safetensors": ("safetensors",), "onnx": ("onnx", "onnxruntime")}
@@ -114,22 +124,61 @@ def write_tensorboard(run_dir: Path, out: Path) -> Path:
     return out
 
 
+def checkpoint_model(run_dir: Path, which: str) -> tuple[Any, Any, dict[str, Any], tuple[int, ...]]:
+    """(network in eval mode, config, checkpoint, input shape) from the run's files alone: the data set
+    is not needed (a CSV that moved, MNIST offline), the sizes are the checkpoint's own."""
+    from tuitrain import checkpoints
+    from tuitrain.checkpoints import CheckpointError
+    from tuitrain.models import build_model
+
+    config = load_run_config(run_dir)
+    state = checkpoints.load(run_dir / CHECKPOINTS[which])
+    weights = state["model"]
+    matrices = [t for name, t in weights.items() if name.endswith("weight") and t.dim() >= 2]
+    if not matrices:
+        raise CheckpointError(f"{escape(run_dir / CHECKPOINTS[which])}: holds no layer weights")
+    input_shape = (1, 28, 28) if config.model.kind == "lenet" else (int(matrices[0].shape[1]),)
+    model = build_model(config.model, input_shape, int(matrices[-1].shape[0]))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{escape(run_dir / CHECKPOINTS[which])}: does not fit its configuration: {first}"
+        ) from None
+    return model.eval(), config, state, input_shape
+
+
 def write_safetensors(run_dir: Path, out: Path | str, which: str) -> str:
     """The checkpoint's weights (names as in the model's state_dict) with the config as metadata."""
     from safetensors.torch import save_file
 
-    from tuitrain.session import trainer_from_run
+    from tuitrain import checkpoints
 
-    trainer = trainer_from_run(run_dir, which)  # type: ignore[arg-type]
-    tensors = {name: t.detach().cpu().contiguous() for name, t in trainer.model.state_dict().items()}
+    config = load_run_config(run_dir)
+    state = checkpoints.load(run_dir / CHECKPOINTS[which])
+    tensors = {name: t.detach().cpu().contiguous() for name, t in state["model"].items()}
     metadata = {
-        "config": json.dumps(trainer.config.to_dict()),
-        "epoch": str(trainer.epoch),
-        "step": str(trainer.step),
+        "config": json.dumps(config.to_dict()),
+        "epoch": str(state["epoch"]),
+        "step": str(state["step"]),
         "checkpoint": which,
         "format": "tuitrain",
     }
     return write_output(out, lambda path: save_file(tensors, str(path), metadata=metadata), text=False)
+
+
+def sample_inputs(config: Any, input_shape: tuple[int, ...]) -> Any:
+    """Eight test inputs to check an ONNX file on: the run's own when its data loads, else seeded
+    random ones of the same shape (the data file may have moved)."""
+    import torch
+
+    from tuitrain.data import load_dataset
+
+    try:
+        return load_dataset(config.data, config.train.seed).test.x[:8].cpu()
+    except (TuitrainError, OSError):
+        return torch.randn((8, *input_shape), generator=torch.Generator().manual_seed(0))
 
 
 class ExportMismatch(TuitrainError):
@@ -143,11 +192,8 @@ def write_onnx(run_dir: Path, out: Path | str, which: str) -> tuple[str, float]:
     import onnxruntime
     import torch
 
-    from tuitrain.session import trainer_from_run
-
-    trainer = trainer_from_run(run_dir, which)  # type: ignore[arg-type]
-    model = trainer.model.eval().cpu()
-    samples = trainer.data.test.x[:8].cpu()
+    model, config, _, input_shape = checkpoint_model(run_dir, which)
+    samples = sample_inputs(config, input_shape)
     found: list[float] = []
 
     def write_checked(path: Path) -> None:
