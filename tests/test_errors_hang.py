@@ -108,3 +108,21 @@ def test_a_folder_where_a_run_file_belongs(finished: Path, tmp_path: Path, name:
     (run / name).unlink()
     (run / name).mkdir()
     check_commands(run, tmp_path, run / name, "folder")
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "histories.jsonl", "summary.json"])
+async def test_watch_quits_on_q_whatever_the_files_are(finished: Path, tmp_path: Path, name: str) -> None:
+    from tuitrain.tui.app import make_app
+    from tuitrain.tui.source import WatchedRun
+
+    run = shutil.copytree(finished, tmp_path / "watched")
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    app = make_app(WatchedRun(str(run)))
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(20):  # a few polls of the run's files, each of which must come back
+            await pilot.pause(0.05)
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.is_running
+    assert stat.S_ISFIFO(os.lstat(run / name).st_mode)

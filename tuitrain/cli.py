@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,7 +106,35 @@ def training_options(func: Any) -> Any:
     return func
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class StdoutGone(Exception):
+    """Standard output's reader left before the command finished (`tuitrain runs --json | head -1`)."""
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe or socket that nobody reads any more (poll says POLLERR/POLLHUP)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class TuitrainGroup(click.Group):
+    """The command group; a command whose standard output's reader left early ends quietly (see main)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            if not stdout_reader_gone():  # another pipe broke: not the reader's choice, an error
+                raise
+            raise StdoutGone() from None
+
+
+@click.group(cls=TuitrainGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tuitrain")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -236,6 +266,17 @@ def run(
     """
     from tuitrain.race import is_race
 
+    if run_dir is not None:  # a race's child: it stops when the race's process dies
+        from tuitrain.signals import follow_parent
+
+        follow_parent()
+    if isinstance(overrides.get("threads"), int) and overrides["threads"] > 0:
+        from tuitrain.threads import cap_threads
+
+        ranked = os.environ.get("WORLD_SIZE", "1") != "1"  # one of torchrun's processes: the launcher said it
+        overrides["threads"] = cap_threads(
+            overrides["threads"], None if ranked else lambda message: click.echo(f"Warning: {message}", err=True)
+        )
     if is_race(overrides):
         if resume or branch or nproc or tensorboard or on_diverge != "stop" or run_dir:
             raise click.UsageError(
@@ -255,8 +296,9 @@ def run(
 
         sys.exit(branch_command(branch, which, out, json_mode, overrides, tensorboard))
     if nproc is not None and nproc > 1:
-        from tuitrain.distributed import relaunch
+        from tuitrain.distributed import check_launch, relaunch
 
+        check_launch(nproc, preset, resume, overrides, out=out, on_diverge=on_diverge, tensorboard=tensorboard)
         sys.exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
     from tuitrain.commands import run_command
 
@@ -355,25 +397,36 @@ def train(preset: str | None, out: str, tensorboard: bool, **overrides: Any) -> 
     Comma lists (`--optimizer sgd,adam --lr 0.01,0.1`) race every combination: they train one
     after another in the background while the comparison screen follows all of them live.
     """
-    if preset is None and not overrides.get("data_path"):
-        raise click.UsageError("missing PRESET (or --data FILE.csv)")
-    from tuitrain.race import is_race
-
-    if is_race(overrides):  # comma lists: train them all headless, follow them in the comparison screen
-        if tensorboard:
-            raise click.UsageError("--tensorboard trains one run; a race (comma lists) goes without it")
+    config = check_train(preset, tensorboard, overrides)
+    if config is None:  # comma lists: train them all headless, follow them in the comparison screen
         from tuitrain.tui.launch import open_race
 
         open_race(preset or "csv", overrides, out)
         return
-    config = cfgmod.resolve_config(preset or "csv", **overrides)
+    from tuitrain.tui.launch import open_train
+
+    open_train(config, out, tensorboard)
+
+
+def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]) -> cfgmod.Config | None:
+    """Everything `train` checks before the app opens (and `serve -- train` before serving): the
+    run's configuration, or None for a race (each of its runs checked)."""
+    if preset is None and not overrides.get("data_path"):
+        raise click.UsageError("missing PRESET (or --data FILE.csv)")
+    from tuitrain.race import combinations, is_race
+    from tuitrain.tui.launch import check_startable
+
+    race = is_race(overrides)
+    if race and tensorboard:
+        raise click.UsageError("--tensorboard trains one run; a race (comma lists) goes without it")
+    configs = [cfgmod.resolve_config(preset or "csv", **combo) for combo in combinations(overrides)]
     if tensorboard:
         from tuitrain.exporters import require_extra
 
         require_extra("tensorboard")
-    from tuitrain.tui.launch import open_train
-
-    open_train(config, out, tensorboard)
+    for config in configs:
+        check_startable(config)
+    return None if race else configs[0]
 
 
 @cli.command()
@@ -393,7 +446,13 @@ def train(preset: str | None, out: str, tensorboard: bool, **overrides: Any) -> 
     help="csv: metrics per epoch (--steps: per recorded step); tensorboard: event files; "
     "safetensors: the weights; onnx: the network.",
 )
-@click.option("-o", "--output", type=click.Path(), help="File (folder for tensorboard); default inside the run.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(allow_dash=True),
+    help="File (folder for tensorboard), - for standard output; default inside the run. A symlink is "
+    "written at its target, a device or FIFO written through.",
+)
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--steps", is_flag=True, help="csv: one row per recorded step instead of per epoch.")
 def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, steps: bool) -> None:
@@ -410,15 +469,18 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
     """
     from tuitrain.exporters import export as run_export
 
-    for line in run_export(list(run_dirs), fmt, output, which, steps):
-        click.echo(line)
+    note = functools.partial(click.echo, err=True)
+    for line in run_export(list(run_dirs), fmt, output, which, steps, note=note):
+        if output != "-":  # standard output carries the export itself
+            click.echo(line)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (others: see the warning).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def serve(host: str, port: int, args: tuple[str, ...]) -> None:
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, args: tuple[str, ...]) -> None:
     """Serve the app to a web browser (textual-serve): open http://HOST:PORT.
 
     \b
@@ -433,7 +495,28 @@ def serve(host: str, port: int, args: tuple[str, ...]) -> None:
     """
     from tuitrain.serve import serve as serve_app
 
-    serve_app(host, port, list(args), warn=lambda message: click.echo(f"Warning: {message}", err=True))
+    def check(app_args: list[str]) -> None:
+        check_app_args(ctx, app_args)
+
+    serve_app(host, port, list(args), warn=lambda message: click.echo(f"Warning: {message}", err=True), check=check)
+
+
+def check_app_args(ctx: click.Context, args: list[str]) -> None:
+    """`serve -- train …` or `serve -- watch RUN_DIR`: that command's options parsed and its settings
+    checked as it would check them, without opening the app."""
+    command = cli.get_command(ctx, args[0]) if args else None
+    if command is None:
+        return
+    with command.make_context(args[0], args[1:], parent=ctx.find_root()) as sub:
+        params = dict(sub.params)
+    if command is train:
+        preset, tensorboard = params.pop("preset"), params.pop("tensorboard")
+        params.pop("out")
+        check_train(preset, tensorboard, params)
+    elif command is watch:
+        from tuitrain.runs import check_run_dir
+
+        check_run_dir(params["run_dir"])
 
 
 @cli.command()
@@ -459,10 +542,49 @@ def without_option(argv: list[str], name: str) -> list[str]:
     return kept
 
 
+def guard_standard_streams() -> None:
+    """Started with stdin, stdout or stderr closed (`>&-`): /dev/null takes the descriptor, so no file
+    opened later becomes descriptor 1 (or 0, 2) by chance; a warning when it is stdout."""
+    import os
+
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:  # lowest first: open() returns the lowest free descriptor, this one
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if fd in closed and getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False, encoding="utf-8", errors="backslashreplace"))
+    if 1 in closed and 2 not in closed:
+        click.echo("Warning: standard output is closed: what tuitrain prints there is discarded", err=True)
+
+
+def silence_stdout() -> None:
+    """Standard output's reader left: what is still buffered goes to /dev/null, not into an error at exit."""
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
+
+
 def main() -> None:
     """Console entry point: one-line errors and meaningful exit codes, never a traceback for bad input."""
+    guard_standard_streams()
     try:
         cli.main(standalone_mode=False, prog_name="tuitrain")
+    except StdoutGone:  # `| head -1` read what it wanted: not an error
+        silence_stdout()
+        sys.exit(0)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -101,8 +102,80 @@ def leave(code: int) -> None:
     os._exit(code)
 
 
+RESUME_OPTIONS = ("epochs", "lr", "threads")  # what --resume may change (as tuitrain.commands has it)
+
+
+def check_launch(
+    nproc: int,
+    preset: str | None,
+    resume: str | None,
+    overrides: dict[str, Any],
+    *,
+    out: str | None = None,
+    on_diverge: str = "stop",
+    tensorboard: bool = False,
+) -> None:
+    """Refuse, in one line and before torchrun starts, what each of its N processes would refuse
+    (each with its own error, then torchrun's report of the failed job: some 40 lines).
+
+    `nproc`: at least 1, and at most the usable CPUs when training on the CPU, the GPUs on CUDA
+    (a process per GPU; more processes than cores only wait for each other).
+    """
+    from tuitrain.config import apply_overrides, resolve_config
+    from tuitrain.runs import CHECKPOINTS, check_run_dir, load_run_config
+    from tuitrain.threads import usable_cpus
+    from tuitrain.training import resolve_device
+
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, not {nproc}")
+    if on_diverge == "recover":
+        raise UsageError("--on-diverge recover trains one process; with several, resume with a lower --lr")
+    if resume is not None:
+        if preset is not None:
+            raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
+        fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in RESUME_OPTIONS]
+        if fixed:
+            raise UsageError(
+                f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs, --lr and --threads)"
+            )
+        if out is not None:
+            raise UsageError("--out does not apply to --resume: the run continues in its own directory")
+        from tuitrain import checkpoints, session
+
+        changes = {k: overrides.get(k) for k in RESUME_OPTIONS}
+        config = apply_overrides(load_run_config(resume), **changes)
+        session.check_resume(resume, overrides.get("epochs"))
+        trained_by = checkpoints.load(check_run_dir(resume) / CHECKPOINTS["last"]).get("world_size", 1)
+        if trained_by != nproc:
+            raise UsageError(
+                f"this run was trained by {trained_by} process(es); resume it with the same number "
+                f"({'--nproc ' + str(trained_by) if trained_by > 1 else 'no --nproc'}), not {nproc}"
+            )
+    else:
+        if preset is None and not overrides.get("data_path"):
+            raise UsageError("missing PRESET (or --resume RUN_DIR, or --data FILE.csv)")
+        config = resolve_config(preset or "csv", **overrides)
+    if tensorboard:
+        from tuitrain.exporters import require_extra
+
+        require_extra("tensorboard")
+    device = resolve_device(config.train.device)  # --device cuda without CUDA: refused here
+    if device.type == "cuda":
+        limit, what = torch.cuda.device_count(), "GPU(s)"
+    else:
+        limit, what = usable_cpus(), "usable CPU(s)"
+    if nproc > limit:
+        raise UsageError(f"--nproc {nproc} is more than the {limit} {what} here: at most --nproc {limit}")
+    batch = config.train.batch_size
+    if batch < nproc:
+        raise UsageError(f"--batch-size {batch} is smaller than --nproc {nproc}: each process needs a sample")
+
+
 def relaunch(nproc: int, argv: list[str]) -> int:
-    """`tuitrain run … --nproc N`: the same command under torchrun with N processes; its exit code."""
+    """`tuitrain run … --nproc N`: the same command under torchrun with N processes; its exit code.
+
+    Check the run first (check_launch): torchrun's processes would each report a bad one.
+    """
     import subprocess
 
     if nproc < 1:

@@ -132,16 +132,19 @@ class Trainer(LoopControl):
         try:
             return self._train(steps)
         except torch.OutOfMemoryError:
-            if self.state == "finished":
+            if self._has_finished():
                 raise
             message = f"out of memory on {self.device}: try a smaller --batch-size"
             return self._finish(self._ended("failed", None, message))
         except Exception as exc:  # a damaged optimizer state, an unwritable tensorboard/: failed, saying why
-            if self.state == "finished":  # a consumer failed on the end itself: nothing more to tell it
+            if self._has_finished():  # a consumer failed on the end itself: nothing more to tell it
                 raise
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             message = f"training failed: {type(exc).__name__}" + (f": {first}" if first else "")
             return self._finish(self._ended("failed", None, message))
+
+    def _has_finished(self) -> bool:
+        return self.state == "finished"
 
     def _train(self, steps: int) -> RunEnded:
         tc, d = self.config.train, self.data

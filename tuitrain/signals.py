@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,28 @@ from typing import Any
 from tuitrain.control import RunControl
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the SSH session or terminal closed
+PARENT_ENV = "TUITRAIN_RACE_PARENT"  # set in a race's child, whose stdin is a pipe from the race
+
+
+def follow_parent() -> None:
+    """In a race's child: SIGTERM itself (a graceful stop: it saves, then exits) when the race is gone.
+
+    The race holds the write end of this process's stdin and never writes to it: end of file means
+    that process has died, even by SIGKILL, so no child trains on alone. (Not PR_SET_PDEATHSIG: it
+    fires again as each thread of the dying parent exits, and a second signal means "at once".)
+    """
+    if not os.environ.pop(PARENT_ENV, ""):
+        return
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:  # no stdin to watch: nothing to say
+            return
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="tuitrain-race-parent").start()
 
 
 def _stderr(message: str) -> None:

@@ -50,6 +50,17 @@ def usable_cpus(root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int:
     return max(1, cpus)
 
 
+def cap_threads(requested: int, warn: Callable[[str], None] | None = None) -> int:
+    """`--threads N` at most the usable CPUs: more threads than cores only wait for each other
+    (and spin, slowing everything else on the machine). Says so through `warn` when it caps."""
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested
+    if warn is not None:
+        warn(f"--threads {requested} is more than the {cpus} usable CPU(s) here: using {cpus}")
+    return cpus
+
+
 def read_busy_seconds(path: str = "/proc/stat") -> float | None:
     """CPU-seconds the whole machine has spent busy since boot (None where /proc is missing)."""
     try:

@@ -27,6 +27,29 @@ def run_app(app: TuitrainApp) -> None:
         sys.exit(app.return_code)
 
 
+def check_startable(config: Config) -> None:
+    """What the training child would refuse, checked before the app opens (or `serve` serves), so bad
+    settings stop with one line and exit 2 instead of an error inside the app: the device and the
+    precision (torch is imported only for --device cuda or --precision bf16), the data set's files
+    (downloaded now when missing, as `run` does) and the memory the run needs."""
+    from tuitrain import idx
+    from tuitrain.config import IMAGE_SETS
+    from tuitrain.resources import check_fits
+
+    device = None
+    if config.train.device == "cuda" or config.train.precision == "bf16":
+        from tuitrain.training import check_precision, resolve_device
+
+        device = resolve_device(config.train.device)
+        check_precision(config.train.precision, device)
+    data = config.data
+    if data.dataset in IMAGE_SETS and idx.find_idx_files(data.dataset, data.data_dir) is None:
+        from tuitrain.data import ensure_available
+
+        ensure_available(data)  # a --data-dir without the files, or offline: DataUnavailable
+    check_fits(config, device)
+
+
 def open_setup(preset: str | None = None) -> None:
     from tuitrain.remote import start_warm
 
