@@ -273,9 +273,9 @@ def test_a_damaged_summary_is_listed_as_damaged(done_run, tmp_path, name):
 @pytest.mark.parametrize(
     "name, problem",
     [
-        ("summary.json", "summary.json: Is a directory"),
-        ("metrics.jsonl", "metrics.jsonl: Is a directory"),
-        ("config.toml", "config.toml: Is a directory"),
+        ("summary.json", "summary.json: is a directory, not a file"),
+        ("metrics.jsonl", "metrics.jsonl: is a directory, not a file"),
+        ("config.toml", "config.toml: is a directory, not a file"),
     ],
 )
 def test_a_folder_where_a_file_belongs_is_listed_as_unreadable(done_run, tmp_path, name, problem):

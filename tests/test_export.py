@@ -65,8 +65,11 @@ def test_csv_of_several_runs_has_a_run_column(runs: list[Path], tmp_path: Path) 
 def test_csv_steps_are_one_timeline(runs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "steps.csv"
     assert tuitrain("export", str(runs[0]), "--format", "csv", "--steps", "-o", str(out)).returncode == 0
-    steps = [int(r["step"]) for r in csv.DictReader(out.open())]
+    rows = list(csv.DictReader(out.open()))
+    steps = [int(r["step"]) for r in rows]
     assert steps == sorted(set(steps)) and steps  # increasing, no step twice across the resume
+    seconds = [float(r["wall_seconds"]) for r in rows]  # every row has its training time (issue 27)
+    assert seconds == sorted(seconds) and seconds[-1] > 0
     assert steps == [r["step"] for r in step_rows(runs[0])]
 
 

@@ -54,7 +54,7 @@ def step_rows(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         yield {
             "step": e["step"],
             "epoch": e.get("epoch"),
-            "wall_seconds": e.get("total_seconds"),
+            "wall_seconds": e.get("seconds"),  # training seconds so far, as total_seconds is for an epoch
             "train_loss": e.get("loss"),
             "train_accuracy": e.get("accuracy"),
             "lr": e.get("lr"),
