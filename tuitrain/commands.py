@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from tuitrain.writer import RunWriter
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
-RESUME_OPTIONS = ("epochs", "lr", "threads")  # what --resume may change
 
 
 def warn(message: str) -> None:
@@ -69,15 +68,7 @@ def run_command(
         distributed.init(rank, overrides.get("device") or "auto")
         prepare = functools.partial(distributed.attach, rank=rank)
     if resume is not None:
-        if preset is not None:
-            raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
-        fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in RESUME_OPTIONS]
-        if fixed:
-            raise UsageError(
-                f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs, --lr and --threads)"
-            )
-        if out is not None:
-            raise UsageError("--out does not apply to --resume: the run continues in its own directory")
+        session.check_resume_options(preset, overrides, out)
         trainer, writer = session.resume_run(
             resume,
             epochs=overrides.get("epochs"),

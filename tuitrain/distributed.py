@@ -102,9 +102,6 @@ def leave(code: int) -> None:
     os._exit(code)
 
 
-RESUME_OPTIONS = ("epochs", "lr", "threads")  # what --resume may change (as tuitrain.commands has it)
-
-
 def check_launch(
     nproc: int,
     preset: str | None,
@@ -131,18 +128,11 @@ def check_launch(
     if on_diverge == "recover":
         raise UsageError("--on-diverge recover trains one process; with several, resume with a lower --lr")
     if resume is not None:
-        if preset is not None:
-            raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
-        fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in RESUME_OPTIONS]
-        if fixed:
-            raise UsageError(
-                f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs, --lr and --threads)"
-            )
-        if out is not None:
-            raise UsageError("--out does not apply to --resume: the run continues in its own directory")
         from tuitrain import checkpoints, session
 
-        changes = {k: overrides.get(k) for k in RESUME_OPTIONS}
+        session.check_resume_options(preset, overrides, out)
+
+        changes = {k: overrides.get(k) for k in session.RESUME_OPTIONS}
         config = apply_overrides(load_run_config(resume), **changes)
         session.check_resume(resume, overrides.get("epochs"))
         trained_by = checkpoints.load(check_run_dir(resume) / CHECKPOINTS["last"]).get("world_size", 1)

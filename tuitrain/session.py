@@ -104,6 +104,20 @@ def trainer_from_run(run_dir: str | os.PathLike[str], which: Checkpoint = "last"
     return restore_trainer(run_dir, which, epochs)[0]
 
 
+RESUME_OPTIONS = ("epochs", "lr", "threads")  # what --resume may change
+
+
+def check_resume_options(preset: str | None, overrides: dict[str, Any], out: str | None) -> None:
+    """A resume names no preset, changes only RESUME_OPTIONS and continues in its own directory."""
+    if preset is not None:
+        raise UsageError("give PRESET for a new run or --resume RUN_DIR, not both")
+    fixed = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k not in RESUME_OPTIONS]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: cannot change a run when resuming (only --epochs, --lr and --threads)")
+    if out is not None:
+        raise UsageError("--out does not apply to --resume: the run continues in its own directory")
+
+
 def check_resume(run_dir: str | os.PathLike[str], epochs: int | None) -> None:
     """Refuse a resume that would train nothing, before any data loads."""
     path = check_run_dir(run_dir)
