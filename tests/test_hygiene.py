@@ -33,6 +33,8 @@ CORE = [
     "tuitrain.fmt",
     "tuitrain.resources",
     "tuitrain.checks",
+    "tuitrain.files",
+    "tuitrain.ownership",
     "tuitrain.headless",
     "tuitrain.commands",
 ]

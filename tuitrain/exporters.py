@@ -20,15 +20,14 @@ from typing import Any
 from tuitrain.errors import TuitrainError, UsageError, escape
 from tuitrain.export import EPOCH_COLUMNS, epoch_rows, write_rows
 from tuitrain.files import STDOUT, remove_stale_temporaries, resolve_output, temporary_for, write_output
+from tuitrain.ownership import enclosing_run, owning
 from tuitrain.runs import (
     CHECKPOINTS,
     METRICS,
     RunDirError,
     check_run_dir,
-    enclosing_run,
     iter_events,
     load_run_config,
-    owning,
     timeline,
 )
 

@@ -18,6 +18,7 @@ from tuitrain.config import Config, apply_overrides
 from tuitrain.data import Dataset
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
+from tuitrain.ownership import check_not_in_use
 from tuitrain.runs import (
     BRANCH_OPTIONS,
     CHECKPOINTS,
@@ -25,7 +26,6 @@ from tuitrain.runs import (
     DEFAULT_OUT,
     HISTORIES,
     METRICS,
-    check_not_in_use,
     check_run_dir,
     create_run_dir,
     load_run_config,

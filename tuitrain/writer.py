@@ -26,6 +26,7 @@ from tuitrain.events import (
     event_to_dict,
 )
 from tuitrain.history_log import HistoryLog
+from tuitrain.ownership import release_lock, take_lock
 from tuitrain.runs import (
     CHECKPOINTS,
     CONFIG,
@@ -38,9 +39,7 @@ from tuitrain.runs import (
     check_run_files,
     create_run_dir,
     read_summary,
-    release_lock,
     repair_tail,
-    take_lock,
 )
 
 log = logging.getLogger(__name__)
