@@ -202,3 +202,48 @@ def test_random_bytes_in_a_checkpoint_are_not_a_checkpoint(finished: Path, tmp_p
         done = run_cli("run", "--resume", run, "--epochs", "4")
         assert done.code == 2 and "not a tuitrain checkpoint (not a PyTorch checkpoint file)" in done.err, done.err
         assert "Python objects" not in done.err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 256 KiB tmpfs of the test's own (root only), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> None:
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_at_start_is_one_line_and_leaves_no_run(small_disk: Path) -> None:
+    (small_disk / "runs").mkdir()
+    fill(small_disk)
+    done = run_cli("run", TINY, "--out", small_disk / "runs")
+    assert done.code == 2 and done.err.startswith("Error:") and done.err.count("\n") == 1, done.err
+    assert "No space left on device" in done.err
+    assert list_runs(small_disk / "runs") == [] and list((small_disk / "runs").iterdir()) == []
+
+
+def test_a_read_only_disk_at_start_and_at_lock_time_is_one_line(finished: Path, small_disk: Path) -> None:
+    run = copy_run(finished, small_disk / "runs" / "done")
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b'{"event": "st')  # a torn tail that a resume would repair
+    if subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode != 0:
+        pytest.skip("cannot remount read-only here")
+    for args in (["run", TINY, "--out", small_disk / "runs"], ["run", "--resume", run, "--epochs", "4"]):
+        done = run_cli(*args)
+        assert done.code == 2 and done.err.count("\n") == 1 and "Read-only file system" in done.err, (args, done.err)
+    assert [row["name"] for row in list_runs(small_disk / "runs")] == ["done"]
