@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def complete(words: str, cwd: Path, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -55,3 +58,86 @@ def test_run_directories(tmp_path: Path) -> None:
     assert [v for t, v in complete("tuitrain export runs/20260102", tmp_path) if t == "plain"] == [
         "runs/20260102-000000-mlp"
     ]
+
+
+def bash_complete(words: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Tab through bash itself: source click's script, call its completion function, read COMPREPLY
+    (and which `compopt` fallbacks it asked for: `-o default` files, `-o dirnames` folders)."""
+    script = subprocess.run(
+        [sys.executable, "-m", "tuitrain"],
+        env={**os.environ, "_TUITRAIN_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.replace("$1)", f"{sys.executable} -m tuitrain)")  # the function runs the command it completes
+    empty_last = " ''" if words.endswith(" ") else ""  # the word being typed, still empty
+    program = (
+        'compopt() { echo "compopt $1 $2" >&2; }\n'  # outside readline: record the fallback bash would use
+        f"{script}\n"
+        f"COMP_WORDS=({words}{empty_last})\n"
+        "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
+        "_tuitrain_completion tuitrain\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", program],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    fallbacks = [line for line in done.stderr.splitlines() if line.startswith("compopt")]
+    return [line for line in done.stdout.splitlines() if line], fallbacks
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_bash_offers_presets_and_files_only_where_none_match(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text('name = "mine"\n')
+    offered, fallbacks = bash_complete("tuitrain train ri", tmp_path)
+    assert "rings" in offered and fallbacks == []
+    offered, fallbacks = bash_complete("tuitrain run ", tmp_path)
+    assert {"rings", "mlp"} <= set(offered) and fallbacks == []
+    offered, fallbacks = bash_complete("tuitrain run mi", tmp_path)  # no preset: the shell's files
+    assert offered == [] and fallbacks == ["compopt -o default"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_bash_offers_run_directories(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "20260101-000000-rings").mkdir(parents=True)
+    (tmp_path / "runs" / "20260101-000000-rings" / "summary.json").write_text("{}")
+    offered, fallbacks = bash_complete("tuitrain watch ", tmp_path)
+    assert offered == ["runs/20260101-000000-rings"] and fallbacks == []
+    offered, fallbacks = bash_complete("tuitrain watch elsewhere/", tmp_path)
+    assert offered == [] and fallbacks == ["compopt -o dirnames"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_other_shells_get_presets_and_no_files_over_them(shell: str, tmp_path: Path) -> None:
+    """Where zsh or fish is installed: its script loads, and its protocol lists presets without files."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    source = subprocess.run(
+        [sys.executable, "-m", "tuitrain"],
+        env={**os.environ, "_TUITRAIN_COMPLETE": f"{shell}_source"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    (tmp_path / "script").write_text(source)
+    check = subprocess.run([shell, "-n", str(tmp_path / "script")], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    words = "tuitrain train ri"
+    done = subprocess.run(
+        [sys.executable, "-m", "tuitrain"],
+        env={**os.environ, "_TUITRAIN_COMPLETE": f"{shell}_complete", "COMP_WORDS": words, "COMP_CWORD": "2"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = done.stdout.splitlines()
+    assert "rings" in lines and "file" not in lines and not any(line.startswith("file,") for line in lines)

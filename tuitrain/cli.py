@@ -16,10 +16,16 @@ from tuitrain.errors import TuitrainError
 
 
 def complete_preset(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """Preset names (built-in and user), then TOML files; fast: no torch."""
+    """Preset names (built-in and user), or TOML files where the word names no preset. Fast: no torch."""
     item = click.shell_completion.CompletionItem
     names = [item(name) for name in cfgmod.preset_paths() if name.startswith(incomplete)]
-    return [*names, item(incomplete, type="file")]
+    return [*path_fallback(incomplete, "file", found=bool(names)), *names]
+
+
+def path_fallback(incomplete: str, kind: str, found: bool) -> list[Any]:
+    """The shell's own file (or folder) completion, only where no name matches the word (`./my.toml`,
+    `~/runs/x`): click's bash script drops every name listed with a file/dir item, zsh and fish keep them."""
+    return [] if found else [click.shell_completion.CompletionItem(incomplete, type=kind)]
 
 
 def complete_run_dir(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -34,7 +40,8 @@ def complete_run_dir(ctx: click.Context, param: click.Parameter, incomplete: str
         except OSError:
             continue
     item = click.shell_completion.CompletionItem
-    return [*(item(d) for d in found if d.startswith(incomplete)), item(incomplete, type="dir")]
+    runs = [item(d) for d in found if d.startswith(incomplete)]
+    return [*path_fallback(incomplete, "dir", found=bool(runs)), *runs]
 
 
 class CommaList(click.ParamType):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +14,11 @@ from tuitrain.events import Event, Recovery, RunEnded
 from tuitrain.headless import (
     BackgroundPrinter,
     OutputGuard,
+    RecoverableEnd,
     eval_lines,
     make_printer,
     runs_table,
+    same_file,
     stderr_line,
     stdout_line,
 )
@@ -125,7 +128,8 @@ def drive(trainer: Trainer, writer: RunWriter, json_mode: bool, on_diverge: str,
     stopper = GracefulStop(trainer, notice=warn).install()
     try:
         for attempt in range(1, MAX_RECOVERIES + 2):
-            trainer.consumers.append(printer)
+            recoverable = on_diverge == "recover" and attempt <= MAX_RECOVERIES and not json_mode
+            trainer.consumers.append(RecoverableEnd(printer) if recoverable else printer)
             if tensorboard:
                 from tuitrain.tblog import TensorBoardLog
 
@@ -134,7 +138,11 @@ def drive(trainer: Trainer, writer: RunWriter, json_mode: bool, on_diverge: str,
             ended = trainer.run()
             if ended.status != "diverged" or on_diverge != "recover" or attempt > MAX_RECOVERIES:
                 break
-            trainer, writer = recover(trainer, writer, ended, attempt, printer)
+            try:
+                trainer, writer = recover(trainer, writer, ended, attempt, printer)
+            except Exception:
+                printer(ended)  # no recovery after all: the end it held back
+                raise
     except (SystemExit, KeyboardInterrupt):  # a second signal: leave at once
         writer.abort(f"stopped at once by a second {signal.Signals(stopper.signum or signal.SIGINT).name}")
         raise
@@ -189,8 +197,8 @@ def recover(
 
 
 def exit_code(ended: RunEnded, write_errors: list[str], signal_code: int | None, json_mode: bool) -> int:
-    if ended.status == "diverged" and not json_mode:
-        stderr_line(f"Error: {ended.message}")
+    if ended.status == "diverged" and not json_mode and not same_file(sys.stdout, sys.stderr):
+        stderr_line(f"Error: {ended.message}")  # the end line on stdout has it too: once where they meet
     if write_errors and ended.status != "diverged":
         stderr_line(f"Error: {write_errors[-1]}")
         return 1

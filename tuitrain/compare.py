@@ -37,6 +37,9 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)  # flattened: {"train.lr": 0.01, ...}
     parent: dict[str, Any] | None = None  # a branch: {"run_dir", "checkpoint", "epoch", "step"}
     problem: str | None = None
+    # a crashed run: {"from", "to", "step"}, the epochs recorded after its last checkpoint (`epoch`, at
+    # `step`), which --resume trains again (tuitrain.runs.resume_point)
+    lost: dict[str, Any] | None = None
 
     @property
     def optimizer(self) -> str:
@@ -73,6 +76,7 @@ class RunRecord:
             "updated_at": self.updated_at,
             "parent": self.parent,
             "problem": self.problem,
+            "lost": self.lost,
         }
 
 
@@ -131,6 +135,7 @@ def record_from_row(row: dict[str, Any]) -> RunRecord:
         config=config,
         parent=parent if isinstance(parent, dict) else None,
         problem=problem,
+        lost=row.get("lost"),
     )
 
 
@@ -233,6 +238,7 @@ class Curves:
     steps: list[dict[str, Any]]
     offset: int = 0  # bytes of metrics.jsonl read so far
     events: list[dict[str, Any]] = field(default_factory=list)
+    until_step: int | None = None  # a crashed run: its last checkpoint; what came after is lost
 
     def update(self, run_dir: str | Path) -> bool:
         """Read what the run appended since the last call; True when something new came."""
@@ -240,9 +246,24 @@ class Curves:
         if not new:
             return False
         self.events += [e for e in new if e.get("event") in ("start", "epoch", "step")]
+        self._derive()
+        return True
+
+    def keep_until(self, step: int | None) -> bool:
+        """Count the run only to `step` (a crashed run's last checkpoint; None: all); True when that changed."""
+        if step == self.until_step:
+            return False
+        self.until_step = step
+        self._derive()
+        return True
+
+    def _derive(self) -> None:
         self.epochs = epoch_history(self.events)
         self.steps = step_history(self.events)
-        return True
+        if self.until_step is not None:
+            last = self.until_step
+            self.epochs = [e for e in self.epochs if isinstance(e.get("step"), int) and e["step"] <= last]
+            self.steps = [s for s in self.steps if isinstance(s.get("step"), int) and s["step"] <= last]
 
 
 def step_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -267,8 +288,29 @@ def load_curves(run_dir: str | Path) -> Curves:
 # ----------------------------------------------------------------------------- tables
 
 
-def _cell_epochs(r: RunRecord) -> str:
-    return f"{r.epoch if r.epoch is not None else '?'}/{r.epochs if r.epochs is not None else '?'}"
+def fmt_epochs(r: RunRecord) -> str:
+    """ "434/2000", and for a crashed run the epochs its crash lost: "434/2000 (435-571 lost)"."""
+    text = f"{r.epoch if r.epoch is not None else '?'}/{r.epochs if r.epochs is not None else '?'}"
+    return text + (f" ({lost_range(r.lost)} lost)" if r.lost else "")
+
+
+def lost_range(lost: dict[str, Any]) -> str:
+    first, last = lost.get("from"), lost.get("to")
+    return f"epoch {first}" if first == last else f"epochs {first}-{last}"
+
+
+def mixed(records: Sequence[RunRecord]) -> str | None:
+    """What makes the runs' scores incomparable: different presets or data sets (None when all agree)."""
+    known = [r for r in records if r.config]
+    what = []
+    if len({r.preset for r in records}) > 1:
+        what.append("presets")
+    data_keys = ("data.dataset", "data.path", "data.samples")
+    if len({tuple(repr(r.config.get(k)) for k in data_keys) for r in known}) > 1:
+        what.append("data sets")
+    if not what:
+        return None
+    return f"these runs differ in {' and '.join(what)}: their scores are not measured on the same task"
 
 
 def ranking_table(records: Sequence[RunRecord], now: float | None = None) -> list[str]:
@@ -284,14 +326,16 @@ def ranking_table(records: Sequence[RunRecord], now: float | None = None) -> lis
                 escape(r.name),
                 escape(names[r.run_dir]),
                 escape(r.status),
-                _cell_epochs(r),
+                fmt_epochs(r),
                 fmt_score(r.best_valid),
                 fmt_score(r.last_valid),
                 fmt_score(r.test),
                 fmt_age(now - r.updated_at),
             )
         )
-    return align(table)
+    lines = align(table)
+    note = mixed(records)
+    return [*lines, f"note: {note}"] if note else lines
 
 
 def diff_table(records: Sequence[RunRecord]) -> list[str]:
@@ -333,4 +377,5 @@ def comparison(records: Sequence[RunRecord]) -> dict[str, Any]:
             for i, (r, name) in enumerate(zip(order, names), 1)
         ],
         "differs": {key: [r.config.get(key) for r in order] for key in keys},
+        "note": mixed(order),
     }

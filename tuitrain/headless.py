@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import threading
@@ -60,6 +61,7 @@ class PlainPrinter:
         self.write = write or self.write_line
         self.epochs = 0
         self.accuracy = True
+        self.recovered = False  # a Recovery was printed: the run's next start is a rollback, not a new run
 
     def write_line(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -84,6 +86,9 @@ class PlainPrinter:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.epochs, self.accuracy = event.epochs, event.task != "regression"
+            if self.recovered:  # the recovery line said where it goes back to: no second header
+                self.recovered = False
+                return
             self.write(describe_start(event))
             if event.run_dir:
                 self.write(f"run directory: {escape(event.run_dir)}")
@@ -91,9 +96,31 @@ class PlainPrinter:
         elif isinstance(event, EpochEnded):
             self.write(self.row(event))
         elif isinstance(event, Recovery):
+            self.recovered = True
             self.write(describe_recovery(event))
         elif isinstance(event, RunEnded):
             self.write(describe_end(event))
+
+
+class RecoverableEnd:
+    """Passes events on, except a diverged end that `--on-diverge recover` rolls back from: the
+    recovery line that follows says it (one divergence, one message)."""
+
+    def __init__(self, printer: Callable[[Event], None]):
+        self.printer = printer
+
+    def __call__(self, event: Event) -> None:
+        if not (isinstance(event, RunEnded) and event.status == "diverged"):
+            self.printer(event)
+
+
+def same_file(a: Any, b: Any) -> bool:
+    """Whether two streams write to the same place (`2>&1`, one terminal): a line for both is shown twice."""
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 class RichProgress:

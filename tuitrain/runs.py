@@ -28,15 +28,14 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tuitrain.checks import read_summary_file
 from tuitrain.errors import TuitrainError, UsageError, escape, quote
-from tuitrain.files import is_regular, kind_of, open_regular, read_regular, read_regular_text
+from tuitrain.files import is_regular, kind_of, open_regular, read_regular_text
 from tuitrain.histories import HISTORIES as HISTORIES  # named here with the run directory's other files
 
 log = logging.getLogger(__name__)
@@ -335,7 +334,7 @@ def run_row(path: Path) -> dict[str, Any] | None:
         mtime = path.stat().st_mtime
     except OSError:
         mtime = 0.0
-    return {
+    row = {
         "run_dir": str(path),
         "name": path.name,
         "preset": preset,
@@ -348,50 +347,65 @@ def run_row(path: Path) -> dict[str, Any] | None:
         "updated_at": summary.get("updated_at") or mtime,
         "parent": summary.get("parent"),
         "problem": problem,
+        "lost": None,
     }
+    if status == "crashed":  # counted to what --resume continues from, the epochs after it lost
+        point = resume_point(path, summary)
+        row.update(epoch=point["epoch"], best=point["best"], last_valid=point["last_valid"], lost=point["lost"])
+    return row
 
 
-# ----------------------------------------------------------------------------- ownership
+def resume_point(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> dict[str, Any]:
+    """A run whose process is gone as its files can resume it: `epoch` and `step` of last.pt (summary.json's
+    "checkpoint"), the `best` and `last_valid` of the epochs up to it, and `lost`: {"from", "to", "step"},
+    the epochs metrics.jsonl recorded after it (None when none were), which `--resume` trains again
+    from `step`.
+
+    One rule for `runs`, `compare`, the runs screen and `watch` (a heartbeat can refresh summary.json
+    between checkpoints, so its own epoch and best may be ahead of the files)."""
+    saved = summary.get("checkpoint")
+    epoch, step = summary.get("epoch"), summary.get("step")
+    if isinstance(saved, dict) and is_count_value(saved.get("epoch")) and is_count_value(saved.get("step")):
+        epoch, step = saved["epoch"], saved["step"]
+    best, last_valid = summary.get("best"), summary.get("last_valid")
+    point: dict[str, Any] = {"epoch": epoch, "step": step, "best": best, "last_valid": last_valid, "lost": None}
+    if not isinstance(epoch, int):
+        return point
+    kept: list[dict[str, Any]] = []
+    reached = epoch
+    try:
+        for event in timeline(Path(run_dir) / METRICS):
+            number = event.get("epoch")
+            if is_count_value(number):
+                reached = max(reached, number)
+                if number <= epoch:
+                    kept.append(event)
+    except RunDirError:
+        return point
+    if reached > epoch:
+        point["lost"] = {"from": epoch + 1, "to": reached, "step": step}
+        top: tuple[tuple[float, float], dict[str, Any]] | None = None
+        for event in kept:  # the first of equals, as the writer keeps it
+            score = _valid_score(event.get("valid"))
+            if score is not None and (top is None or score > top[0]):
+                top = (score, event)
+        point["best"] = (
+            {"epoch": top[1]["epoch"], "step": top[1].get("step"), "valid": top[1].get("valid")} if top else None
+        )
+        point["last_valid"] = next((e.get("valid") for e in reversed(kept) if e.get("epoch") == epoch), None)
+    return point
 
 
-def take_lock(run_dir: Path) -> Path:
-    """Own `run_dir` (one writing process at a time); a lock left by a dead process is taken over."""
-    path = run_dir / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if not path.is_symlink() and not is_regular(path):
-                raise RunDirError(
-                    f"{escape(path)} is {kind_of(os.stat(path).st_mode)}, not a lock file: remove it "
-                    "if no tuitrain process uses this run"
-                ) from None
-            owner = _read_lock(path)
-            if owner is not None and owner_alive(owner):
-                elsewhere = owner.get("host") != socket.gethostname()
-                hint = f"; if that process is gone, delete {escape(path)}" if elsewhere else ""
-                raise RunDirError(
-                    f"{run_dir} is in use by process {owner.get('pid')} on {owner.get('host')} "
-                    f"(one process trains a run at a time{hint})"
-                ) from None
-            try:
-                path.unlink()  # stale: its process is gone
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise RunDirError(f"cannot clear the stale lock {escape(path)}: {exc.strerror or exc}") from None
-            continue
-        except OSError as exc:
-            raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
-        except OSError as exc:  # a full disk: no half-written lock left behind
-            path.unlink(missing_ok=True)
-            raise RunDirError(f"cannot write in run directory {run_dir}: {exc.strerror or exc}") from None
-        return path
-    raise RunDirError(f"{run_dir}: could not take its lock file {LOCK}")
+def is_count_value(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _valid_score(valid: Any) -> tuple[float, float] | None:
+    """As the run's writer ranks validations: accuracy first where there is one, then lower loss."""
+    if not isinstance(valid, dict) or not isinstance(valid.get("loss"), (int, float)):
+        return None
+    accuracy = valid.get("accuracy")
+    return (float(accuracy) if isinstance(accuracy, (int, float)) else 0.0, -float(valid["loss"]))
 
 
 def check_run_files(run_dir: Path) -> None:
@@ -404,47 +418,3 @@ def check_run_files(run_dir: Path) -> None:
             except OSError:
                 what = "a broken link"
             raise RunDirError(f"{escape(path)} is {what}, not a file: move it away to use this run")
-
-
-def check_not_in_use(run_dir: Path) -> None:
-    """Refuse early (before checkpoints and data load) a run another live process owns."""
-    owner = _read_lock(run_dir / LOCK)
-    if owner is not None and owner.get("pid") != os.getpid() and owner_alive(owner):
-        take_lock(run_dir)  # raises, saying who owns it and how to clear it
-
-
-def _read_lock(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(read_regular(path).decode("utf-8"))
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def release_lock(path: Path | None) -> None:
-    if path is None:
-        return
-    owner = _read_lock(path)
-    if owner is not None and owner.get("pid") == os.getpid():
-        try:
-            path.unlink()
-        except OSError:
-            pass
-
-
-def enclosing_run(path: Path) -> Path | None:
-    """The run directory that `path` lies in (it, its parent or grandparent), or None."""
-    for folder in (path, *list(path.parents)[:2]):
-        if is_regular(folder / CONFIG) and (folder / METRICS).exists():
-            return folder
-    return None
-
-
-@contextmanager
-def owning(run_dir: Path | None) -> Iterator[None]:
-    """Hold `run_dir`'s lock while writing into it (a live run's files are its own); None: no lock."""
-    lock = take_lock(run_dir) if run_dir is not None else None
-    try:
-        yield
-    finally:
-        release_lock(lock)

@@ -14,7 +14,7 @@ SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
 # the run's state in the words of the run files: before the end event, then exactly its `status`
 # (completed | stopped | interrupted | diverged | failed; summary.json may also say aborted)
 ACTIVE_STATES = ("starting", "running", "paused")
-ETA_MIN_SECONDS = 3.0  # no ETA before this much training time in this session ...
+ETA_MIN_SECONDS = 1.0  # no ETA before this much (steady) training time in this session ...
 ETA_MIN_FRACTION = 0.02  # ... and this share of the run's steps (or ETA_MIN_EPOCHS epochs) done
 ETA_MIN_EPOCHS = 2
 
@@ -41,6 +41,14 @@ class Series:
             self.x = [(xs[i] + xs[i + 1]) / 2 for i in range(0, half, 2)] + self.x[half:]
             self.y = [(ys[i] + ys[i + 1]) / 2 for i in range(0, half, 2)] + self.y[half:]
 
+    def cut(self, last_x: float) -> None:
+        """Drop the points after `last_x` (the ones a resume trains again)."""
+        keep = len(self.x)
+        while keep and self.x[keep - 1] > last_x:
+            keep -= 1
+        if keep < len(self.x):
+            del self.x[keep:], self.y[keep:]
+
     def smoothed(self, factor: float) -> list[float]:
         """Exponential moving average with bias correction (like TensorBoard's smoothing)."""
         if factor <= 0:
@@ -65,6 +73,7 @@ class RunHistory:
     epoch: int = 0
     step: int = 0
     epochs_done: int = 0  # epochs completed: what the status line and the end banner count
+    lost_to: int = 0  # a crashed run: the last epoch recorded after its last checkpoint (lost), else 0
     lr: float = 0.0
     samples_per_s: float = 0.0
     train_seconds: float = 0.0
@@ -122,6 +131,12 @@ class RunHistory:
             self.epochs_done = event.start_epoch
             self.epoch = event.start_epoch
             self.step = event.start_epoch * event.steps_per_epoch
+            self.lost_to = 0
+            # the resume rule of epochs.csv (tuitrain.runs.epoch_history): what it trains again is not drawn
+            for series in (self.train_loss, self.train_acc, self.valid_loss):
+                series.cut(self.step)
+            for series in (self.epoch_train, self.epoch_valid):
+                series.cut(event.start_epoch)
             self.config = event.config
             self.lr = float(event.config.get("train", {}).get("lr", 0.0))
             self.state = "running"
@@ -154,6 +169,8 @@ class RunHistory:
             self.inspection = event
             self.step = max(self.step, event.step)  # single steps while paused send no progress event
         elif isinstance(event, RunEnded):
+            if event.status == "crashed" and self.epochs_done > event.epoch:
+                self.lost_to = self.epochs_done  # recorded, but --resume continues from event.epoch
             self.state = event.status
             self.message, self.test = event.message, event.test
             self.step, self.epoch, self.epochs_done = event.step, event.epoch, event.epoch

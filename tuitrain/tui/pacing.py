@@ -19,6 +19,7 @@ SPARE_BUDGET = 0.5  # ... and when the training leaves a core free
 ASSUMED_DRAW_COST = 0.02  # CPU seconds a redraw costs until one is measured (both charts, 2-core VM)
 STATUS_INTERVAL = 0.5  # seconds between status line updates while a run trains on every core
 FLUSH_INTERVAL = 0.2  # seconds between folding buffered events into the view (STATUS_INTERVAL on every core)
+FIRST_POINTS = 3  # a run's first progress points are drawn as they arrive: its first line shows at once
 
 
 class RedrawPacer:

@@ -255,7 +255,7 @@ class WatchedRun:
                 last_pulse = now
                 gone = self.gone()
                 if gone:  # killed (kill -9, power loss): say so instead of RUNNING with a frozen ETA
-                    sink(RunEnded("crashed", epoch, step, None, seconds, 0.0, gone))
+                    sink(self.crashed(gone, epoch, step, seconds))
                     live = False
             self._stop.wait(self.POLL)
 
@@ -266,15 +266,34 @@ class WatchedRun:
         summary = read_summary(self.run_dir)
         if summary.get("status") != "running":
             return ""
-        resume = f"`tuitrain run --resume {self.run_dir}` continues from its last checkpoint"
         if summary.get("host") == socket.gethostname():
             if not owner_alive(summary):
-                return f"its training process ({summary.get('pid')}) is gone; {resume}"
+                return f"its training process ({summary.get('pid')}) is gone"
             return ""
         updated = summary.get("updated_at")
         if isinstance(updated, (int, float)) and time.time() - updated > self.STALE:
-            return f"no word from its process on {summary.get('host')} for {time.time() - updated:.0f} s; {resume}"
+            return f"no word from its process on {summary.get('host')} for {time.time() - updated:.0f} s"
         return ""
+
+    def crashed(self, why: str, epoch: int, step: int, seconds: float) -> RunEnded:
+        """The end event of a run whose process is gone, counted as `tuitrain runs` counts it: to the
+        checkpoint `--resume` continues from, the epochs recorded after it named as lost."""
+        from tuitrain.runs import read_summary, resume_point
+
+        point = resume_point(self.run_dir, read_summary(self.run_dir))
+        saved = point["epoch"] if isinstance(point["epoch"], int) else None
+        if saved is None:
+            resume = f"`tuitrain run --resume {self.run_dir}` continues from its last checkpoint"
+        else:
+            resume = f"`tuitrain run --resume {self.run_dir}` continues from epoch {saved}, its last checkpoint"
+            epoch = saved
+            step = point["step"] if isinstance(point["step"], int) else step
+        lost = point["lost"]
+        if lost:
+            first, last = lost["from"], lost["to"]
+            span = f"epoch {first} is" if first == last else f"epochs {first}-{last} are"
+            resume += f"; {span} lost"
+        return RunEnded("crashed", epoch, step, None, seconds, 0.0, f"{why}; {resume}")
 
     def inspect(self) -> Inspection | None:
         """Inspect the latest checkpoint; None when there is none yet or it has not changed."""

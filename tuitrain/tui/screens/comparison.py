@@ -86,6 +86,9 @@ class ComparisonScreen(Screen[None]):
             run.record = record
             if record is not None:
                 run.label = by_dir.get(record.run_dir, run.label)
+                # a crashed run counts to the checkpoint --resume continues from, as `tuitrain runs` does
+                until = record.lost.get("step") if record.lost else None
+                changed = run.curves.keep_until(until if isinstance(until, int) else None) or changed
         self.app.call_from_thread(self.show, known, changed)
 
     def show(self, records: list[compare.RunRecord], changed: bool) -> None:
@@ -101,7 +104,7 @@ class ComparisonScreen(Screen[None]):
         self.query_one("#compare-title", Static).update(Text(title, no_wrap=True, overflow="ellipsis"))
         ranks = {r.run_dir: i for i, r in enumerate(compare.ranked(records), 1) if compare.headline(r)[1]}
         self.query_one("#compare-legend", Static).update(legend(self.runs, width, not no_color(), ranks))
-        body = "\n".join(diff_lines(self.runs))
+        body = "\n".join([*notes(self.runs, records), *diff_lines(self.runs)])
         self.query_one("#compare-diff", Static).update(Text(body, no_wrap=True, overflow="ellipsis"))
         if changed:
             self.draw()
@@ -143,6 +146,22 @@ class ComparisonScreen(Screen[None]):
 
         question = "Stop the race? The run in progress is saved (resumable); queued runs do not start."
         self.app.push_screen(Confirm(question, "Stop the race", "Keep racing"), answer)
+
+
+def notes(runs: list[Overlaid], records: list[compare.RunRecord]) -> list[str]:
+    """What the legend's numbers leave unsaid: runs of different tasks, epochs a crash lost."""
+    lines = []
+    note = compare.mixed(records)
+    if note:
+        lines.append(f"note: {note}")
+    for run in runs:
+        record = run.record
+        if record is not None and record.lost:
+            lines.append(
+                f"{run.style[2] * 2} {run.label}: {record.status}; --resume continues from epoch {record.epoch}, "
+                f"{compare.lost_range(record.lost)} lost"
+            )
+    return lines
 
 
 def no_color() -> bool:

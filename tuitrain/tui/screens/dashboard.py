@@ -21,7 +21,7 @@ from tuitrain.fmt import fmt_result, plural
 from tuitrain.threads import usable_cpus
 from tuitrain.tui import state as ui_state
 from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
-from tuitrain.tui.pacing import RedrawPacer
+from tuitrain.tui.pacing import FIRST_POINTS, RedrawPacer
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
 from tuitrain.tui.screens.overlays import Linking
@@ -173,14 +173,14 @@ class Dashboard(LookingInside, Linking):
         self._banner = []
         self.query_one("#banner").display = False
 
-        no_steps_yet = True
+        early_left = FIRST_POINTS
 
         def sink(event: Event) -> None:  # runs in the training thread: keep it cheap
-            nonlocal no_steps_yet
+            nonlocal early_left
             self._pending.append((generation, event))
-            first_point = no_steps_yet and isinstance(event, StepProgress)  # drawn at once, not at the next flush
-            no_steps_yet = no_steps_yet and not first_point
-            if isinstance(event, URGENT) or first_point:
+            early = early_left > 0 and isinstance(event, StepProgress)  # drawn at once, not at the next flush
+            early_left -= 1 if early else 0
+            if isinstance(event, URGENT) or early:
                 try:
                     self.post_message(self.Wake())
                 except RuntimeError:  # the app is closing
@@ -210,7 +210,7 @@ class Dashboard(LookingInside, Linking):
         charted = False
         inspection = None
         recorded = False
-        had_points = self.history.step > 0
+        points_before = len(self.history.train_loss)
         while self._pending:
             generation, event = self._pending.popleft()
             if generation != self._generation:
@@ -233,7 +233,8 @@ class Dashboard(LookingInside, Linking):
                 self.show_end(event)
         if charted:
             self._charts_dirty = True
-        first_point = not had_points and self.history.step > 0  # shown at once: the wait is over
+        # the first few points are shown as they come (a line needs two): the wait is over at once
+        first_point = points_before < FIRST_POINTS and len(self.history.train_loss) > points_before
         if count:
             changed = self.history.state != self._shown_state
             if changed:

@@ -68,10 +68,24 @@ class Confirm(ModalScreen[bool]):
 
 
 class ConfirmQuit(Confirm):
-    """Asks before quitting while a run is in progress."""
+    """Asks before quitting while a run is in progress, in the words of its state: running or paused
+    (`state`; None: the state of the run on the screen beneath, else running)."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: str | None = None) -> None:
         super().__init__("Training is still running. Save a checkpoint and quit?", "Quit", "Keep training")
+        self.state = state
+
+    def compose(self) -> ComposeResult:
+        if self.run_state() == "paused":
+            self.question, self.no = "Training is paused. Save a checkpoint and quit?", "Stay"
+        yield from super().compose()
+
+    def run_state(self) -> str:
+        if self.state is not None:
+            return self.state
+        beneath = [screen for screen in self.app.screen_stack if screen is not self]
+        history = getattr(beneath[-1], "history", None) if beneath else None
+        return str(getattr(history, "state", "running"))
 
     def run_ended(self, status: str) -> None:
         """The run ended while the question was open: it is no longer about stopping the training."""

@@ -149,7 +149,7 @@ class RunsScreen(Screen[None]):
         self.post_message(self.Refreshed(shown))
 
     def cells(self, r: RunRecord, now: float) -> tuple[Text | str, ...]:
-        epochs = f"{r.epoch if r.epoch is not None else '?'}/{r.epochs if r.epochs is not None else '?'}"
+        epochs = compare.fmt_epochs(r)  # a crashed run: to its last checkpoint, the epochs after it lost
         mark = Text("✓", style="bold") if r.run_dir in self.selected else Text(" ")
         status = Text(escape(r.status), style="bold" if r.status == "running" else "")
         return (

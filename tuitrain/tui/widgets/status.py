@@ -40,6 +40,9 @@ def progress(h: RunHistory) -> Text:
     extra = h.steps_into_epoch
     if extra and h.epochs_done < h.epochs:
         text.append(f" +{extra:,} step" + ("" if extra == 1 else "s"), "dim")
+    if h.lost_to > h.epochs_done:  # crashed: counted to its last checkpoint, as `tuitrain runs` counts it
+        first = h.epochs_done + 1
+        text.append(f" ({first}-{h.lost_to} lost)" if h.lost_to > first else f" ({first} lost)", "red")
     return text
 
 
