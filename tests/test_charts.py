@@ -416,7 +416,7 @@ def test_confusion_matrix_fits_without_cut_names(width):
     heads = lines[0].split()
     assert heads in (
         [str(i) for i in range(10)],
-        ["Tee", "Trouser", "Pullov", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
+        ["T-shirt", "Trouser", "Pullov", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
     )
     assert all(name in line.split() for name, line in zip(FASHION, lines[1:]))  # row names whole
     title = fit_phrases(

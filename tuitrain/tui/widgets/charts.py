@@ -169,12 +169,20 @@ def _span(lo: float, hi: float, integer: bool) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def chart_title(chart: Chart, dropped: int, width: int) -> str:
-    """The title, '(log scale)' when the axis is, then notes while they fit (plotext drops a longer one)."""
-    room = max(4, width - 2)
+def title_room(width: int, label_width: int = 0) -> int:
+    """The longest title plotext draws: it centres the title on the canvas (right of the y tick
+    labels) and drops, rather than cuts, one that would cross either edge of the figure."""
+    centre = label_width + 1 + max(0, width - 2 - label_width) // 2
+    return max((n for n in range(width + 1) if n // 2 <= centre and n - n // 2 <= width - centre), default=0)
+
+
+def chart_title(chart: Chart, dropped: int, width: int, label_width: int = 0) -> str:
+    """The title, '(log scale)' when the axis is, then notes while they fit: all within the room
+    plotext leaves beside y tick labels `label_width` wide, so the chart always names itself."""
+    room = title_room(width, label_width)
     title = chart.title
     if chart.log_y:
-        title += " (log scale)" if len(title) + 12 <= room else " (log)"
+        title += next((mark for mark in (" (log scale)", " (log)") if len(title) + len(mark) <= room), "")
     extras = list(chart.notes)
     if dropped:
         extras.append(f"{dropped:,} ≤ 0 not drawn" if chart.log_y else f"{dropped:,} NaN/inf not drawn")
@@ -208,10 +216,10 @@ def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
             xs, ys = _every_nth(xs, 2 * width), _every_nth(ys, 2 * width)
         if xs:
             series.append((line, xs, ys))
-    plt.title(chart_title(chart, dropped, width))
     if chart.xlabel:
         plt.xlabel(chart.xlabel)
     if not series:
+        plt.title(chart_title(chart, dropped, width))
         plt.xlim(0, 1)
         plt.ylim(0, 1)
         plt.xticks([], [])
@@ -247,6 +255,7 @@ def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
     else:
         yt = nice_ticks(ylo, yhi, ny, integer=chart.y_integer)
         ylabels = tick_labels(yt)
+    plt.title(chart_title(chart, dropped, width, max((len(label) for label in ylabels), default=0)))
     plt.xlim(xlo, xhi)
     plt.ylim(ylo, yhi)
     plt.xticks(xt, tick_labels(xt))

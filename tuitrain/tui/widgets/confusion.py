@@ -25,8 +25,8 @@ def inspection() -> ModuleType:
 
 
 SHORT_NAMES = {  # confusion-matrix column headers, at most 7 cells
-    "T-shirt": "Tee",
-    "T-shirt/top": "Tee",
+    "T-shirt": "T-shirt",
+    "T-shirt/top": "T-shirt",
     "Trouser": "Trouser",
     "Pullover": "Pullov",
     "Dress": "Dress",

@@ -14,12 +14,17 @@ from textual.widgets import Static
 
 from tuitrain.histories import Histories
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
-from tuitrain.tui.widgets.param_history import ParamHistory
+from tuitrain.tui.widgets.confusion import label
+from tuitrain.tui.widgets.param_history import HEAT_ROWS, ParamHistory
 from tuitrain.tui.widgets.render import Depth, Phrase, colour_depth, fit_phrases, heatmap, heatmap_legend
 
 if TYPE_CHECKING:  # torch loads when the first tensor arrives, not with the app (1.3 s of CPU at start)
     import torch
 
+DETAIL_BODY = 16  # lines for the histogram and the heatmap where the screen has room ...
+MIN_BODY = 8  # ... and at least this many where it has not
+HEAT_EXTRA = 3  # the history heatmap's caption, step mark and step labels, around its value bands
+MIN_HEAT_ROWS = 5
 MAX_TILES = 48  # filters or input images drawn at most
 HISTOGRAM_BINS = 30
 
@@ -119,6 +124,7 @@ class ParamDetail(VerticalScroll, can_focus=True):
         self.param_name = ""
         self.inspection: Any = None
         self.histories: Histories | None = None
+        self.title_lines = 1
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
@@ -167,7 +173,21 @@ class ParamDetail(VerticalScroll, can_focus=True):
         if self.is_mounted and self.display and self.param_name:
             self.query_one(ParamHistory).show(self.param_name, histories, colour_depth(self.app))
 
+    def fit(self) -> tuple[int, int]:
+        """Body lines and history value bands so the title, histogram, heatmap and the whole history
+        heatmap share the visible height (16 and 10 where there is room; less of both where not)."""
+        space = self.scrollable_content_region.height - self.title_lines
+        rows = max(MIN_HEAT_ROWS, min(HEAT_ROWS, space - HEAT_EXTRA - 12))
+        body = max(MIN_BODY, min(DETAIL_BODY, space - HEAT_EXTRA - rows))
+        return body, rows
+
+    def apply_fit(self) -> None:
+        body, rows = self.fit()
+        self.query_one("#detail-body").styles.height = body
+        self.query_one(ParamHistory).rows = rows
+
     def on_resize(self) -> None:
+        self.apply_fit()
         if self.inspection is not None:
             self.show(self.inspection)
         if self.histories is not None:
@@ -198,6 +218,10 @@ class ParamDetail(VerticalScroll, can_focus=True):
         if neuron:
             title.append("\n").append_text(fit_phrases(neuron[0], width))
         self.query_one("#detail-title", Static).update(title)
+        if len(title.plain.split("\n")) != self.title_lines:
+            self.title_lines = len(title.plain.split("\n"))
+            self.apply_fit()
+            self.query_one(ParamHistory).redraw()
         plot = self.query_one("#detail-hist", TimedPlot)
         values = p.values.float()
         plot.show(self._line_chart(neuron[1], inspection.predictions) if neuron else histogram_chart(values))
@@ -239,11 +263,12 @@ class ParamDetail(VerticalScroll, can_focus=True):
             xmin, xmax, ymin, ymax = pred.bounds
             x_range, y_range = (xmin, xmax), (ymin, ymax)
             pts, labels = pred.inputs.tolist(), pred.targets.reshape(-1).tolist()
+            names = list(getattr(pred, "class_names", None) or [])
             for cls, colour, marker in ((0, "blue", "•"), (1, "orange", "+")):
                 chosen = [p for p, t in zip(pts, labels) if round(t) == cls]
                 lines.append(
                     Line(
-                        f"class {cls}",
+                        label(names, cls),  # the class names the Predictions panel uses
                         tuple(p[0] for p in chosen),
                         tuple(p[1] for p in chosen),
                         marker,

@@ -190,6 +190,7 @@ class ParamHistory(Vertical):
         self.chosen: int | None = None  # index of the scrubbed record; None follows the latest
         self.gradients = False
         self.depth: Depth = "truecolor"
+        self.rows = HEAT_ROWS  # value bands drawn: fewer where the screen is short (ParamDetail.fit)
 
     def compose(self) -> ComposeResult:
         yield Static(id="history-heat")
@@ -236,7 +237,7 @@ class ParamHistory(Vertical):
         what = "gradient" if self.gradients else "values"
         caption = Text(f"{what} over {len(entries):,} recorded steps", "bold")
         caption.append("   g: values/gradients  ←/→: step  home/end: first/latest", "dim")
-        heat = history_heatmap(entries, self.gradients, width, self.depth, index)
+        heat = history_heatmap(entries, self.gradients, width, self.depth, index, self.rows)
         self.query_one("#history-heat", Static).update(caption.append("\n").append_text(heat))
         scrub = self.query_one("#history-scrub", Static)
         if index is None:

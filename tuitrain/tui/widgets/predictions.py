@@ -35,6 +35,7 @@ from tuitrain.tui.widgets.samples import (
 )
 
 POINTS_PER_PAGE = 24  # an opened cell of 2-D points lists this many with their confidence per page
+MIN_PICTURE = 6  # lines the decision regions keep however much room the confusion matrix needs below them
 
 
 class PredictionPanel(VerticalScroll, can_focus=True):
@@ -141,7 +142,34 @@ class PredictionPanel(VerticalScroll, can_focus=True):
     def page_shape(self) -> tuple[int, int]:
         """Images per row and per page that fit the panel."""
         columns = max(1, (self.size.width - 1) // CELL_WIDTH)
-        return columns, columns * max(1, (self.size.height - 1) // CELL_HEIGHT)
+        return columns, columns * max(1, (self.size.height - 1 - self.matrix_height()) // CELL_HEIGHT)
+
+    def matrix_texts(self, width: int, depth: Depth) -> tuple[Text, Text]:
+        """The confusion matrix's title and the phrases under it (most confused pairs), fitted to `width`."""
+        pred = self.predictions
+        title = fit_phrases(
+            [
+                ("confusion matrix", "bold"),
+                ("rows: true class", "dim"),
+                ("columns: predicted", "dim"),
+                (confusion_caption(pred), ""),
+                ("arrows+enter (or a click) open a cell", "dim"),
+            ],
+            width,
+        )
+        phrases = pairs_phrases(pred.confusion, pred.class_names, depth)
+        if not layout(pred.confusion, pred.class_names, width, accuracy=True).accuracy:
+            phrases = accuracy_phrases(pred.confusion, pred.class_names) + phrases
+        return title, fit_phrases(phrases, width)
+
+    def matrix_height(self) -> int:
+        """Lines the confusion matrix takes under the samples (its margin, title, rows and pairs): the
+        pictures above leave it this room, so the matrix shows without scrolling where the panel allows."""
+        pred = self.predictions
+        if pred is None or getattr(pred, "confusion", None) is None:
+            return 0
+        title, pairs = self.matrix_texts(max(20, self.size.width - 2), colour_depth(self.app))
+        return 1 + len(title.plain.split("\n")) + self.class_count() + 1 + len(pairs.plain.split("\n"))
 
     def visible_indices(self) -> tuple[list[int], int, int]:
         """The sample indices on the current page, the page number and the page count."""
@@ -210,8 +238,9 @@ class PredictionPanel(VerticalScroll, can_focus=True):
             header = fit_phrases([("decision regions", "bold"), (shade, "dim"), (points, "dim")], width)
             legend = fit_phrases(regions_legend(pred.class_names, classes, depth), width)
             info.update(header)
-            room = self.size.height - 1 - len(header.split("\n")) - len(legend.split("\n"))
-            body.update(decision_regions(pred, max(8, self.size.width - 2), max(4, room), depth).append_text(legend))
+            room = self.size.height - 1 - len(header.split("\n")) - len(legend.split("\n")) - self.matrix_height()
+            picture = decision_regions(pred, max(8, self.size.width - 2), max(MIN_PICTURE, room), depth)
+            body.update(picture.append_text(legend))
         else:
             info.update(
                 fit_phrases(
@@ -285,8 +314,8 @@ class PredictionPanel(VerticalScroll, can_focus=True):
                 [f"({x:.2f}, {y:.2f}) {float(confidence[i]):.0%}" for i, (x, y) in zip(shown, inputs[shown].tolist())],
                 width,
             )
-            room = self.size.height - 3 - len(listed.split("\n"))
-            picture = decision_regions(pred, max(8, self.size.width - 2), max(4, room), depth, marks)
+            room = self.size.height - 3 - len(listed.split("\n")) - self.matrix_height()
+            picture = decision_regions(pred, max(8, self.size.width - 2), max(MIN_PICTURE, room), depth, marks)
             body.update(picture.append_text(listed))
 
     def draw_matrix(self, width: int, depth: Depth) -> None:
@@ -299,20 +328,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
             return
         classes = self.class_count()
         self.cursor = (min(self.cursor[0], classes - 1), min(self.cursor[1], classes - 1))
-        title.update(
-            fit_phrases(
-                [
-                    ("confusion matrix", "bold"),
-                    ("rows: true class", "dim"),
-                    ("columns: predicted", "dim"),
-                    (confusion_caption(pred), ""),
-                    ("arrows+enter (or a click) open a cell", "dim"),
-                ],
-                width,
-            )
-        )
+        matrix_title, pairs_text = self.matrix_texts(width, depth)
+        title.update(matrix_title)
         view.draw(pred.confusion, pred.class_names, width, depth, self.cursor)
-        phrases = pairs_phrases(pred.confusion, pred.class_names, depth)
-        if not layout(pred.confusion, pred.class_names, width, accuracy=True).accuracy:
-            phrases = accuracy_phrases(pred.confusion, pred.class_names) + phrases
-        pairs.update(fit_phrases(phrases, width))
+        pairs.update(pairs_text)
