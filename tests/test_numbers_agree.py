@@ -220,3 +220,23 @@ async def test_the_quit_question_over_a_paused_run_says_paused() -> None:
         assert "Training is paused" in text and "still running" not in text, text
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running, what="the app to exit")
+
+
+async def test_the_end_banner_names_the_keys_that_work_after_the_end(finished: Path) -> None:
+    app, source, _ = live_app(TINY, epochs=2)
+    async with app.run_test(size=(140, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.ended, what="the end")
+        await pilot.pause()
+        banner = str(dash.query_one("#banner").render())
+        for keys in ("r: restart", "b: branch", "o: overlay", "v: runs", "q: quit"):
+            assert keys in banner, banner
+        await pilot.press("q")
+    watched = make_app(WatchedRun(str(finished)))
+    async with watched.run_test(size=(140, 30)) as pilot:
+        dash = watched.screen
+        await until(pilot, lambda: dash.history.ended, what="the end")
+        await pilot.pause()
+        banner = str(dash.query_one("#banner").render())
+        assert "r: restart" not in banner and "b: branch" in banner and "v: runs" in banner, banner
+        await pilot.press("q")

@@ -274,7 +274,7 @@ class Dashboard(LookingInside, Linking):
         banner = self.query_one("#banner", Static)
         if event.status in ("completed", "stopped", "interrupted"):
             test = f"test {fmt_result(event.test)}" if event.test is not None else ""
-            keys = "r: restart  q: quit" if self.steerable else "q: quit"
+            keys = self.end_keys()
             self._banner = [
                 f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}).",
                 test,
@@ -295,6 +295,14 @@ class Dashboard(LookingInside, Linking):
         self._inspect_asked = 0.0  # refresh the look-inside panels once from the final weights
         if isinstance(self.app.screen, ConfirmQuit):
             self.app.screen.run_ended("stopped" if event.status == "interrupted" else event.status)
+
+    def end_keys(self) -> str:
+        """What the keys can do once a run has ended: again, branch from it, compare it, quit."""
+        keys = ["r: restart"] if self.steerable else []
+        if self.run_dir() is not None:
+            keys.append("b: branch")
+        keys += ["o: overlay", "v: runs", "q: quit"]
+        return "  ".join(keys)
 
     def fit_banner(self) -> None:
         """The end banner, broken only between phrases (refitted when the terminal is resized)."""
