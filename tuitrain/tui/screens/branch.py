@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
@@ -15,7 +18,36 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError, escape
-from tuitrain.runs import BranchSpec, load_run_config, read_summary
+from tuitrain.files import open_regular
+from tuitrain.runs import METRICS, BranchSpec, load_run_config, read_summary
+
+LR_TAIL = 256 * 1024  # bytes of metrics.jsonl read from its end for the learning rate the run ended with
+LR_EVENTS = ("step", "epoch", "state")  # the events that carry the learning rate in force
+
+
+def ended_lr(run_dir: str) -> float | None:
+    """The learning rate the run last trained with (after +, - or a typed change), from the end of its
+    metrics.jsonl; None when no event there says."""
+    try:
+        with open_regular(Path(run_dir) / METRICS) as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - LR_TAIL))
+            data = f.read()
+    except OSError:
+        return None
+    lines = data.split(b"\n")
+    if size > LR_TAIL:
+        lines = lines[1:]  # the first may be cut
+    for raw in reversed(lines):
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") in LR_EVENTS:
+            lr = event.get("lr")
+            if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0:
+                return float(lr)
+    return None
 
 
 @dataclass
@@ -53,6 +85,7 @@ class BranchDialog(ModalScreen[BranchSpec | None]):
         except TuitrainError as exc:
             self.base, self.problem = None, str(exc)
         self.summary = read_summary(run_dir)
+        self.lr = ended_lr(run_dir)  # live changes count: the branch goes on from where the run ended
 
     def compose(self) -> ComposeResult:
         base = self.base
@@ -74,7 +107,7 @@ class BranchDialog(ModalScreen[BranchSpec | None]):
                              id="branch-optimizer", compact=True)  # fmt: skip
             with Horizontal(classes="field"):
                 yield Label("Learning rate")
-                yield Input(f"{train.lr:g}", id="branch-lr", compact=True)
+                yield Input(f"{self.lr if self.lr is not None else train.lr:g}", id="branch-lr", compact=True)
             with Horizontal(classes="field"):
                 yield Label("Epochs")
                 yield Input(str(max(train.epochs, done) + max(1, train.epochs // 2)), id="branch-epochs", compact=True)

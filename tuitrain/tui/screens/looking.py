@@ -72,7 +72,7 @@ class LookingInside(Steering):
     def show_inspection(self, inspection: Inspection) -> None:
         self._inspect_pending = False
         self._inspect_interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
-        self.query_one(ParamTable).show(inspection.params)
+        self.query_one(ParamTable).show(inspection.params, inspection.step, self.history.histories)
         if inspection.predictions is not None:
             self.query_one(PredictionPanel).show(inspection.predictions)
         detail = self.query_one(ParamDetail)

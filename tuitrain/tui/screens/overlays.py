@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.segment import Segment
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Label, SelectionList, Static
+from textual.strip import Strip
+from textual.widgets import Checkbox, Label, SelectionList, Static
+from textual.widgets.option_list import OptionDoesNotExist
 
 from tuitrain import compare
 from tuitrain.errors import escape
@@ -25,8 +28,29 @@ FIRST_COLOUR = 2  # PALETTE index of the first overlaid run: cyan and orange are
 POLL = 2.0  # seconds between reads of the overlaid runs' files (they may still be training)
 
 
+class Checklist(SelectionList[str]):
+    """A SelectionList whose unchecked rows show an empty box (`▐ ▌`), not the same `X` in another colour:
+    the difference reads without colour too."""
+
+    def render_line(self, y: int) -> Strip:
+        line = super().render_line(y)
+        try:
+            selection = self.get_option_at_index(self.scroll_offset.y + y)
+        except OptionDoesNotExist:  # a line below the last row
+            return line
+        segments = list(line)
+        inner = Checkbox.BUTTON_INNER
+        if selection.value in self.selected or len(segments) < 2 or segments[1].text != inner:
+            return line
+        segments[1] = Segment(" " * len(inner), segments[1].style, segments[1].control)
+        return Strip(segments, line.cell_length)
+
+
 class RunPicker(ModalScreen[list[str] | None]):
-    """Pick runs (space toggles, enter confirms) from a folder; dismissed with their directories."""
+    """Pick runs (space toggles, enter confirms) from a folder; dismissed with their directories.
+
+    Enter with nothing checked overlays the highlighted run when none was overlaid before (else it clears
+    the overlays, and says so)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "done", "Overlay", priority=True)]
 
@@ -48,12 +72,25 @@ class RunPicker(ModalScreen[list[str] | None]):
         ]
         with Vertical(id="picker"):
             yield Label(f"Overlay runs from {escape(self.out_dir)} (space selects, enter overlays, esc cancels)")
-            yield SelectionList[str](*options, id="picker-list")
+            yield Checklist(*options, id="picker-list")
             if not options:
                 yield Static("no other runs there yet")
 
     def action_done(self) -> None:
-        self.dismiss(list(self.query_one(SelectionList).selected))
+        picker = self.query_one(Checklist)
+        chosen = list(picker.selected)
+        if not chosen and not self.chosen:
+            if picker.option_count == 0:
+                self.notify("no other runs to overlay here", timeout=3)
+                self.dismiss(None)
+                return
+            if picker.highlighted is None:
+                self.notify("space checks a run, enter overlays the checked ones", timeout=4)
+                return
+            chosen = [picker.get_option_at_index(picker.highlighted).value]
+        if not chosen:
+            self.notify("overlays removed", timeout=3)
+        self.dismiss(chosen)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

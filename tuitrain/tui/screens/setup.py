@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -47,13 +47,16 @@ FIELDS = (
     Field("dataset", "Data set", "data", "choice"),
     Field("data_dir", "Data folder", "data", "path", "IDX files; empty: the usual places"),
 )
+# the csv data set's file: on the form only while the data set is csv (in place of the data folder)
+DATA_FILE = Field("path", "Data file", "data", "path", "a CSV file: x1,x2,label or x,y")
+FORM_FIELDS = (*FIELDS, DATA_FILE)
 ROWS = (
     ("optimizer", "lr"),
     ("momentum", "weight_decay"),
     ("batch_size", "epochs"),
     ("activation", "seed"),
     ("device", "dataset"),
-    ("data_dir",),
+    ("data_dir", "path"),
 )
 NARROW = 96  # columns below which each field gets a line of its own
 OTHER_IMAGE_SET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # same shapes, same networks
@@ -67,10 +70,23 @@ def device_options() -> list[tuple[str, str]]:
     return [("auto: " + ("cuda" if cuda else "cpu"), "auto"), ("cpu", "cpu"), (label, "cuda")]
 
 
-def data_line(dataset: str, data_dir: str = "") -> tuple[Text, str | None]:
+def data_line(dataset: str, data_dir: str = "", path: str = "") -> tuple[Text, str | None]:
     """The Data line for a data set, and a ready alternative to offer when it is not on disk."""
     from tuitrain.idx import TORCHVISION_NAMES, cache_dir, data_status
 
+    if dataset == "csv":
+        from tuitrain.userdata import load_table
+
+        if not path:
+            return Text.assemble(("● needs a file", "bold yellow"), "  name your CSV file in Data file"), None
+        try:
+            table = load_table(path)
+        except TuitrainError:
+            return Text.assemble(("● not usable", "bold red"), "  see Data file below"), None
+        kind = f"{len(table.classes)} classes" if table.classes else "regression"
+        return Text.assemble(
+            ("● ready", "bold green"), f"  {path}: {len(table.x):,} rows, {table.inputs} inputs, {kind}"
+        ), None
     if data_status(dataset, data_dir) == "ready":
         return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated"), None
     other = OTHER_IMAGE_SET.get(dataset)
@@ -91,19 +107,21 @@ def data_line(dataset: str, data_dir: str = "") -> tuple[Text, str | None]:
 
 
 @functools.lru_cache(maxsize=64)
-def network_layers(kind: str, hidden: tuple[int, ...], activation: str, dataset: str) -> tuple[Any, ...]:
+def network_layers(
+    kind: str, hidden: tuple[int, ...], activation: str, shape: tuple[int, ...], outputs: int
+) -> tuple[Any, ...]:
     """The summary rows of a network (built once per distinct setting, not on every keystroke)."""
-    from tuitrain.config import DATASET_SHAPES, ModelConfig
+    from tuitrain.config import ModelConfig
     from tuitrain.models import build_model, describe
 
-    shape, outputs = DATASET_SHAPES[dataset]
     model = build_model(ModelConfig(kind=kind, hidden=list(hidden), activation=activation), shape, outputs)
     return tuple(describe(model))
 
 
 def network_summary(config: cfgmod.Config) -> Table:
     m = config.model
-    layers = network_layers(m.kind, tuple(m.hidden), m.activation, config.data.dataset)
+    shape, outputs = cfgmod.data_shape(config.data)  # a CSV file's columns (read once per change of the file)
+    layers = network_layers(m.kind, tuple(m.hidden), m.activation, tuple(shape), outputs)
     table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
     table.add_column("layer", no_wrap=True)
     table.add_column("detail")
@@ -120,6 +138,20 @@ class SetupScreen(Screen[None]):
     """The first screen of bare `tuitrain`: every field is checked as it is typed; Start checks the
     data in a worker, then opens the dashboard."""
 
+    # The focused field shows at a glance, without colour too: its label reversed, its value on the accent;
+    # an Input's value is selected when tabbed into (typing replaces it; → or End, then typing appends)
+    DEFAULT_CSS = """
+    SetupScreen .field.-focused > Label {
+        text-style: bold reverse;
+        color: $accent;
+    }
+    SetupScreen .field Input:focus, SetupScreen .field Select:focus > SelectCurrent {
+        background: $accent 30%;
+    }
+    SetupScreen .field Input:focus > .input--selection {
+        text-style: reverse;
+    }
+    """
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", priority=True),
         Binding("escape", "app.quit", "Quit"),
@@ -129,8 +161,7 @@ class SetupScreen(Screen[None]):
 
     def __init__(self, preset: str | None = None):
         super().__init__()
-        # the csv preset needs a file (--data FILE): the setup screen has no way to pick one yet
-        self.presets = {name: path for name, path in cfgmod.preset_paths().items() if name != "csv"}
+        self.presets = dict(cfgmod.preset_paths())  # csv among them: its file goes in Data file
         remembered = ui_state.load()
         self.out_dir = remembered["out"]
         preset = preset if preset in self.presets else remembered["preset"]  # the last one picked
@@ -140,7 +171,7 @@ class SetupScreen(Screen[None]):
         self.alternative: str | None = None  # a ready data set to offer instead of a missing one
 
     def compose(self) -> ComposeResult:
-        fields = {f.key: f for f in FIELDS}
+        fields = {f.key: f for f in FORM_FIELDS}
         with Horizontal(id="setup"):
             with Vertical(id="preset-column"):
                 yield Label("Presets", classes="heading")
@@ -151,7 +182,7 @@ class SetupScreen(Screen[None]):
                 for row in ROWS:
                     with Horizontal(classes="row"):
                         for key in row:
-                            with Vertical(classes="cell"):
+                            with Vertical(classes="cell", id=f"{key}-cell"):
                                 with Horizontal(classes="field"):
                                     yield Label(fields[key].label)
                                     yield self.control(fields[key])
@@ -170,9 +201,7 @@ class SetupScreen(Screen[None]):
         if field.key == "device":
             return Select(device_options(), id=field.key, allow_blank=False, compact=True)
         if field.key == "dataset":
-            return Select(
-                [(d, d) for d in cfgmod.DATASETS if d != "csv"], id=field.key, allow_blank=False, compact=True
-            )
+            return Select([(d, d) for d in cfgmod.DATASETS], id=field.key, allow_blank=False, compact=True)
         return Input(id=field.key, placeholder=field.hint, compact=True)  # text: "abc" stays visible, then marked
 
     def on_mount(self) -> None:
@@ -182,6 +211,22 @@ class SetupScreen(Screen[None]):
             options.highlighted = list(self.presets).index(self.preset)
             self.load_preset(self.preset)
         options.focus()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Mark the focused control's field (a class, not :focus-within: Textual restyles only the focused
+        widget and its ancestors, not the label beside it)."""
+        for field in self.query(".field.-focused"):
+            field.remove_class("-focused")
+        for node in event.widget.ancestors_with_self:
+            if node.has_class("field"):
+                node.add_class("-focused")
+                break
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        for node in event.widget.ancestors_with_self:
+            if node.has_class("field"):
+                node.remove_class("-focused")
+                break
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW, "-narrow")
@@ -205,7 +250,7 @@ class SetupScreen(Screen[None]):
             return
         c = self.base.to_dict()
         with self.prevent(Input.Changed, Select.Changed):
-            for field in FIELDS:
+            for field in FORM_FIELDS:
                 value = c[field.section][field.key]
                 widget = self.query_one(f"#{field.key}")
                 widget.value = f"{value:g}" if field.kind == "float" else str(value)  # type: ignore[attr-defined]
@@ -223,7 +268,7 @@ class SetupScreen(Screen[None]):
         """Each field's value checked on its own; what is wrong goes to `self.errors` (shown beside it)."""
         values: dict[str, Any] = {}
         self.errors = {}
-        for field in FIELDS:
+        for field in FORM_FIELDS:
             widget = self.query_one(f"#{field.key}")
             raw = widget.value  # type: ignore[attr-defined]
             try:
@@ -231,6 +276,8 @@ class SetupScreen(Screen[None]):
                     value: Any = raw
                 elif field.kind == "path":
                     value = str(raw).strip()
+                    if value and field.key == "path":
+                        value = str(Path(value).expanduser())
                 else:
                     text = str(raw).strip()
                     if not text:
@@ -248,16 +295,25 @@ class SetupScreen(Screen[None]):
                 self.errors[field.key] = str(exc)
         return values
 
-    @staticmethod
-    def field_problem(key: str, value: Any) -> str:
-        """What the config checks cannot know: this machine's GPU, folders on disk."""
+    def field_problem(self, key: str, value: Any) -> str:
+        """What the config checks cannot know: this machine's GPU, folders and files on disk."""
         if key == "device" and value == "cuda":
             import torch
 
             if not torch.cuda.is_available():
                 return "no CUDA GPU is visible here: choose auto or cpu"
-        if key == "data_dir" and value and not Path(value).expanduser().is_dir():
+        csv = self.query_one("#dataset", Select).value == "csv"
+        if key == "data_dir" and value and not csv and not Path(value).expanduser().is_dir():
             return f"no such folder {value!r}"
+        if key == "path" and csv:
+            if not value:
+                return "needs a value (the csv data set trains on your file)"
+            from tuitrain.userdata import load_table
+
+            try:
+                load_table(value)  # its problems with line numbers, as `run --data` says them
+            except TuitrainError as exc:
+                return str(exc)
         return ""
 
     def resolved(self) -> cfgmod.Config:
@@ -268,10 +324,12 @@ class SetupScreen(Screen[None]):
         if self.errors:
             raise TuitrainError(next(iter(self.errors.values())))
         raw = self.base.to_dict()
-        for field in FIELDS:
+        for field in FORM_FIELDS:
             if field.key == "activation" and self.base.model.kind == "neuron":
                 continue
             raw[field.section][field.key] = values[field.key]
+        if raw["data"]["dataset"] != "csv":
+            raw["data"]["path"] = ""  # a file typed for csv, then another data set chosen
         return cfgmod.config_from_dict(raw, source="this setup", default_name=self.base.name)
 
     def refresh_details(self) -> None:
@@ -279,7 +337,11 @@ class SetupScreen(Screen[None]):
             return
         dataset = str(self.query_one("#dataset", Select).value)
         data_dir = self.query_one("#data_dir", Input).value.strip()
-        line, self.alternative = data_line(dataset, data_dir)
+        path = self.query_one("#path", Input).value.strip()
+        csv = dataset == "csv"
+        self.query_one("#path-cell").display = csv  # a file for csv, the IDX folder for the image sets
+        self.query_one("#data_dir-cell").display = not csv
+        line, self.alternative = data_line(dataset, data_dir, str(Path(path).expanduser()) if path else "")
         self.query_one("#data-status", Static).update(Text("Data  ", "bold").append_text(line))
         self.refresh_bindings()
         self.query_one("#momentum", Input).disabled = str(self.query_one("#optimizer", Select).value) not in (
@@ -296,10 +358,16 @@ class SetupScreen(Screen[None]):
         self.show_field_errors()
         self.show_error("")
         self.query_one("#start", Button).disabled = False
-        self.query_one("#summary", Static).update(network_summary(config))
+        try:
+            summary = network_summary(config)
+        except TuitrainError as exc:  # the CSV file changed since it was checked
+            self.show_error(str(exc))
+            self.query_one("#start", Button).disabled = True
+            return
+        self.query_one("#summary", Static).update(summary)
 
     def show_field_errors(self) -> None:
-        for field in FIELDS:
+        for field in FORM_FIELDS:
             message = self.errors.get(field.key, "")
             self.query_one(f"#{field.key}").set_class(bool(message), "-invalid")
             error = self.query_one(f"#{field.key}-error", Static)
@@ -349,7 +417,10 @@ class SetupScreen(Screen[None]):
         from tuitrain.training import resolve_device
 
         resolve_device(config.train.device)
-        ensure_available(config.data)
+        if config.data.dataset == "csv":
+            cfgmod.data_shape(config.data)  # the file, read and checked (the form did; it may have changed since)
+        else:
+            ensure_available(config.data)
         return config
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -14,7 +14,14 @@ def _num(value: float | None) -> Text:
     return Text("-" if value is None else f"{value:.3g}", justify="right")
 
 
-def row_cells(p: Any) -> list[Any]:
+def _measured(value: float, step: int | None) -> Text:
+    """An update ratio measured at an earlier step than the row's (paused, ended): dim, with its step."""
+    if step is None:
+        return _num(value)
+    return Text(f"{value:.3g} @{step}", style="dim", justify="right")
+
+
+def row_cells(p: Any, update: Text | None = None) -> list[Any]:
     shape = "×".join(str(d) for d in p.shape) or "scalar"
     return [
         p.name,
@@ -25,12 +32,20 @@ def row_cells(p: Any) -> list[Any]:
         _num(p.min),
         _num(p.max),
         _num(p.grad_norm),
-        _num(p.update_ratio),
+        update if update is not None else _num(p.update_ratio),
     ]
 
 
 class ParamTable(DataTable):
-    """Rows keyed by parameter name; `show(params)` updates cells in place (no flicker)."""
+    """Rows keyed by parameter name; `show(params)` updates cells in place (no flicker).
+
+    The update ratio is measured only across a step taken while an inspection waits (so not while paused,
+    nor after the end): then the row keeps the last measured value, shown dim as of its step (`0.0012 @412`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._updates: dict[str, tuple[int, float]] = {}  # name -> (step, update ratio) last measured
+        self._step: int | None = None  # the step last shown: one before it is a new run's (restart)
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -38,13 +53,42 @@ class ParamTable(DataTable):
         for column in COLUMNS:
             self.add_column(column, key=column)
 
-    def show(self, params: list[Any]) -> None:
+    def last_update(self, name: str, step: int | None, histories: Any = None) -> tuple[int, float] | None:
+        """The newest update ratio of tensor `name` measured at or before `step`: by an inspection or
+        in the recorded histories (a restart's earlier steps are not this run's)."""
+        found = self._updates.get(name)
+        if found is not None and step is not None and found[0] > step:
+            found = None
+        if histories is not None:
+            for at, t in reversed(histories.tensor(name)):
+                if step is not None and at > step:
+                    continue
+                if t.update_ratio is not None:
+                    if found is None or at > found[0]:
+                        found = (at, t.update_ratio)
+                    break
+        return found
+
+    def update_cell_of(self, p: Any, step: int | None, histories: Any) -> Text:
+        if p.update_ratio is not None:
+            if step is not None:
+                self._updates[p.name] = (step, p.update_ratio)
+            return _num(p.update_ratio)
+        found = self.last_update(p.name, step, histories)
+        return _num(None) if found is None else _measured(found[1], found[0])
+
+    def show(self, params: list[Any], step: int | None = None, histories: Any = None) -> None:
+        """The tensors at `step`; `histories` (tuitrain.histories.Histories) also supplies update ratios."""
+        if step is not None and self._step is not None and step < self._step:
+            self._updates.clear()
+        self._step = step if step is not None else self._step
+        cells = [row_cells(p, self.update_cell_of(p, step, histories)) for p in params]
         names = {p.name for p in params}
         if {str(k.value) for k in self.rows} != names:
             self.clear()
-            for p in params:
-                self.add_row(*row_cells(p), key=p.name)
+            for p, row in zip(params, cells):
+                self.add_row(*row, key=p.name)
             return
-        for p in params:
-            for column, cell in zip(COLUMNS[3:], row_cells(p)[3:]):
+        for p, row in zip(params, cells):
+            for column, cell in zip(COLUMNS[3:], row[3:]):
                 self.update_cell(p.name, column, cell)
