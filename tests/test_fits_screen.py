@@ -103,3 +103,17 @@ def test_one_naming_for_classes():
     )
     chart = ParamDetail._line_chart((1.0, 1.0, 0.0), pred)
     assert [line.label for line in chart.lines][:2] == ["blue", "orange"]  # as the Predictions panel says
+
+
+@pytest.mark.parametrize("preset, standardized", [("wave", True), ("square", False)])
+async def test_the_fitted_curve_says_plainly_what_its_units_are(preset: str, standardized: bool) -> None:
+    app, _, _ = live_app(preset, epochs=1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await pilot.press("3")
+        await until(pilot, lambda: dash.history.ended, what="run end")
+        await until(pilot, lambda: "fitted curve" in screen_text(app), what="the fitted curve")
+        text = screen_text(app)
+        assert ("standardized (mean 0, std 1)" in text) is standardized, text
+        assert "where the preset says so" not in text
+        await pilot.press("q")

@@ -74,7 +74,9 @@ class LookingInside(Steering):
         self._inspect_interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
         self.query_one(ParamTable).show(inspection.params, inspection.step, self.history.histories)
         if inspection.predictions is not None:
-            self.query_one(PredictionPanel).show(inspection.predictions)
+            panel = self.query_one(PredictionPanel)
+            panel.standardized = bool(((self.history.config or {}).get("data") or {}).get("standardize"))
+            panel.show(inspection.predictions)
         detail = self.query_one(ParamDetail)
         if detail.display:
             detail.show(inspection)

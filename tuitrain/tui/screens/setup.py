@@ -60,6 +60,7 @@ ROWS = (
 )
 NARROW = 96  # columns below which each field gets a line of its own
 OTHER_IMAGE_SET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # same shapes, same networks
+GENERATED = ("blobs", "rings", "square", "wave")  # data sets made from the seed, never read from disk
 
 
 def device_options() -> list[tuple[str, str]]:
@@ -88,7 +89,8 @@ def data_line(dataset: str, data_dir: str = "", path: str = "") -> tuple[Text, s
             ("● ready", "bold green"), f"  {path}: {len(table.x):,} rows, {table.inputs} inputs, {kind}"
         ), None
     if data_status(dataset, data_dir) == "ready":
-        return Text.assemble(("● ready", "bold green"), f"  {dataset}: on disk or generated"), None
+        where = "generated from the seed" if dataset in GENERATED else "on disk"
+        return Text.assemble(("● ready", "bold green"), f"  {dataset}: {where}"), None
     other = OTHER_IMAGE_SET.get(dataset)
     if other is not None and data_status(other, data_dir) == "ready":
         return Text.assemble(

@@ -63,6 +63,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.predictions: Any = None
+        self.standardized = False  # the run standardizes its data: the curve's axes are in those units
         self.page = 0
         self.mistakes_only = False
         self.cursor = (0, 0)  # (true, predicted) cell under the matrix cursor
@@ -248,7 +249,12 @@ class PredictionPanel(VerticalScroll, can_focus=True):
                         ("fitted curve", "bold"),
                         ("line: network output", "dim"),
                         ("dots: test points", "dim"),
-                        ("(standardized units where the preset says so)", "dim"),
+                        (
+                            "x and y standardized (mean 0, std 1), as the network sees them"
+                            if self.standardized
+                            else "",
+                            "dim",
+                        ),
                     ],
                     width,
                 )
