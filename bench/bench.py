@@ -397,6 +397,22 @@ def first_step(data: dict[str, Any], seed: int, work: Path, timeout: float = 120
     }
 
 
+def first_line(work: Path, preset: str = "rings", timeout: float = 300) -> dict[str, Any]:
+    """Launch `tuitrain train PRESET` in a terminal; time to the first visible loss line (two points drawn)."""
+    why = tui_status()
+    if why:
+        return {"error": why}
+    result_file = work / "first-line.json"
+    result_file.unlink(missing_ok=True)
+    cmd = [sys.executable, str(HERE / "probes.py"), "dashboard", str(result_file), "--until-first-line", preset]
+    launched = time.time()
+    _, code, _ = run_in_terminal(cmd + ["--out", str(work / "runs")], timeout)
+    out = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if "first_line_time" not in out:
+        return {"error": f"no chart line drawn (exit {code})"}
+    return {"to_first_line_s": out["first_line_time"] - launched, "to_first_step_s": out["first_step_time"] - launched}
+
+
 def first_chart(data: dict[str, Any], seed: int, work: Path, timeout: float = 300) -> dict[str, Any]:
     """Launch the dashboard on `mlp --dataset fashion-mnist` in a terminal; time to its first chart point."""
     why = tui_status()

@@ -70,7 +70,8 @@ def dashboard(argv: list[str]) -> None:
 
     result_path, argv = argv[0], argv[1:]
     until_first_chart = argv[:1] == ["--until-first-chart"]
-    argv = argv[1:] if until_first_chart else argv
+    until_first_line = argv[:1] == ["--until-first-line"]
+    argv = argv[1:] if until_first_chart or until_first_line else argv
     seen: dict[str, object] = {}
     draw_charts, show_end = Dashboard.draw_charts, Dashboard.show_end
 
@@ -99,6 +100,10 @@ def dashboard(argv: list[str]) -> None:
                 seen["first_chart_time"] = time.time()  # the first chart holding a step point
                 if until_first_chart:
                     self.shutdown()
+        if "first_step_time" in seen and len(self.history.train_loss) >= 2 and "first_line_time" not in seen:
+            seen["first_line_time"] = time.time()  # two loss points: the first visible line
+            if until_first_line:
+                self.shutdown()
 
     def ending(self: Dashboard, event: object) -> None:
         seen["main_cpu_s"] = time.thread_time()
