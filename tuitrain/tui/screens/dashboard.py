@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -304,14 +304,16 @@ class Dashboard(LookingInside, Linking):
         keys += ["o: overlay", "v: runs", "q: quit"]
         return "  ".join(keys)
 
-    def fit_banner(self) -> None:
+    def fit_banner(self, width: int | None = None) -> None:
         """The end banner, broken only between phrases (refitted when the terminal is resized)."""
         if self._banner:
             banner = self.query_one("#banner", Static)
-            banner.update(fit_phrases([p for p in self._banner if p], banner.content_size.width or self.size.width - 2))
+            room = width if width is not None else banner.content_size.width or self.size.width - 2
+            banner.update(fit_phrases([p for p in self._banner if p], room))
 
-    def on_resize(self) -> None:
-        self.fit_banner()
+    def on_resize(self, event: events.Resize) -> None:
+        # the banner's own width is still the old one here: it spans the screen less its padding
+        self.fit_banner(max(10, event.size.width - 2))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR or event.worker.group not in ("training", "inspect"):
