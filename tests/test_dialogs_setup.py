@@ -246,3 +246,28 @@ async def test_the_data_file_field_is_hidden_for_other_data_sets():
         screen = await open_setup(pilot, app)
         assert not screen.query_one("#path-cell").display and screen.query_one("#data_dir-cell").display
         assert screen.resolved().data.path == ""
+
+
+async def test_the_update_column_grows_to_show_a_measured_value_whole():
+    from types import SimpleNamespace
+
+    from textual.app import App
+
+    class Table(App):
+        def compose(self):
+            yield ParamTable()
+
+    def tensor(update_ratio):
+        stats = dict(shape=(2,), count=2, mean=0.0, std=0.0, min=0.0, max=0.0, grad_norm=None)
+        return SimpleNamespace(name="w", update_ratio=update_ratio, **stats)
+
+    app = Table()
+    async with app.run_test(size=(120, 10)) as pilot:
+        table = app.query_one(ParamTable)
+        table.show([tensor(8.07e-05)], step=123_456)
+        await pilot.pause()
+        table.show([tensor(None)], step=123_460)  # paused: the last measured value, as of its step
+        await pilot.pause()
+        (cell,) = update_cells(table)
+        assert cell == "8.07e-05 @123456"
+        assert table.columns["update/weight"].get_render_width(table) >= len(cell) + 2  # whole, with its padding

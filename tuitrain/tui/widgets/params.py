@@ -91,4 +91,4 @@ class ParamTable(DataTable):
             return
         for p, row in zip(params, cells):
             for column, cell in zip(COLUMNS[3:], row[3:]):
-                self.update_cell(p.name, column, cell)
+                self.update_cell(p.name, column, cell, update_width=True)  # "8.07e-05 @2864" outgrows "0.00016"
