@@ -11,6 +11,18 @@ from pathlib import Path
 import pytest
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")  # rings, small and quick
+
+
+def train_tiny(folder: Path, epochs: int = 2) -> Path:
+    """A finished run of the tiny rings preset under `folder`; returns its run directory."""
+    from tuitrain import session
+    from tuitrain.config import apply_overrides, load_preset
+
+    trainer, writer = session.new_run(apply_overrides(load_preset(TINY), epochs=epochs), folder)
+    trainer.run()
+    writer.close()
+    return Path(writer.run_dir)
 
 
 @dataclass

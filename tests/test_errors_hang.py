@@ -10,22 +10,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, run_cli
+from conftest import CliResult, run_cli, train_tiny
 
-from tuitrain import session
-from tuitrain.config import apply_overrides, load_preset
-
-TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 RUN_FILES = ("metrics.jsonl", "summary.json", "config.toml", "last.pt", "best.pt", "histories.jsonl")
 PATIENCE = 30.0  # seconds: far beyond what any of these commands needs on a run of 2 tiny epochs
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    trainer, writer = session.new_run(apply_overrides(load_preset(TINY), epochs=2), tmp_path_factory.mktemp("out"))
-    trainer.run()
-    writer.close()
-    return Path(writer.run_dir)
+    return train_tiny(tmp_path_factory.mktemp("out"), epochs=2)
 
 
 def commands(run: Path, out: Path) -> list[list[object]]:

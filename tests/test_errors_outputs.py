@@ -13,22 +13,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, train_tiny
 
-from tuitrain import exporters, session
-from tuitrain.config import apply_overrides, load_preset
+from tuitrain import exporters
 from tuitrain.files import TMP_MARK
-
-TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 3-epoch run of the tiny rings preset."""
-    trainer, writer = session.new_run(apply_overrides(load_preset(TINY), epochs=3), tmp_path_factory.mktemp("out"))
-    trainer.run()
-    writer.close()
-    return Path(writer.run_dir)
+    return train_tiny(tmp_path_factory.mktemp("out"), epochs=3)
 
 
 def epochs_csv(text: str) -> list[int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import TINY, run_cli, train_tiny
 
 from tuitrain import session, writer
 from tuitrain.config import apply_overrides, load_preset
@@ -23,15 +23,10 @@ from tuitrain.events import RunEnded
 from tuitrain.files import TMP_MARK
 from tuitrain.runs import list_runs
 
-TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
-
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    trainer, run_writer = session.new_run(apply_overrides(load_preset(TINY), epochs=2), tmp_path_factory.mktemp("out"))
-    trainer.run()
-    run_writer.close()
-    return Path(run_writer.run_dir)
+    return train_tiny(tmp_path_factory.mktemp("out"), epochs=2)
 
 
 def copy_run(run: Path, where: Path) -> Path:

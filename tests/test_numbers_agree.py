@@ -14,27 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import TINY, run_cli, train_tiny
 
 from tests.test_tui import live_app, screen_text, until
-from tuitrain import compare, session
-from tuitrain.config import apply_overrides, load_preset
+from tuitrain import compare
 from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StepProgress
 from tuitrain.tui.app import make_app
 from tuitrain.tui.history import RunHistory
 from tuitrain.tui.source import WatchedRun
 
-TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 LOST_ACCURACY = 0.9999  # the lost epochs' validation: better than anything the checkpoints hold
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = apply_overrides(load_preset(TINY), epochs=3)
-    trainer, writer = session.new_run(config, tmp_path_factory.mktemp("out"))
-    trainer.run()
-    writer.close()
-    return Path(writer.run_dir)
+    return train_tiny(tmp_path_factory.mktemp("out"), epochs=3)
 
 
 def dead_pid() -> int:

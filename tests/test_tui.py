@@ -329,7 +329,22 @@ async def test_snapshot_finished_neuron_parameters():
             what="final inspection",
         )
         await pilot.pause()
-        check_snapshot("neuron_finished_params_100x24", screen_text(app))
+        check_snapshot("neuron_finished_params_100x24", without_update_column(screen_text(app)))
+
+
+def without_update_column(text: str) -> str:
+    """The screen with the update/weight column cut off: whether a ratio was measured during a run
+    this short (and shown after the end, marked with its step) depends on when the records fell."""
+    lines = text.split("\n")
+    header = next((i for i, line in enumerate(lines) if "update/weight" in line), None)
+    if header is None:
+        return text
+    column = lines[header].index("update/weight")
+    for i in range(header + 1, len(lines)):
+        if not lines[i].strip():
+            break
+        lines[i] = lines[i][:column].rstrip()
+    return "\n".join(lines)
 
 
 def test_train_bad_input_exits_2():
