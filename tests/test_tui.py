@@ -328,6 +328,8 @@ async def test_snapshot_finished_neuron_parameters():
             lambda: dash.history.inspection is not None and dash.history.inspection.step == dash.history.step,
             what="final inspection",
         )
+        # the table measures its columns when the app is next idle, and is drawn at those widths after that
+        await until(pilot, lambda: "linear.weight  1×2" in screen_text(app), what="the table drawn at its widths")
         await pilot.pause()
         check_snapshot("neuron_finished_params_100x24", without_update_column(screen_text(app)))
 

@@ -10,6 +10,9 @@ from textual.widgets import DataTable
 COLUMNS = ("name", "shape", "count", "mean", "std", "min", "max", "grad norm", "update/weight")
 
 
+UPDATE_WIDTH = 17  # characters: a 4-digit ratio, a space, "@" and a 7-digit step
+
+
 def _num(value: float | None) -> Text:
     return Text("-" if value is None else f"{value:.3g}", justify="right")
 
@@ -46,12 +49,24 @@ class ParamTable(DataTable):
         super().__init__(*args, **kwargs)
         self._updates: dict[str, tuple[int, float]] = {}  # name -> (step, update ratio) last measured
         self._step: int | None = None  # the step last shown: one before it is a new run's (restart)
+        self._rows_added = False  # rows added since the last idle (see on_idle)
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         for column in COLUMNS:
-            self.add_column(column, key=column)
+            # update/weight is set wide enough for a measured value as of its step ("8.07e-05 @1100000"):
+            # widening it as values arrive (update_width) sometimes left every column at its label's width
+            self.add_column(column, key=column, width=UPDATE_WIDTH if column == "update/weight" else None)
+
+    def on_idle(self) -> None:
+        """DataTable measures new rows' columns when idle, after its own idle handler (this one runs
+        next), but keeps rows it drew before that at their labels' widths: touching a cell draws
+        them again (under load the table otherwise stayed at `name  shape  count` widths)."""
+        if self._rows_added and self.row_count:
+            self._rows_added = False
+            key = next(iter(self.rows))
+            self.update_cell(key, "name", self.get_cell(key, "name"))
 
     def last_update(self, name: str, step: int | None, histories: Any = None) -> tuple[int, float] | None:
         """The newest update ratio of tensor `name` measured at or before `step`: by an inspection or
@@ -88,7 +103,8 @@ class ParamTable(DataTable):
             self.clear()
             for p, row in zip(params, cells):
                 self.add_row(*row, key=p.name)
+            self._rows_added = True
             return
         for p, row in zip(params, cells):
             for column, cell in zip(COLUMNS[3:], row[3:]):
-                self.update_cell(p.name, column, cell, update_width=True)  # "8.07e-05 @2864" outgrows "0.00016"
+                self.update_cell(p.name, column, cell)
