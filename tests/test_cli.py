@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_tuitrain as tuitrain
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_rings.toml")
-
-
-def tuitrain(*args, env=None, timeout=120):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "tuitrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_json_run_is_one_object_per_line():

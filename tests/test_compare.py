@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import default_signals
+from helpers import run_tuitrain as tuitrain
 
-from tests.test_cli import tuitrain
-from tests.test_runs_signals import default_signals
 from tuitrain import compare, runs, session
 from tuitrain.compare import RunRecord
 from tuitrain.config import resolve_config

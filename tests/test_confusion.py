@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import TINY  # 2,000 points, 15% of them test
+from helpers import FASHION, live_app, open_predictions, screen_text
 
-from tests.test_tui import live_app, screen_text, until
 from tuitrain import inspection
 from tuitrain.config import resolve_config
 from tuitrain.tui.app import make_app
 from tuitrain.tui.source import WatchedRun
 from tuitrain.tui.widgets.confusion import ConfusionView, cell_at, confusion_text, layout
-from tuitrain.tui.widgets.predictions import PredictionPanel
-
-TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")  # 2,000 points, 15% of them test
-FASHION = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 
 
 # ---------------------------------------------------------------- the core, against known answers
@@ -102,24 +97,6 @@ def test_image_thumbnails_are_small_and_stretched():
 
 
 # ---------------------------------------------------------------- the panel
-async def open_predictions(app, pilot):
-    dash = app.screen
-    await pilot.press("3")
-    await until(pilot, lambda: dash.history.ended, what="run end")
-    panel = dash.query_one(PredictionPanel)
-    await until(
-        pilot,
-        lambda: (
-            panel.predictions is not None
-            and panel.predictions.confusion is not None
-            and dash.history.inspection is not None
-            and dash.history.inspection.step == dash.history.step
-            and panel.test_inputs is not None
-        ),
-        what="predictions of the final network",
-    )
-    await pilot.pause()
-    return panel
 
 
 async def test_cursor_moves_and_enter_opens_exactly_the_cells_points():
@@ -153,7 +130,7 @@ async def test_cursor_moves_and_enter_opens_exactly_the_cells_points():
 
 
 async def test_a_cell_of_images_opens_by_key_and_by_click_in_the_child_process(tmp_path):
-    from tests.conftest import make_idx_set
+    from conftest import make_idx_set
 
     folder = make_idx_set(tmp_path / "fashion", train=300, test=60)
     app, _, _ = live_app("mlp", "child-process", dataset="fashion-mnist", data_dir=str(folder), epochs=1)

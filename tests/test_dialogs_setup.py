@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import until
 from textual.widgets import Input
 
-from tests.test_tui import until
 from tuitrain import session
 from tuitrain.config import resolve_config
 from tuitrain.tui.app import make_app

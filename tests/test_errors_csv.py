@@ -12,8 +12,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
-from tests.conftest import run_cli
 from tuitrain import compare
 from tuitrain.config import Config, DataConfig, config_from_dict, load_preset, resolve_config
 from tuitrain.errors import UsageError

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
+from helpers import default_signals
 
-from tests.conftest import run_cli
-from tests.test_runs_signals import default_signals
 from tuitrain import race, runs, session
 from tuitrain.errors import UsageError
 from tuitrain.threads import usable_cpus

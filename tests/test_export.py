@@ -183,9 +183,9 @@ def test_run_tensorboard_writes_events_live_and_a_resume_continues_them(tmp_path
 async def test_the_app_writes_tensorboard_events_too(tmp_path: Path) -> None:
     import functools
 
+    from helpers import until
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tests.test_tui import until
     from tuitrain.tui.app import make_app
     from tuitrain.tui.source import LiveRun, child_process
 

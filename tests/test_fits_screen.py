@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import TINY
+from helpers import FASHION, live_app, open_predictions, screen_text, until
 
-from tests.test_confusion import FASHION, TINY, open_predictions
-from tests.test_tui import live_app, screen_text, until
 from tuitrain.tui.widgets.charts import Chart, Line, draw_chart
 from tuitrain.tui.widgets.confusion import short_name
 from tuitrain.tui.widgets.param_detail import ParamDetail

@@ -7,30 +7,14 @@ the app's queue while a screen is half gone or half laid out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 
 import pytest
+from helpers import TIMEOUT, Spy, driving, fuzz_app
+from helpers import until_running as until
 from textual import events
 from textual.command import CommandList, CommandPalette
 from textual.widgets import OptionList
-
-from tuitrain.config import resolve_config
-from tuitrain.tui.app import make_app
-from tuitrain.tui.source import InProcess, LiveRun
-
-TIMEOUT = 30.0
-
-
-async def until(pilot, condition, what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if not pilot.app.is_running:
-            raise AssertionError(f"the app stopped (return code {pilot.app.return_code}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 async def spin_until(condition, what: str, timeout: float = TIMEOUT) -> None:
@@ -42,71 +26,9 @@ async def spin_until(condition, what: str, timeout: float = TIMEOUT) -> None:
         await asyncio.sleep(0)
 
 
-def fuzz_app(factory=None):
-    source = LiveRun(resolve_config("rings", epochs=100_000), factory=factory or InProcess())
-    return make_app(source)
-
-
-class Spy:
-    """InProcess, with a gate that holds each run at its start (the dashboard says STARTING meanwhile),
-    and a record per run: how often its controls were closed, and whether one came while it ran."""
-
-    def __init__(self) -> None:
-        self.inner = InProcess()
-        self.gate = threading.Event()
-        self.gate.set()
-        self.calls = 0
-        self.runs: list[dict] = []
-        self.trainers: list = []
-        self.over = False
-
-    def __call__(self, *args):
-        self.calls += 1
-        assert self.gate.wait(TIMEOUT)
-        if self.over:
-            raise RuntimeError("the test is over")
-        trainer = self.inner(*args)
-        self.trainers.append(trainer)
-        record = {"closes": 0, "running": False, "closed_while_running": False}
-        run, close = trainer.run, trainer.close
-
-        def spied_run(consumer=None):
-            record["running"] = True
-            try:
-                return run(consumer)
-            finally:
-                record["running"] = False
-
-        def spied_close():
-            record["closes"] += 1
-            record["closed_while_running"] |= record["running"]
-            close()
-
-        trainer.run, trainer.close = spied_run, spied_close
-        self.runs.append(record)
-        return trainer
-
-    def end(self) -> None:
-        """Stop whatever still trains (a failing test may leave runs behind) and start no more."""
-        self.over = True
-        self.gate.set()
-        for trainer in self.trainers:
-            trainer.stop("interrupted")
-
-
 @pytest.fixture
 def spy():
     return Spy()
-
-
-@contextlib.asynccontextmanager
-async def driving(app, spy: Spy):
-    """app.run_test, and on the way out no run left training (else a failure would hang its teardown)."""
-    async with app.run_test(size=(100, 30)) as pilot:
-        try:
-            yield pilot
-        finally:
-            spy.end()
 
 
 async def restart_held_at_its_start(pilot, spy: Spy):

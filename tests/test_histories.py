@@ -7,10 +7,10 @@ import random
 
 import pytest
 import torch
+from helpers import MODES, live_app, screen_text, until
 from rich.text import Text
 from torch import nn
 
-from tests.test_tui import MODES, live_app, screen_text, until
 from tuitrain.config import resolve_config
 from tuitrain.events import HistoryRecord, TensorRecord
 from tuitrain.histories import BINS, MAX_RECORDS, Histories, HistoryTail, read_histories, record_to_json

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from conftest import TINY, run_cli, train_tiny
+from helpers import live_app, screen_text, until
 
-from tests.test_tui import live_app, screen_text, until
 from tuitrain import compare
 from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StepProgress
 from tuitrain.tui.app import make_app

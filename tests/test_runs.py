@@ -11,56 +11,18 @@ import signal
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import params, resume, small, train
 
-from tuitrain import checkpoints, engine, runs, session
+from tuitrain import checkpoints, engine, runs
 from tuitrain.checkpoints import CheckpointError
 from tuitrain.cli import cli
-from tuitrain.config import resolve_config
 from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
-from tuitrain.events import EpochEnded, StepProgress
+from tuitrain.events import StepProgress
 from tuitrain.runs import read_events
 from tuitrain.session import trainer_from_run
 from tuitrain.signals import GracefulStop
 from tuitrain.writer import RunWriter
-
-
-def small(epochs: int = 3, hidden: list[int] | None = None, optimizer: str | None = None):
-    """Rings with 1200 points: 840 train, batch 100 -> 9 steps per epoch; about 10 ms an epoch."""
-    config = resolve_config("rings", epochs=epochs, device="cpu", batch_size=100, optimizer=optimizer)
-    config.data.samples = 1200
-    if hidden is not None:
-        config.model.hidden = hidden
-    return config
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append(event)
-
-    def epochs(self):
-        return [e for e in self.events if isinstance(e, EpochEnded)]
-
-
-def train(tmp_path, config, **writer_args):
-    trainer, writer = session.new_run(config, tmp_path / "out", **writer_args)
-    rec = Recorder()
-    ended = trainer.run(rec)
-    return trainer, writer, rec, ended
-
-
-def params(trainer):
-    return [p.detach().clone() for p in trainer.model.parameters()]
-
-
-def resume(run_dir, epochs=None):
-    trainer, _ = session.resume_run(run_dir, epochs=epochs)
-    rec = Recorder()
-    return trainer, rec, trainer.run(rec)
-
 
 # ----------------------------------------------------------------------------- layout and exactness
 

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import PRESET, default_signals, wait_for_step
+from helpers import start_tuitrain as tuitrain
 
-from tests.test_runs_signals import PRESET, default_signals, tuitrain, wait_for_step
 from tuitrain import checkpoints, runs
 from tuitrain.commands import run_command
 from tuitrain.errors import TuitrainError

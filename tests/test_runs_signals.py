@@ -3,64 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import PRESET, wait_for_step
+from helpers import start_tuitrain as tuitrain
 
 from tuitrain import checkpoints, runs
-
-PRESET = """name = "ringlet"
-[model]
-kind = "mlp"
-hidden = [32, 32]
-[data]
-dataset = "rings"
-samples = 60000
-[train]
-optimizer = "sgd"
-lr = 0.05
-batch_size = 50
-epochs = 8  # 840 steps an epoch: a signal nearly always lands mid-epoch
-device = "cpu"
-"""
-
-
-def default_signals() -> None:
-    """CI may start us with SIGINT/SIGHUP ignored (nohup, background jobs); the child must see them."""
-    for sig in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def tuitrain(*args: str, cwd: Path, **kw) -> subprocess.Popen:
-    # one thread: tiny networks gain nothing from more, and spinning threads crawl on a busy machine
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tuitrain", *args],
-        cwd=cwd,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=default_signals,
-        **kw,
-    )
-
-
-def wait_for_step(out: Path, timeout: float = 60.0) -> Path:
-    """Poll until some run's metrics.jsonl shows a step event; return that run directory."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for metrics in out.glob("*/metrics.jsonl"):
-            events, _ = runs.read_events(metrics)
-            if any(e["event"] == "step" for e in events):
-                return metrics.parent
-        time.sleep(0.02)
-    raise AssertionError("no step event within the timeout")
 
 
 def interrupt(tmp_path: Path, sig: int) -> tuple[Path, int, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import screen_text, until
 from textual.widgets import Button, Input, OptionList, Select
 
-from tests.test_tui import screen_text, until
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.setup import FIELDS, SetupScreen
@@ -66,7 +66,7 @@ async def test_text_in_a_number_field_is_marked_explained_and_blocks_start():
 
 
 async def test_momentum_weight_decay_and_data_folder_reach_the_config(tmp_path):
-    from tests.conftest import make_idx_set
+    from conftest import make_idx_set
 
     folder = make_idx_set(tmp_path / "digits")
     app = make_app(preset="mlp")

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
+from helpers import params, resume, small, train
+from helpers import run_tuitrain as tuitrain
 
-from tests.test_cli import tuitrain
-from tests.test_runs import params, resume, small, train
 from tuitrain import remote
 from tuitrain.config import apply_overrides
 from tuitrain.errors import UsageError
@@ -161,10 +161,9 @@ def test_bf16_trains_close_to_fp32_and_resumes_exactly(tmp_path):
 async def test_the_footer_stays_put_as_training_begins(monkeypatch):
     """A footer that changed at the run's start laid out the whole screen (~60 ms of a 2-core
     machine's CPU) just as training began; keys that wait say why instead (issue 15: d/c)."""
+    from helpers import Spy, driving, fuzz_app, screen_text
+    from helpers import until_running as until
     from textual.widgets import Footer
-
-    from tests.test_fuzz_regressions import Spy, driving, fuzz_app, until
-    from tests.test_tui import screen_text
 
     spy = Spy()
     spy.gate.clear()  # the run waits at its start: STARTING on screen
@@ -202,7 +201,8 @@ async def test_the_footer_stays_put_as_training_begins(monkeypatch):
 async def test_the_status_line_keeps_its_height_from_start_to_end(width):
     """Each change of the status line's height laid out the whole screen (~50 ms) during training:
     when the run's device, vitals and growing numbers arrived. The height is now kept for them."""
-    from tests.test_tui import live_app
+    from helpers import live_app
+
     from tuitrain.tui.widgets.status import StatusLine
 
     app, _, _ = live_app("rings", epochs=40)

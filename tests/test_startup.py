@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import make_idx_set, write_idx
 
-from tests.conftest import make_idx_set, write_idx
 from tuitrain import idx
 from tuitrain.config import DataConfig
 from tuitrain.data import read_idx

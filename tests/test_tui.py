@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
-from html import unescape
 from pathlib import Path
 
 import pytest
+from helpers import MODES, TIMEOUT, check_snapshot, live_app, screen_text, until
 
 from tuitrain.config import resolve_config
 from tuitrain.events import event_from_dict, event_to_dict
@@ -24,62 +23,10 @@ from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
 from tuitrain.tui.screens.setup import SetupScreen
-from tuitrain.tui.source import InProcess, LiveRun, WatchedRun, child_process
+from tuitrain.tui.source import WatchedRun
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
-
-TIMEOUT = 30.0
-MODES = ["in-process", "child-process"]
-CELL_WIDTH = 12.2  # pixels per terminal column in Textual's SVG screenshots
-
-
-async def until(pilot, condition, timeout: float = TIMEOUT, what: str = "condition") -> None:
-    """Let the app run until `condition()` holds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-
-
-def live_app(preset: str = "rings", mode: str = "in-process", show_speed: bool = True, **overrides):
-    """An app on a live run; `factory.trainer` is the model at hand in-process."""
-    config = resolve_config(preset, **overrides)
-    factory = InProcess() if mode == "in-process" else child_process
-    source = LiveRun(config, factory=factory)
-    return make_app(source, show_speed=show_speed), source, factory
-
-
-CELL = re.compile(
-    r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" '
-    r'clip-path="url\(#[^)]*-line-(\d+)\)">(.*?)</text>'
-)
-
-
-def screen_text(app) -> str:
-    """What the screen shows, as plain text, read from the public screenshot API's SVG."""
-    width, height = app.size
-    rows = [[" "] * width for _ in range(height)]
-    for x, _length, line, text in CELL.findall(app.export_screenshot()):
-        column = round(float(x) / CELL_WIDTH)
-        for offset, char in enumerate(unescape(text).replace("\xa0", " ")):
-            if 0 <= int(line) < height and 0 <= column + offset < width:
-                rows[int(line)][column + offset] = char
-    return "\n".join("".join(row).rstrip() for row in rows).rstrip() + "\n"
-
-
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-
-
-def check_snapshot(name: str, text: str) -> None:
-    """Compare with tests/snapshots/NAME.txt; UPDATE_SNAPSHOTS=1 writes it (a missing one fails)."""
-    path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOTS.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} is missing: run with UPDATE_SNAPSHOTS=1 and review it"
-    assert text == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_SNAPSHOTS=1 to accept)"
 
 
 async def test_setup_start_charts_receive_points():
@@ -185,7 +132,7 @@ async def test_neuron_drilldown_shows_line():
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_prediction_viewer_images(tmp_path, mode):
-    from tests.conftest import make_idx_set
+    from conftest import make_idx_set
 
     folder = make_idx_set(tmp_path / "fashion")
     app, _, _ = live_app("mlp", mode, dataset="fashion-mnist", data_dir=str(folder), epochs=1)
@@ -551,7 +498,8 @@ async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
 
 
 async def test_watch_says_crashed_when_the_training_process_was_killed(tmp_path):
-    from tests.test_runs_signals import tuitrain, wait_for_step
+    from helpers import start_tuitrain as tuitrain
+    from helpers import wait_for_step
 
     (tmp_path / "long.toml").write_text(
         'name = "long"\n[model]\nkind = "mlp"\nhidden = [16]\n[data]\n'

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import screen_text, until
 from textual.widgets import DataTable, Input, SelectionList, Static
 
-from tests.test_tui import screen_text, until
 from tuitrain import session
 from tuitrain.config import resolve_config
 from tuitrain.runs import BranchSpec
@@ -172,7 +172,7 @@ async def test_branch_from_the_runs_screen_and_its_charts_continue_the_parent(th
 
 
 async def test_snapshot_comparison_of_three_runs_by_epoch(three_runs):
-    from tests.test_tui import check_snapshot
+    from helpers import check_snapshot
 
     app = make_app(compare_dirs=sorted(str(p) for p in three_runs.iterdir()))
     async with app.run_test(size=(100, 30)) as pilot:

@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
+from helpers import live_app, until
 from textual.widgets import OptionList
 
-from tests.test_tui import live_app, until
 from tuitrain.tui import state as ui_state
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.setup import SetupScreen

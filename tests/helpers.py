@@ -1,0 +1,271 @@
+"""Helpers several test modules share: driving the app (until, live_app, screen_text), starting the
+CLI in a process, and small training runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from html import unescape
+from pathlib import Path
+
+from tuitrain import runs, session
+from tuitrain.config import resolve_config
+from tuitrain.events import EpochEnded
+from tuitrain.tui.app import make_app
+from tuitrain.tui.source import InProcess, LiveRun, child_process
+from tuitrain.tui.widgets.predictions import PredictionPanel
+
+TIMEOUT = 30.0
+
+
+MODES = ["in-process", "child-process"]
+
+
+CELL_WIDTH = 12.2  # pixels per terminal column in Textual's SVG screenshots
+
+
+async def until(pilot, condition, timeout: float = TIMEOUT, what: str = "condition") -> None:
+    """Let the app run until `condition()` holds (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def live_app(preset: str = "rings", mode: str = "in-process", show_speed: bool = True, **overrides):
+    """An app on a live run; `factory.trainer` is the model at hand in-process."""
+    config = resolve_config(preset, **overrides)
+    factory = InProcess() if mode == "in-process" else child_process
+    source = LiveRun(config, factory=factory)
+    return make_app(source, show_speed=show_speed), source, factory
+
+
+CELL = re.compile(
+    r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" '
+    r'clip-path="url\(#[^)]*-line-(\d+)\)">(.*?)</text>'
+)
+
+
+def screen_text(app) -> str:
+    """What the screen shows, as plain text, read from the public screenshot API's SVG."""
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    for x, _length, line, text in CELL.findall(app.export_screenshot()):
+        column = round(float(x) / CELL_WIDTH)
+        for offset, char in enumerate(unescape(text).replace("\xa0", " ")):
+            if 0 <= int(line) < height and 0 <= column + offset < width:
+                rows[int(line)][column + offset] = char
+    return "\n".join("".join(row).rstrip() for row in rows).rstrip() + "\n"
+
+
+PRESET = """name = "ringlet"
+[model]
+kind = "mlp"
+hidden = [32, 32]
+[data]
+dataset = "rings"
+samples = 60000
+[train]
+optimizer = "sgd"
+lr = 0.05
+batch_size = 50
+epochs = 8  # 840 steps an epoch: a signal nearly always lands mid-epoch
+device = "cpu"
+"""
+
+
+def default_signals() -> None:
+    """CI may start us with SIGINT/SIGHUP ignored (nohup, background jobs); the child must see them."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def start_tuitrain(*args: str, cwd: Path, **kw) -> subprocess.Popen:
+    # one thread: tiny networks gain nothing from more, and spinning threads crawl on a busy machine
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuitrain", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_signals,
+        **kw,
+    )
+
+
+def wait_for_step(out: Path, timeout: float = 60.0) -> Path:
+    """Poll until some run's metrics.jsonl shows a step event; return that run directory."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for metrics in out.glob("*/metrics.jsonl"):
+            events, _ = runs.read_events(metrics)
+            if any(e["event"] == "step" for e in events):
+                return metrics.parent
+        time.sleep(0.02)
+    raise AssertionError("no step event within the timeout")
+
+
+def run_tuitrain(*args, env=None, timeout=120):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tuitrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def small(epochs: int = 3, hidden: list[int] | None = None, optimizer: str | None = None):
+    """Rings with 1200 points: 840 train, batch 100 -> 9 steps per epoch; about 10 ms an epoch."""
+    config = resolve_config("rings", epochs=epochs, device="cpu", batch_size=100, optimizer=optimizer)
+    config.data.samples = 1200
+    if hidden is not None:
+        config.model.hidden = hidden
+    return config
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, event):
+        self.events.append(event)
+
+    def epochs(self):
+        return [e for e in self.events if isinstance(e, EpochEnded)]
+
+
+def train(tmp_path, config, **writer_args):
+    trainer, writer = session.new_run(config, tmp_path / "out", **writer_args)
+    rec = Recorder()
+    ended = trainer.run(rec)
+    return trainer, writer, rec, ended
+
+
+def params(trainer):
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def resume(run_dir, epochs=None):
+    trainer, _ = session.resume_run(run_dir, epochs=epochs)
+    rec = Recorder()
+    return trainer, rec, trainer.run(rec)
+
+
+FASHION = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+
+
+async def open_predictions(app, pilot):
+    dash = app.screen
+    await pilot.press("3")
+    await until(pilot, lambda: dash.history.ended, what="run end")
+    panel = dash.query_one(PredictionPanel)
+    await until(
+        pilot,
+        lambda: (
+            panel.predictions is not None
+            and panel.predictions.confusion is not None
+            and dash.history.inspection is not None
+            and dash.history.inspection.step == dash.history.step
+            and panel.test_inputs is not None
+        ),
+        what="predictions of the final network",
+    )
+    await pilot.pause()
+    return panel
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def check_snapshot(name: str, text: str) -> None:
+    """Compare with tests/snapshots/NAME.txt; UPDATE_SNAPSHOTS=1 writes it (a missing one fails)."""
+    path = SNAPSHOTS / f"{name}.txt"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with UPDATE_SNAPSHOTS=1 and review it"
+    assert text == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_SNAPSHOTS=1 to accept)"
+
+
+async def until_running(pilot, condition, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if not pilot.app.is_running:
+            raise AssertionError(f"the app stopped (return code {pilot.app.return_code}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def fuzz_app(factory=None):
+    source = LiveRun(resolve_config("rings", epochs=100_000), factory=factory or InProcess())
+    return make_app(source)
+
+
+class Spy:
+    """InProcess, with a gate that holds each run at its start (the dashboard says STARTING meanwhile),
+    and a record per run: how often its controls were closed, and whether one came while it ran."""
+
+    def __init__(self) -> None:
+        self.inner = InProcess()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls = 0
+        self.runs: list[dict] = []
+        self.trainers: list = []
+        self.over = False
+
+    def __call__(self, *args):
+        self.calls += 1
+        assert self.gate.wait(TIMEOUT)
+        if self.over:
+            raise RuntimeError("the test is over")
+        trainer = self.inner(*args)
+        self.trainers.append(trainer)
+        record = {"closes": 0, "running": False, "closed_while_running": False}
+        run, close = trainer.run, trainer.close
+
+        def spied_run(consumer=None):
+            record["running"] = True
+            try:
+                return run(consumer)
+            finally:
+                record["running"] = False
+
+        def spied_close():
+            record["closes"] += 1
+            record["closed_while_running"] |= record["running"]
+            close()
+
+        trainer.run, trainer.close = spied_run, spied_close
+        self.runs.append(record)
+        return trainer
+
+    def end(self) -> None:
+        """Stop whatever still trains (a failing test may leave runs behind) and start no more."""
+        self.over = True
+        self.gate.set()
+        for trainer in self.trainers:
+            trainer.stop("interrupted")
+
+
+@contextlib.asynccontextmanager
+async def driving(app, spy: Spy):
+    """app.run_test, and on the way out no run left training (else a failure would hang its teardown)."""
+    async with app.run_test(size=(100, 30)) as pilot:
+        try:
+            yield pilot
+        finally:
+            spy.end()
