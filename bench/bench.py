@@ -130,7 +130,7 @@ def last_json(stdout: str, event: str | None = None) -> dict[str, Any]:
 def engine_uses_fused_adam() -> bool:
     """Whether tuitrain builds Adam fused; the bare loop then does the same (same optimizer)."""
     code = (
-        "import torch; from tuitrain.training import build_optimizer;"
+        "import torch; from tuitrain.training.step import build_optimizer;"
         "o = build_optimizer('adam', torch.nn.Linear(2, 2).parameters(), 1e-3, 0.9, 0.0);"
         "print(bool(o.defaults.get('fused')))"
     )

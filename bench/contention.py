@@ -4,7 +4,7 @@ Each round runs `tuitrain run CASE --json` quiet, then again beside a competitor
 loop, or another `tuitrain run` under the same policy), for each policy; rounds interleave the
 policies and the table reports medians. Policies:
 
-- `default`: tuitrain's own (the thread governor, tuitrain/threads.py);
+- `default`: tuitrain's own (the thread governor, tuitrain/training/threads.py);
 - `torch`: what torch does alone (libgomp's long spin, all threads, no governor);
 - any `NAME=ENV=VALUE[,ENV=VALUE]` / `NAME=--threads=N` given on the command line.
 

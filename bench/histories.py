@@ -52,8 +52,8 @@ def alternating_epochs(args: list[str], rounds: int) -> tuple[list[float], list[
 
     sys.path.insert(0, str(ROOT))
     from tuitrain.config import resolve_config
-    from tuitrain.engine import Trainer
     from tuitrain.events import EpochEnded, Event
+    from tuitrain.training.engine import Trainer
 
     preset, rest = args[0], args[1:]
     overrides = {rest[i].lstrip("-").replace("-", "_"): rest[i + 1] for i in range(0, len(rest), 2)}

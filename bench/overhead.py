@@ -30,11 +30,11 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from bare_loop import train_epoch  # noqa: E402
 
-from tuitrain import session  # noqa: E402
 from tuitrain.config import resolve_config  # noqa: E402
 from tuitrain.events import EpochEnded, Event  # noqa: E402
-from tuitrain.headless import BackgroundPrinter, JsonPrinter  # noqa: E402
-from tuitrain.training import build_optimizer  # noqa: E402
+from tuitrain.headless.printers import BackgroundPrinter, JsonPrinter  # noqa: E402
+from tuitrain.runs import start as session  # noqa: E402
+from tuitrain.training.step import build_optimizer  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 # name: (preset, batch size); rings trains 10 epochs per round (an epoch is ~15 ms)

@@ -25,8 +25,8 @@ def vm_rss_kib() -> int:
 def rss(argv: list[str]) -> None:
     """Run the `rings` preset through the Trainer, sampling resident memory after every epoch."""
     from tuitrain.config import resolve_config
-    from tuitrain.engine import Trainer
     from tuitrain.events import EpochEnded
+    from tuitrain.training.engine import Trainer
 
     epochs = int(argv[argv.index("--epochs") + 1]) if "--epochs" in argv else 100
     samples: dict[int, int] = {}
@@ -59,7 +59,7 @@ def dashboard(argv: list[str]) -> None:
     Runs inside a terminal (the parent gives it a pty and reads the screen updates); writes
     {samples_per_s, first_chart_time, ...} to RESULT.json, since stdout is the terminal.
     """
-    from tuitrain.remote import start_warm
+    from tuitrain.runs.remote import start_warm
 
     start_warm()  # as `tuitrain train` does (launch.open_train) before textual loads; the hooks below need it
     import click

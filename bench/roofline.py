@@ -47,7 +47,7 @@ def flops_per_sample(preset: str, batch_size: int, dataset: str | None = None) -
     from torch.utils.flop_counter import FlopCounterMode
 
     from tuitrain.config import DATASET_SHAPES, resolve_config
-    from tuitrain.models import build_model
+    from tuitrain.training.models import build_model
 
     config = resolve_config(preset, batch_size=batch_size, dataset=dataset)
     input_shape, outputs = DATASET_SHAPES[config.data.dataset]
@@ -68,7 +68,7 @@ def matmul_ceiling_gflops(preset: str, batch_size: int, dataset: str | None = No
     from torch.utils.flop_counter import FlopCounterMode
 
     from tuitrain.config import DATASET_SHAPES, resolve_config
-    from tuitrain.models import build_model
+    from tuitrain.training.models import build_model
 
     aten = torch.ops.aten
     counted = {aten.mm, aten.addmm, aten.bmm, aten.convolution, aten.convolution_backward}

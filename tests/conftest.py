@@ -16,8 +16,8 @@ TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")  # rings, small a
 
 def train_tiny(folder: Path, epochs: int = 2) -> Path:
     """A finished run of the tiny rings preset under `folder`; returns its run directory."""
-    from tuitrain import session
     from tuitrain.config import apply_overrides, load_preset
+    from tuitrain.runs import start as session
 
     trainer, writer = session.new_run(apply_overrides(load_preset(TINY), epochs=epochs), folder)
     trainer.run()

@@ -14,9 +14,10 @@ import time
 from html import unescape
 from pathlib import Path
 
-from tuitrain import runs, session
 from tuitrain.config import resolve_config
 from tuitrain.events import EpochEnded
+from tuitrain.runs import start as session
+from tuitrain.store import run_dir as runs
 from tuitrain.tui.app import make_app
 from tuitrain.tui.source import InProcess, LiveRun, child_process
 from tuitrain.tui.widgets.predictions import PredictionPanel

@@ -15,7 +15,7 @@ from rich.style import Style
 from textual.app import App
 
 from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StateChanged, StepProgress
-from tuitrain.tui.history import RunHistory
+from tuitrain.tui.series import RunHistory
 from tuitrain.tui.widgets.charts import (
     Chart,
     Line,
@@ -453,7 +453,7 @@ def test_confusion_caption_says_how_fresh():
 # ---------------------------------------------------------------- the confusion matrix's cost
 def test_confusion_matrix_is_computed_once_per_epoch(monkeypatch):
     """It used to run the whole test set on every look (every 0.75 s): ~765 -> ~64 samples/s for LeNet."""
-    from tuitrain import inspection
+    from tuitrain.training import inspection
 
     n_test = 300
     data = SimpleNamespace(

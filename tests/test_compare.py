@@ -13,11 +13,13 @@ import torch
 from helpers import default_signals
 from helpers import run_tuitrain as tuitrain
 
-from tuitrain import compare, runs, session
-from tuitrain.compare import RunRecord
 from tuitrain.config import resolve_config
 from tuitrain.errors import UsageError
-from tuitrain.threads import usable_cpus
+from tuitrain.runs import compare
+from tuitrain.runs import start as session
+from tuitrain.runs.compare import RunRecord
+from tuitrain.store import run_dir as runs
+from tuitrain.training.threads import usable_cpus
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_rings.toml")
@@ -170,7 +172,7 @@ def test_a_branch_from_epoch_3_is_bit_identical_to_the_straight_run(tmp_path, op
     assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5, 6]  # its curves continue the parent's
     assert [e["valid"] for e in history] == [e["valid"] for e in runs.epoch_history(straight_events)]
     assert summary["best"] == json.loads((Path(straight.run_dir) / "summary.json").read_text())["best"]
-    from tuitrain.histories import read_histories
+    from tuitrain.store.histories import read_histories
 
     steps = [r.step for r in read_histories(writer.run_dir / "histories.jsonl")]
     assert (
@@ -263,7 +265,7 @@ def test_step_history_drops_steps_a_resume_redoes():
 
 
 def test_runs_lists_a_queued_race_run(tmp_path):
-    from tuitrain.race import plan
+    from tuitrain.headless.race import plan
 
     entries = plan(TINY, {"lr": (0.1, 0.2)}, tmp_path)
     assert [r["status"] for r in runs.list_runs(tmp_path)] == ["queued", "queued"]

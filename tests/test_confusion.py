@@ -7,8 +7,8 @@ import torch
 from conftest import TINY  # 2,000 points, 15% of them test
 from helpers import FASHION, live_app, open_predictions, screen_text
 
-from tuitrain import inspection
 from tuitrain.config import resolve_config
+from tuitrain.training import inspection
 from tuitrain.tui.app import make_app
 from tuitrain.tui.source import WatchedRun
 from tuitrain.tui.widgets.confusion import ConfusionView, cell_at, confusion_text, layout
@@ -56,7 +56,7 @@ def test_the_drawn_matrix_has_accuracy_a_cursor_and_clickable_cells():
 # ---------------------------------------------------------------- per-sample data come with the matrix
 @pytest.fixture(scope="module")
 def rings_trainer(tmp_path_factory):
-    from tuitrain.session import new_run
+    from tuitrain.runs.start import new_run
 
     trainer, writer = new_run(resolve_config(TINY, epochs=2), tmp_path_factory.mktemp("runs"))
     trainer.run()

@@ -10,11 +10,11 @@ import time
 import pytest
 
 from tuitrain.config import resolve_config
-from tuitrain.control import Pause, RunControl, SetLr, Stop, apply
-from tuitrain.engine import Trainer
 from tuitrain.errors import TuitrainError
 from tuitrain.events import RunEnded, StateChanged, StepProgress
-from tuitrain.remote import RemoteTrainer, off_the_main_thread
+from tuitrain.runs.remote import RemoteTrainer, off_the_main_thread
+from tuitrain.training.control import Pause, RunControl, SetLr, Stop, apply
+from tuitrain.training.engine import Trainer
 
 TIMEOUT = 30.0
 

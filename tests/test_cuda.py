@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuitrain import session
 from tuitrain.config import apply_overrides, load_preset
-from tuitrain.engine import Trainer
 from tuitrain.events import Inspection, RunEnded, StateChanged, StepProgress
+from tuitrain.runs import start as session
+from tuitrain.training.engine import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
 

@@ -9,9 +9,9 @@ import torch
 from conftest import FASHION_DIR, make_idx_set
 
 from tuitrain.config import DataConfig, apply_overrides, load_preset
-from tuitrain.data import data_status, find_idx_files, load_dataset, read_idx
-from tuitrain.engine import Trainer
+from tuitrain.data.sets import data_status, find_idx_files, load_dataset, read_idx
 from tuitrain.errors import DataUnavailable, UsageError
+from tuitrain.training.engine import Trainer
 
 
 def test_rings_labels_follow_the_radius():
@@ -94,7 +94,7 @@ def test_fashion_mnist_mlp_one_epoch_reaches_80_percent():
 
 
 def test_offline_mnist_error_names_the_fashion_mnist_on_disk(monkeypatch):
-    from tuitrain import data
+    from tuitrain.data import sets as data
     from tuitrain.errors import DataUnavailable
 
     if data.data_status("fashion-mnist") != "ready":

@@ -10,8 +10,8 @@ import pytest
 from helpers import until
 from textual.widgets import Input
 
-from tuitrain import session
 from tuitrain.config import resolve_config
+from tuitrain.runs import start as session
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.branch import BranchDialog, ended_lr
 from tuitrain.tui.screens.dashboard import Dashboard

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tuitrain.config import OPTIMIZERS, apply_overrides, load_preset
-from tuitrain.engine import Trainer
 from tuitrain.events import EpochEnded, Inspection, RunEnded, StateChanged, StepProgress
+from tuitrain.training.engine import Trainer
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 TIMEOUT = 60  # seconds; only reached when something is broken

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from tuitrain import compare
 from tuitrain.config import Config, DataConfig, config_from_dict, load_preset, resolve_config
+from tuitrain.data.csv_files import load_table
 from tuitrain.errors import UsageError
-from tuitrain.userdata import load_table
+from tuitrain.runs import compare
 
 HEADER = "x1,x2,label\n"
 ROWS = "".join(f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{i % 2}\n" for i in range(46))  # lines 2 to 47
@@ -71,7 +71,7 @@ def test_a_huge_label_is_refused_in_little_memory(tmp_path: Path) -> None:
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
         "from tuitrain.errors import UsageError\n"
-        "from tuitrain.userdata import load_table\n"
+        "from tuitrain.data.csv_files import load_table\n"
         "try:\n    load_table(sys.argv[1])\n"
         "except UsageError as exc:\n    print(exc)\n"
     )

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuitrain import runs
 from tuitrain.checks import summary_problem
 from tuitrain.config import resolve_config
-from tuitrain.engine import Trainer
 from tuitrain.events import EpochEnded, RunEnded, RunStarted, StepProgress, event_from_dict, metrics_from_dict
-from tuitrain.runs import RunDirError, list_runs, read_events, read_summary
-from tuitrain.session import new_run
+from tuitrain.runs.start import new_run
+from tuitrain.store import run_dir as runs
+from tuitrain.store.run_dir import RunDirError, list_runs, read_events, read_summary
+from tuitrain.training.engine import Trainer
 
 ROOT = os.geteuid() == 0
 
@@ -211,7 +211,7 @@ def test_a_damaged_metrics_file_reads_back_as_well_typed_events(done_run, tmp_pa
         f.write(json.dumps({"event": "epoch", "epoch": "x", "train": 5}) + "\n")
         f.write("[" * 100_000 + "]" * 100_000 + "\n")  # json.loads: RecursionError
         f.write('{"event": "epoch", "lr": NaN}\n')
-    with caplog.at_level(logging.WARNING, logger="tuitrain.runs"):
+    with caplog.at_level(logging.WARNING, logger="tuitrain.store.run_dir"):
         lines, _ = read_events(d / "metrics.jsonl")
     assert "nested too deeply" in caplog.text
     events = [event_from_dict(line) for line in lines]

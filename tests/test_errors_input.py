@@ -13,14 +13,14 @@ import pytest
 import torch
 from conftest import make_idx_set, write_idx
 
-from tuitrain import engine
 from tuitrain.config import apply_overrides, config_from_dict, load_preset
-from tuitrain.data import load_dataset
+from tuitrain.data.memory import DATA_SHAPES, available_memory, check_fits, memory_estimate, parameter_estimate
+from tuitrain.data.sets import load_dataset
 from tuitrain.errors import ConfigError, TuitrainError, UsageError, escape, quote
 from tuitrain.events import Metrics, RunEnded, RunStarted
-from tuitrain.headless import PlainPrinter
-from tuitrain.models import build_model, parameter_count
-from tuitrain.resources import DATA_SHAPES, available_memory, check_fits, memory_estimate, parameter_estimate
+from tuitrain.headless.printers import PlainPrinter
+from tuitrain.training import engine
+from tuitrain.training.models import build_model, parameter_count
 
 TINY = Path(__file__).parent / "data" / "tiny_rings.toml"
 

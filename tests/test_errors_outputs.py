@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, train_tiny
 
-from tuitrain import exporters
+from tuitrain.exports import formats as exporters
 from tuitrain.files import TMP_MARK
 
 
@@ -173,8 +173,8 @@ def test_export_falls_back_to_last_when_there_is_no_best(run: Path, tmp_path: Pa
 
 def test_csv_export_streams_a_long_metrics_file(tmp_path: Path, run: Path) -> None:
     """Rows come from the file line by line: a resume's redone epochs are dropped as in memory."""
-    from tuitrain.export import epoch_rows
-    from tuitrain.runs import epoch_history, read_events
+    from tuitrain.exports.csv_rows import epoch_rows
+    from tuitrain.store.run_dir import epoch_history, read_events
 
     copy = tmp_path / "long"
     copy.mkdir()

@@ -17,11 +17,12 @@ import pytest
 import torch
 from conftest import TINY, run_cli, train_tiny
 
-from tuitrain import session, writer
 from tuitrain.config import apply_overrides, load_preset
 from tuitrain.events import RunEnded
 from tuitrain.files import TMP_MARK
-from tuitrain.runs import list_runs
+from tuitrain.runs import start as session
+from tuitrain.store import writer
+from tuitrain.store.run_dir import list_runs
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,11 @@ import torch
 from conftest import run_cli
 from helpers import default_signals
 
-from tuitrain import race, runs, session
 from tuitrain.errors import UsageError
-from tuitrain.threads import usable_cpus
+from tuitrain.headless import race
+from tuitrain.runs import start as session
+from tuitrain.store import run_dir as runs
+from tuitrain.training.threads import usable_cpus
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 LONG = "100000"  # epochs: a run that trains until it is stopped

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuitrain import session
 from tuitrain.config import apply_overrides, load_preset
-from tuitrain.exporters import step_rows
-from tuitrain.runs import epoch_history, read_events
+from tuitrain.exports.formats import step_rows
+from tuitrain.runs import start as session
+from tuitrain.store.run_dir import epoch_history, read_events
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tuitrain.events import Recovery, RunEnded
-from tuitrain.headless import PlainPrinter, RecoverableEnd
+from tuitrain.headless.printers import PlainPrinter, RecoverableEnd
 
 
 def run_merged(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -56,7 +56,7 @@ def test_printer_skips_the_rollback_header_and_the_recovered_end() -> None:
 def test_eta_comes_in_the_first_seconds_of_a_one_epoch_run() -> None:
     """Issue 27: a one-epoch run of 844 steps at ~236 steps/s showed `ETA …` until step 709 (3 s)."""
     from tuitrain.events import RunStarted, StepProgress
-    from tuitrain.tui.history import RunHistory
+    from tuitrain.tui.series import RunHistory
 
     h = RunHistory()
     h.add(RunStarted("fashion", {"train": {"lr": 0.01}}, "cpu", "classes", 54_000, 6000, 10_000, 844, 1, 0, 1000, "x"))

@@ -13,11 +13,11 @@ from torch import nn
 
 from tuitrain.config import resolve_config
 from tuitrain.events import HistoryRecord, TensorRecord
-from tuitrain.histories import BINS, MAX_RECORDS, Histories, HistoryTail, read_histories, record_to_json
-from tuitrain.history_log import HistoryLog
-from tuitrain.recorder import Recorder
-from tuitrain.runs import HISTORIES
-from tuitrain.session import new_run, resume_run
+from tuitrain.runs.start import new_run, resume_run
+from tuitrain.store.histories import BINS, MAX_RECORDS, Histories, HistoryTail, read_histories, record_to_json
+from tuitrain.store.history_file import HistoryLog
+from tuitrain.store.run_dir import HISTORIES
+from tuitrain.training.recorder import Recorder
 from tuitrain.tui.app import make_app
 from tuitrain.tui.source import WatchedRun
 from tuitrain.tui.widgets.param_history import ParamHistory, bars, columns, history_heatmap, rebin

@@ -17,10 +17,10 @@ import pytest
 from conftest import TINY, run_cli, train_tiny
 from helpers import live_app, screen_text, until
 
-from tuitrain import compare
 from tuitrain.events import EpochEnded, Metrics, RunEnded, RunStarted, StepProgress
+from tuitrain.runs import compare
 from tuitrain.tui.app import make_app
-from tuitrain.tui.history import RunHistory
+from tuitrain.tui.series import RunHistory
 from tuitrain.tui.source import WatchedRun
 
 LOST_ACCURACY = 0.9999  # the lost epochs' validation: better than anything the checkpoints hold

@@ -13,16 +13,18 @@ import torch
 from click.testing import CliRunner
 from helpers import params, resume, small, train
 
-from tuitrain import checkpoints, engine, runs
-from tuitrain.checkpoints import CheckpointError
 from tuitrain.cli import cli
-from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
 from tuitrain.events import StepProgress
-from tuitrain.runs import read_events
-from tuitrain.session import trainer_from_run
-from tuitrain.signals import GracefulStop
-from tuitrain.writer import RunWriter
+from tuitrain.runs.signals import GracefulStop
+from tuitrain.runs.start import trainer_from_run
+from tuitrain.store import checkpoints
+from tuitrain.store import run_dir as runs
+from tuitrain.store.checkpoints import CheckpointError
+from tuitrain.store.run_dir import read_events
+from tuitrain.store.writer import RunWriter
+from tuitrain.training import engine
+from tuitrain.training.engine import Trainer
 
 # ----------------------------------------------------------------------------- layout and exactness
 
@@ -210,7 +212,7 @@ def test_atomic_write_failure_leaves_no_temporary(tmp_path, monkeypatch):
 def test_read_events_skips_broken_lines_and_waits_for_a_half_written_one(tmp_path, caplog):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"event": "start"}\n{not json\n[1, 2]\n\n{"event": "epoch", "epoch": 1}\n{"event": "ep')
-    with caplog.at_level(logging.WARNING, logger="tuitrain.runs"):
+    with caplog.at_level(logging.WARNING, logger="tuitrain.store.run_dir"):
         events, offset = read_events(path)
     assert [e["event"] for e in events] == ["start", "epoch"]
     assert len([r for r in caplog.records if "broken line" in r.getMessage()]) == 2

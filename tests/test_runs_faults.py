@@ -16,10 +16,11 @@ import pytest
 from helpers import PRESET, default_signals, wait_for_step
 from helpers import start_tuitrain as tuitrain
 
-from tuitrain import checkpoints, runs
-from tuitrain.commands import run_command
 from tuitrain.errors import TuitrainError
-from tuitrain.signals import GracefulStop
+from tuitrain.headless.commands import run_command
+from tuitrain.runs.signals import GracefulStop
+from tuitrain.store import checkpoints
+from tuitrain.store import run_dir as runs
 
 TIMEOUT = 120
 
@@ -225,7 +226,7 @@ def test_a_full_disk_at_the_first_checkpoint_fails_the_run_honestly(tmp_path, mo
 
     monkeypatch.setattr(checkpoints, "atomic_write", no_room_for_checkpoints)
     warnings = []
-    monkeypatch.setattr("tuitrain.commands.warn", warnings.append)
+    monkeypatch.setattr("tuitrain.headless.commands.warn", warnings.append)
     code = run_command("neuron", None, str(tmp_path / "out"), True, {"epochs": 1})
     assert code == 1
     run_dir = next((tmp_path / "out").iterdir())
@@ -284,10 +285,10 @@ def test_kill_9_loop_leaves_every_file_readable_and_every_resume_working(tmp_pat
 
 def test_step_lines_thin_out_as_a_run_gets_older_and_every_epoch_stays(tmp_path, monkeypatch):
     """A ten-hour run of tiny epochs: step lines grow like log(time), not like time; epochs all kept."""
-    from tuitrain import writer as writer_module
     from tuitrain.config import resolve_config
     from tuitrain.events import EpochEnded, Metrics, StepProgress
-    from tuitrain.session import new_run
+    from tuitrain.runs.start import new_run
+    from tuitrain.store import writer as writer_module
 
     clock = [1000.0]
     monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])

@@ -10,7 +10,8 @@ import pytest
 from helpers import PRESET, wait_for_step
 from helpers import start_tuitrain as tuitrain
 
-from tuitrain import checkpoints, runs
+from tuitrain.store import checkpoints
+from tuitrain.store import run_dir as runs
 
 
 def interrupt(tmp_path: Path, sig: int) -> tuple[Path, int, str]:

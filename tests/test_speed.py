@@ -10,11 +10,11 @@ import torch
 from helpers import params, resume, small, train
 from helpers import run_tuitrain as tuitrain
 
-from tuitrain import remote
 from tuitrain.config import apply_overrides
 from tuitrain.errors import UsageError
 from tuitrain.events import EpochEnded, Metrics, RunEnded, StateChanged, StepProgress
-from tuitrain.training import check_precision
+from tuitrain.runs import remote
+from tuitrain.training.step import check_precision
 from tuitrain.tui import pacing
 from tuitrain.tui.pacing import RedrawPacer
 from tuitrain.tui.widgets.charts import _every_nth

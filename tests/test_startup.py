@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import make_idx_set, write_idx
 
-from tuitrain import idx
 from tuitrain.config import DataConfig
-from tuitrain.data import read_idx
+from tuitrain.data import idx
+from tuitrain.data.sets import read_idx
 from tuitrain.errors import UsageError
 
 
@@ -33,7 +33,8 @@ def python(code: str, **env: str) -> str:
 
 TRAIN_AND_RESUME = """
     import sys, tempfile
-    from tuitrain import dynamo_standin, session
+    from tuitrain.training import dynamo_standin
+    from tuitrain.runs import start as session
     from tuitrain.config import apply_overrides, load_preset
     out = tempfile.mkdtemp()
     for optimizer in ("adam", "momentum", "rmsprop"):
@@ -57,7 +58,7 @@ def test_training_never_runs_torchs_compiler():
 def test_the_compiler_still_loads_when_asked_and_only_once():
     out = python("""
         import sys, types, torch
-        from tuitrain import dynamo_standin
+        from tuitrain.training import dynamo_standin
         assert dynamo_standin.defer()
         assert torch._dynamo.graph_break() is None and dynamo_standin.deferred()  # answered by the stand-in
         import torch._dynamo.exc as exc  # a submodule first: the package runs, as in a normal import
@@ -78,7 +79,7 @@ def test_the_compiler_still_loads_when_asked_and_only_once():
 def test_an_attribute_loads_the_compiler_into_the_same_module():
     out = python("""
         import sys, torch
-        from tuitrain import dynamo_standin
+        from tuitrain.training import dynamo_standin
         dynamo_standin.defer()
         standin = sys.modules["torch._dynamo"]
         config = torch._dynamo.config  # any name but the two eager ones
@@ -138,7 +139,9 @@ def test_prefetch_is_harmless_for_sets_without_files(tmp_path):
 
 def test_the_data_files_module_needs_no_torch():
     """`idx` runs while torch imports, in another thread: it must not wait for torch itself."""
-    assert python("import sys, tuitrain.idx, tuitrain.remote; print('torch' in sys.modules)").strip() == "False"
+    assert (
+        python("import sys, tuitrain.data.idx, tuitrain.runs.remote; print('torch' in sys.modules)").strip() == "False"
+    )
 
 
 def test_a_new_run_reads_its_data_before_importing_torch(tmp_path):
@@ -146,7 +149,8 @@ def test_a_new_run_reads_its_data_before_importing_torch(tmp_path):
     folder: Path = make_idx_set(tmp_path / "d", train=50, test=20)
     out = python(f"""
         import sys
-        from tuitrain import commands, idx
+        from tuitrain.headless import commands
+        from tuitrain.data import idx
         commands.prefetch("mlp", None, {{"data_dir": {str(folder)!r}}})
         print(len(idx._ahead), 'torch' in sys.modules)
     """)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tuitrain.threads import ThreadGovernor, cgroup_cpu_limit, usable_cpus
+from tuitrain.training.threads import ThreadGovernor, cgroup_cpu_limit, usable_cpus
 
 
 def test_cgroup_v2_quota(tmp_path: Path) -> None:

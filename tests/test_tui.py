@@ -345,7 +345,7 @@ def test_tmux_smoke(tmp_path):
 
 
 def test_series_memory_is_bounded_and_smoothing_is_unbiased():
-    from tuitrain.tui.history import Series
+    from tuitrain.tui.series import Series
 
     series = Series(limit=100)
     for i in range(10_000):
@@ -368,7 +368,7 @@ def test_events_round_trip_through_json_lines():
 
 
 async def test_watch_run_directory(tmp_path):
-    from tuitrain.session import new_run
+    from tuitrain.runs.start import new_run
 
     trainer, writer = new_run(resolve_config("rings", epochs=3), tmp_path)
     trainer.run()

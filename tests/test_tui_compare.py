@@ -10,9 +10,9 @@ import pytest
 from helpers import screen_text, until
 from textual.widgets import DataTable, Input, SelectionList, Static
 
-from tuitrain import session
 from tuitrain.config import resolve_config
-from tuitrain.runs import BranchSpec
+from tuitrain.runs import start as session
+from tuitrain.store.run_dir import BranchSpec
 from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch
 from tuitrain.tui.screens.comparison import ComparisonScreen

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tuitrain.config import resolve_config
-from tuitrain.data import load_dataset
+from tuitrain.data.csv_files import load_table
+from tuitrain.data.sets import load_dataset
 from tuitrain.errors import UsageError
-from tuitrain.userdata import load_table
 
 MOONS = Path(__file__).parents[1] / "examples" / "moons.csv"
 

@@ -44,10 +44,10 @@ def complete_run_dir(ctx: click.Context, param: click.Parameter, incomplete: str
     return [*path_fallback(incomplete, "dir", found=bool(runs)), *runs]
 
 
-class CommaList(click.ParamType):
+class CommaList(click.ParamType):  # type: ignore[type-arg]
     """One value, or several separated by commas (a race): `--lr 0.01,0.1` -> (0.01, 0.1)."""
 
-    def __init__(self, inner: click.ParamType):
+    def __init__(self, inner: click.ParamType) -> None:  # type: ignore[type-arg]
         self.inner = inner
         self.name = f"{inner.name}[,...]"
 
@@ -271,14 +271,14 @@ def run(
     Exit codes: 0 completed, 1 failure, 2 bad input, 3 diverged, 130/143/129 interrupted
     by SIGINT/SIGTERM/SIGHUP.
     """
-    from tuitrain.race import is_race
+    from tuitrain.headless.race import is_race
 
     if run_dir is not None:  # a race's child: it stops when the race's process dies
-        from tuitrain.signals import follow_parent
+        from tuitrain.runs.signals import follow_parent
 
         follow_parent()
     if isinstance(overrides.get("threads"), int) and overrides["threads"] > 0:
-        from tuitrain.threads import cap_threads
+        from tuitrain.training.threads import cap_threads
 
         ranked = os.environ.get("WORLD_SIZE", "1") != "1"  # one of torchrun's processes: the launcher said it
         overrides["threads"] = cap_threads(
@@ -291,7 +291,7 @@ def run(
             )
         if preset is None and not overrides.get("data_path"):
             raise click.UsageError("missing PRESET (or --data FILE.csv)")
-        from tuitrain.race import run_race
+        from tuitrain.headless.race import run_race
 
         sys.exit(run_race(preset or "csv", overrides, out, json_mode, parallel))
     if parallel != 1:
@@ -299,21 +299,21 @@ def run(
     if branch is not None:
         if preset is not None or resume is not None or nproc:
             raise click.UsageError("--branch RUN_DIR starts from that run: without PRESET, --resume or --nproc")
-        from tuitrain.commands import branch_command
+        from tuitrain.headless.commands import branch_command
 
         sys.exit(branch_command(branch, which, out, json_mode, overrides, tensorboard))
     if nproc is not None and nproc > 1:
-        from tuitrain.distributed import check_launch, relaunch
+        from tuitrain.runs.distributed import check_launch, relaunch
 
         check_launch(nproc, preset, resume, overrides, out=out, on_diverge=on_diverge, tensorboard=tensorboard)
         sys.exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
-    from tuitrain.commands import run_command
+    from tuitrain.headless.commands import run_command
 
     code = run_command(preset, resume, out, json_mode, overrides, on_diverge, tensorboard, run_dir)
-    from tuitrain.distributed import this_rank
+    from tuitrain.runs.distributed import this_rank
 
     if this_rank() is not None:  # one of torchrun's processes: everything is written and closed
-        from tuitrain.distributed import leave
+        from tuitrain.runs.distributed import leave
 
         leave(code)
     sys.exit(code)
@@ -340,7 +340,7 @@ def list_runs(out: str, json_mode: bool, interactive: bool) -> None:
 
         open_runs(out)
         return
-    from tuitrain.commands import runs_command
+    from tuitrain.headless.commands import runs_command
 
     sys.exit(runs_command(out, json_mode))
 
@@ -349,7 +349,7 @@ def list_runs(out: str, json_mode: bool, interactive: bool) -> None:
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 def run_planned(run_dirs: tuple[str, ...]) -> None:
     """Train a race planned by `tuitrain train` with comma lists (the app follows it)."""
-    from tuitrain.race import Race, planned
+    from tuitrain.headless.race import Race, planned
 
     sys.exit(Race(planned(list(run_dirs)), json_mode=False).run())
 
@@ -372,7 +372,7 @@ def compare_runs(run_dirs: tuple[str, ...], json_mode: bool) -> None:
       tuitrain compare runs/*
       tuitrain compare runs/20261201-101500-rings-sgd runs/20261201-101502-rings-adam --json
     """
-    from tuitrain.commands import compare_command
+    from tuitrain.headless.commands import compare_command
 
     sys.exit(compare_command(list(run_dirs), json_mode))
 
@@ -383,7 +383,7 @@ def compare_runs(run_dirs: tuple[str, ...], json_mode: bool) -> None:
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object on stdout.")
 def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
     """Report a run's test (and validation) metrics from its best or last checkpoint."""
-    from tuitrain.commands import eval_command
+    from tuitrain.headless.commands import eval_command
 
     sys.exit(eval_command(run_dir, which, json_mode))
 
@@ -420,7 +420,7 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
     run's configuration, or None for a race (each of its runs checked)."""
     if preset is None and not overrides.get("data_path"):
         raise click.UsageError("missing PRESET (or --data FILE.csv)")
-    from tuitrain.race import combinations, is_race
+    from tuitrain.headless.race import combinations, is_race
     from tuitrain.tui.launch import check_startable
 
     race = is_race(overrides)
@@ -428,7 +428,7 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
         raise click.UsageError("--tensorboard trains one run; a race (comma lists) goes without it")
     configs = [cfgmod.resolve_config(preset or "csv", **combo) for combo in combinations(overrides)]
     if tensorboard:
-        from tuitrain.exporters import require_extra
+        from tuitrain.exports.formats import require_extra
 
         require_extra("tensorboard")
     for config in configs:
@@ -474,7 +474,7 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
 
     tensorboard, safetensors and onnx need extras: pip install 'tuitrain[tensorboard,safetensors,onnx]'.
     """
-    from tuitrain.exporters import export as run_export
+    from tuitrain.exports.formats import export as run_export
 
     note = functools.partial(click.echo, err=True)
     for line in run_export(list(run_dirs), fmt, output, which, steps, note=note):
@@ -521,7 +521,7 @@ def check_app_args(ctx: click.Context, args: list[str]) -> None:
         params.pop("out")
         check_train(preset, tensorboard, params)
     elif command is watch:
-        from tuitrain.runs import check_run_dir
+        from tuitrain.store.run_dir import check_run_dir
 
         check_run_dir(params["run_dir"])
 
@@ -530,7 +530,7 @@ def check_app_args(ctx: click.Context, args: list[str]) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False), shell_complete=complete_run_dir)
 def watch(run_dir: str) -> None:
     """Follow RUN_DIR (made by `run`) in the dashboard: live charts, parameters from its last checkpoint."""
-    from tuitrain.runs import check_run_dir
+    from tuitrain.store.run_dir import check_run_dir
     from tuitrain.tui.launch import open_watch
 
     open_watch(str(check_run_dir(run_dir)))

@@ -303,7 +303,7 @@ IMAGE_SETS = ("mnist", "fashion-mnist")
 def data_shape(data: DataConfig) -> tuple[tuple[int, ...], int]:
     """Input shape and output count of the data set (a CSV file is read and checked for it)."""
     if data.dataset == "csv":
-        from tuitrain.userdata import load_table
+        from tuitrain.data.csv_files import load_table
 
         table = load_table(data.path)
         return (table.inputs,), table.outputs
@@ -313,7 +313,7 @@ def data_shape(data: DataConfig) -> tuple[tuple[int, ...], int]:
 def sample_count(data: DataConfig) -> int:
     """Samples in all, for synthetic and CSV sets (not the image sets)."""
     if data.dataset == "csv":
-        from tuitrain.userdata import load_table
+        from tuitrain.data.csv_files import load_table
 
         return len(load_table(data.path).x)
     return data.samples or DEFAULT_SAMPLES[data.dataset]

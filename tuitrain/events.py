@@ -47,7 +47,7 @@ class RunStarted:
     data_source: str
     run_dir: str | None = None
     threads: int = 0  # torch CPU threads at the start (the governor may lower them under load)
-    world_size: int = 1  # processes training it together (tuitrain.distributed)
+    world_size: int = 1  # processes training it together (tuitrain.runs.distributed)
     event: str = "start"
 
 
@@ -90,7 +90,7 @@ class StateChanged:
 
 @dataclass
 class Inspection:
-    """Answer to Trainer.request_inspection(); see tuitrain.inspection for the payloads."""
+    """Answer to Trainer.request_inspection(); see tuitrain.training.inspection for the payloads."""
 
     epoch: int
     step: int
@@ -133,7 +133,7 @@ class TensorRecord:
     """One parameter tensor at one recorded step: histograms of its values and gradient, and statistics."""
 
     name: str
-    counts: list[int]  # values per bin: tuitrain.histories.BINS equal bins over [low, high]
+    counts: list[int]  # values per bin: tuitrain.store.histories.BINS equal bins over [low, high]
     low: float
     high: float
     mean: float
@@ -147,7 +147,7 @@ class TensorRecord:
 
 @dataclass
 class HistoryRecord:
-    """Every parameter tensor at one step, recorded at a bounded cadence (tuitrain.recorder)."""
+    """Every parameter tensor at one step, recorded at a bounded cadence (tuitrain.training.recorder)."""
 
     step: int
     epoch: int  # 1-based, the epoch in progress (the epochs completed for the record at the start)

@@ -134,7 +134,7 @@ def make_app(
     runs_out: str | None = None,
     compare_dirs: list[str] | None = None,
 ) -> TuitrainApp:
-    from tuitrain.remote import prepare
+    from tuitrain.runs.remote import prepare
 
     prepare()  # while stdout/stderr are still the real ones: runs train in child processes
     return TuitrainApp(source, preset, show_speed, runs_out, compare_dirs)

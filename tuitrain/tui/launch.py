@@ -32,26 +32,26 @@ def check_startable(config: Config) -> None:
     settings stop with one line and exit 2 instead of an error inside the app: the device and the
     precision (torch is imported only for --device cuda or --precision bf16), the data set's files
     (downloaded now when missing, as `run` does) and the memory the run needs."""
-    from tuitrain import idx
     from tuitrain.config import IMAGE_SETS
-    from tuitrain.resources import check_fits
+    from tuitrain.data import idx
+    from tuitrain.data.memory import check_fits
 
     device = None
     if config.train.device == "cuda" or config.train.precision == "bf16":
-        from tuitrain.training import check_precision, resolve_device
+        from tuitrain.training.step import check_precision, resolve_device
 
         device = resolve_device(config.train.device)
         check_precision(config.train.precision, device)
     data = config.data
     if data.dataset in IMAGE_SETS and idx.find_idx_files(data.dataset, data.data_dir) is None:
-        from tuitrain.data import ensure_available
+        from tuitrain.data.sets import ensure_available
 
         ensure_available(data)  # a --data-dir without the files, or offline: DataUnavailable
     check_fits(config, device)
 
 
 def open_setup(preset: str | None = None) -> None:
-    from tuitrain.remote import start_warm
+    from tuitrain.runs.remote import start_warm
 
     start_warm()  # imports torch while the user picks: Start trains at once
     from tuitrain.tui.app import make_app
@@ -62,10 +62,10 @@ def open_setup(preset: str | None = None) -> None:
 def open_train(config: Config, out_dir: str = "runs", tensorboard: bool = False) -> None:
     """Make the run directory first (an unwritable --out fails here, like `run`), then open the
     dashboard; training starts in a child process and its errors show in the app."""
-    from tuitrain.remote import start_warm
+    from tuitrain.runs.remote import start_warm
 
     start_warm()  # the training process imports torch while the app builds its screens
-    from tuitrain.runs import create_run_dir
+    from tuitrain.store.run_dir import create_run_dir
     from tuitrain.tui.app import make_app
     from tuitrain.tui.source import LiveRun, child_process
 
@@ -104,7 +104,7 @@ def open_race(preset: str, overrides: dict[str, Any], out_dir: str) -> None:
     import subprocess
     import time
 
-    from tuitrain.race import plan
+    from tuitrain.headless.race import plan
     from tuitrain.tui.app import make_app
 
     entries = plan(preset, overrides, out_dir)  # checked and made here: bad input fails before the app

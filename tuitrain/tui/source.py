@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tuitrain.config import Config
-from tuitrain.control import RunControl
 from tuitrain.events import Consumer, EpochEnded, Event, Inspection, RunEnded, RunStarted, StepProgress, event_from_dict
-from tuitrain.runs import BranchSpec
+from tuitrain.store.run_dir import BranchSpec
+from tuitrain.training.control import RunControl
 
 if TYPE_CHECKING:  # the app's process imports torch only when it trains or looks in-process
-    from tuitrain.data import Dataset
-    from tuitrain.engine import Trainer
+    from tuitrain.data.sets import Dataset
+    from tuitrain.training.engine import Trainer
 
 # (config, out_dir, run_dir or None for a new one, learning rate to resume run_dir at or None),
 # and `branch=BranchSpec` when the run is a branch of another (passed only then)
@@ -57,8 +57,8 @@ def child_process(
     tensorboard: bool = False,
     branch: BranchSpec | None = None,
 ) -> RunControl:
-    """What users get: the run trains in a child process at headless speed (tuitrain.remote)."""
-    from tuitrain.remote import RemoteTrainer
+    """What users get: the run trains in a child process at headless speed (tuitrain.runs.remote)."""
+    from tuitrain.runs.remote import RemoteTrainer
 
     return RemoteTrainer(config, out_dir, run_dir, resume_lr, tensorboard, branch)
 
@@ -79,7 +79,7 @@ class InProcess:
         resume_lr: float | None,
         branch: BranchSpec | None = None,
     ) -> RunControl:
-        from tuitrain.session import branch_run, new_run, resume_run
+        from tuitrain.runs.start import branch_run, new_run, resume_run
 
         key = (config.data, config.train.seed, config.train.device)
         data = self.data if key == self.data_key else None
@@ -192,7 +192,7 @@ def with_inherited_history(sink: Consumer) -> Consumer:
         nonlocal replayed
         if not replayed and isinstance(event, RunStarted) and event.run_dir:
             replayed = True
-            from tuitrain.runs import METRICS, read_events
+            from tuitrain.store.run_dir import METRICS, read_events
 
             for line in read_events(Path(event.run_dir) / METRICS)[0]:
                 if line.get("event") == "branch":
@@ -230,8 +230,8 @@ class WatchedRun:
         return None  # a watched run is steered by its own process
 
     def follow(self, sink: Consumer) -> None:
-        from tuitrain.histories import HistoryTail
-        from tuitrain.runs import HISTORIES, METRICS, read_events
+        from tuitrain.store.histories import HistoryTail
+        from tuitrain.store.run_dir import HISTORIES, METRICS, read_events
 
         offset, live, last_pulse = 0, False, 0.0
         histories = HistoryTail(self.run_dir / HISTORIES)
@@ -261,7 +261,7 @@ class WatchedRun:
 
     def gone(self) -> str:
         """Why the run's training process is taken for dead ("" while it lives, or cannot be told)."""
-        from tuitrain.runs import owner_alive, read_summary
+        from tuitrain.store.run_dir import owner_alive, read_summary
 
         summary = read_summary(self.run_dir)
         if summary.get("status") != "running":
@@ -278,7 +278,7 @@ class WatchedRun:
     def crashed(self, why: str, epoch: int, step: int, seconds: float) -> RunEnded:
         """The end event of a run whose process is gone, counted as `tuitrain runs` counts it: to the
         checkpoint `--resume` continues from, the epochs recorded after it named as lost."""
-        from tuitrain.runs import read_summary, resume_point
+        from tuitrain.store.run_dir import read_summary, resume_point
 
         point = resume_point(self.run_dir, read_summary(self.run_dir))
         saved = point["epoch"] if isinstance(point["epoch"], int) else None
@@ -297,9 +297,9 @@ class WatchedRun:
 
     def inspect(self) -> Inspection | None:
         """Inspect the latest checkpoint; None when there is none yet or it has not changed."""
-        from tuitrain import checkpoints
-        from tuitrain.runs import CHECKPOINTS
-        from tuitrain.session import trainer_from_run
+        from tuitrain.runs.start import trainer_from_run
+        from tuitrain.store import checkpoints
+        from tuitrain.store.run_dir import CHECKPOINTS
 
         path = self.run_dir / CHECKPOINTS["last"]
         if not path.is_file():

@@ -19,7 +19,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from tuitrain import config as cfgmod
 from tuitrain.errors import TuitrainError, escape
 from tuitrain.files import open_regular
-from tuitrain.runs import METRICS, BranchSpec, load_run_config, read_summary
+from tuitrain.store.run_dir import METRICS, BranchSpec, load_run_config, read_summary
 
 LR_TAIL = 256 * 1024  # bytes of metrics.jsonl read from its end for the learning rate the run ended with
 LR_EVENTS = ("step", "epoch", "state")  # the events that carry the learning rate in force

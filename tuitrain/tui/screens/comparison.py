@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tuitrain import compare
+from tuitrain.runs import compare
 from tuitrain.tui.screens.dialogs import Confirm, HelpScreen, key_rows
 from tuitrain.tui.widgets.charts import TimedPlot
 from tuitrain.tui.widgets.overlay import AXES, AXIS_LABEL, Overlaid, diff_lines, legend, overlay_charts

@@ -18,13 +18,14 @@ from textual.worker import Worker, WorkerState
 from tuitrain.errors import TuitrainError
 from tuitrain.events import URGENT, Event, HistoryRecord, Inspection, RunEnded, RunStarted, StepProgress
 from tuitrain.fmt import fmt_result, plural
-from tuitrain.threads import usable_cpus
+from tuitrain.training.threads import usable_cpus
+from tuitrain.training.vitals import Vitals
 from tuitrain.tui import state as ui_state
-from tuitrain.tui.history import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.pacing import FIRST_POINTS, RedrawPacer
 from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
 from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
 from tuitrain.tui.screens.overlays import Linking
+from tuitrain.tui.series import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart
 from tuitrain.tui.widgets.param_detail import ParamDetail
@@ -32,7 +33,6 @@ from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 from tuitrain.tui.widgets.render import fit_phrases
 from tuitrain.tui.widgets.status import StatusLine
-from tuitrain.vitals import Vitals
 
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
 SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so

@@ -15,10 +15,10 @@ from textual.strip import Strip
 from textual.widgets import Checkbox, Label, SelectionList, Static
 from textual.widgets.option_list import OptionDoesNotExist
 
-from tuitrain import compare
 from tuitrain.errors import escape
 from tuitrain.fmt import fmt_score
-from tuitrain.runs import BranchSpec
+from tuitrain.runs import compare
+from tuitrain.store.run_dir import BranchSpec
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, OpenRuns
 from tuitrain.tui.source import LiveRun
 from tuitrain.tui.widgets.charts import Line

@@ -72,7 +72,7 @@ class Palette(CommandPalette):
 
     def dismiss(self, result: object = None) -> AwaitComplete:
         if not self.is_active:  # already closed
-            return AwaitComplete.nothing()
+            return AwaitComplete.nothing()  # type: ignore[no-untyped-call, no-any-return]
         return super().dismiss(result)  # type: ignore[arg-type]
 
     def _action_command_list(self, action: str) -> None:

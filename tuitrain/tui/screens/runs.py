@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -12,11 +13,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tuitrain import compare
-from tuitrain.compare import RunRecord
 from tuitrain.errors import escape
 from tuitrain.fmt import fmt_age, fmt_score
-from tuitrain.runs import BranchSpec
+from tuitrain.runs import compare
+from tuitrain.runs.compare import RunRecord
+from tuitrain.store.run_dir import BranchSpec
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, WatchRun
 from tuitrain.tui.screens.comparison import ComparisonScreen
 from tuitrain.tui.screens.dialogs import HelpScreen, key_rows
@@ -39,7 +40,7 @@ COLUMNS = (
 )
 
 
-def _score_key(metrics: dict | None) -> tuple[int, float, float]:
+def _score_key(metrics: dict[str, Any] | None) -> tuple[int, float, float]:
     s = compare.score(metrics)
     return (0, -s[0], -s[1]) if s is not None else (1, 0.0, 0.0)
 

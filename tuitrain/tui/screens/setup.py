@@ -73,10 +73,10 @@ def device_options() -> list[tuple[str, str]]:
 
 def data_line(dataset: str, data_dir: str = "", path: str = "") -> tuple[Text, str | None]:
     """The Data line for a data set, and a ready alternative to offer when it is not on disk."""
-    from tuitrain.idx import TORCHVISION_NAMES, cache_dir, data_status
+    from tuitrain.data.idx import TORCHVISION_NAMES, cache_dir, data_status
 
     if dataset == "csv":
-        from tuitrain.userdata import load_table
+        from tuitrain.data.csv_files import load_table
 
         if not path:
             return Text.assemble(("● needs a file", "bold yellow"), "  name your CSV file in Data file"), None
@@ -114,7 +114,7 @@ def network_layers(
 ) -> tuple[Any, ...]:
     """The summary rows of a network (built once per distinct setting, not on every keystroke)."""
     from tuitrain.config import ModelConfig
-    from tuitrain.models import build_model, describe
+    from tuitrain.training.models import build_model, describe
 
     model = build_model(ModelConfig(kind=kind, hidden=list(hidden), activation=activation), shape, outputs)
     return tuple(describe(model))
@@ -310,7 +310,7 @@ class SetupScreen(Screen[None]):
         if key == "path" and csv:
             if not value:
                 return "needs a value (the csv data set trains on your file)"
-            from tuitrain.userdata import load_table
+            from tuitrain.data.csv_files import load_table
 
             try:
                 load_table(value)  # its problems with line numbers, as `run --data` says them
@@ -415,8 +415,8 @@ class SetupScreen(Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="setup")
     def build_trainer(self, config: cfgmod.Config) -> cfgmod.Config:
         """Check what can fail before the dashboard opens (device, data on disk or downloadable)."""
-        from tuitrain.data import ensure_available
-        from tuitrain.training import resolve_device
+        from tuitrain.data.sets import ensure_available
+        from tuitrain.training.step import resolve_device
 
         resolve_device(config.train.device)
         if config.data.dataset == "csv":

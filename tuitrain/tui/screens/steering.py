@@ -11,11 +11,11 @@ from textual import work
 from textual.screen import Screen
 
 from tuitrain.config import apply_overrides
-from tuitrain.control import RunControl
 from tuitrain.errors import TuitrainError
-from tuitrain.tui.history import RunHistory
+from tuitrain.training.control import RunControl
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit
 from tuitrain.tui.screens.palette import Command, ScreenCommands
+from tuitrain.tui.series import RunHistory
 from tuitrain.tui.source import LiveRun, Source
 from tuitrain.tui.widgets.status import StatusLine
 
@@ -219,7 +219,7 @@ class Steering(Screen[None]):
 
     def export_csv(self) -> None:
         from tuitrain.errors import TuitrainError
-        from tuitrain.export import write_epoch_csv
+        from tuitrain.exports.csv_rows import write_epoch_csv
 
         run_dir = self.run_dir()
         if run_dir is None:

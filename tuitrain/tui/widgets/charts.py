@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rich.text import Text
+from textual.app import RenderResult
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
-from tuitrain.tui.history import RunHistory
+from tuitrain.tui.series import RunHistory
 from tuitrain.tui.widgets.picture import figure_strips
 
 TRAIN_MARKER = "braille"
@@ -359,7 +360,7 @@ class TimedPlot(PlotextPlot):
         plt._set_size(width, height)
         plt.theme(self._get_plotext_theme_name(self.app.theme))
 
-    def render(self):
+    def render(self) -> RenderResult:
         try:
             self._draw()
             return Text.from_ansi(self.plt.build())

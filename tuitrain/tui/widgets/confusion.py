@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def inspection() -> ModuleType:
     """The core's inspection helpers, loaded (with torch) when a matrix first arrives, not with the app."""
-    from tuitrain import inspection
+    from tuitrain.training import inspection
 
     return inspection
 
@@ -162,7 +162,8 @@ def cell_order(pred: Any, row: int, column: int) -> list[int]:
         return []
     found = inspection().cell_samples(pred.confusion_true, pred.confusion_predicted, row, column)
     confidence = pred.confusion_confidence.float()[found]
-    return found[confidence.argsort(descending=True, stable=True)].tolist()
+    ordered: list[int] = found[confidence.argsort(descending=True, stable=True)].tolist()
+    return ordered
 
 
 def confusion_when(pred: Any) -> str:

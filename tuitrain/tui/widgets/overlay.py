@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from rich.text import Text
 
-from tuitrain import compare
-from tuitrain.compare import Curves, RunRecord, score
 from tuitrain.fmt import fmt_score
+from tuitrain.runs import compare
+from tuitrain.runs.compare import Curves, RunRecord, score
 from tuitrain.tui.widgets.charts import Chart, Line
 
 Axis = Literal["step", "epoch", "time"]

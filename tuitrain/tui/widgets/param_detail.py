@@ -12,7 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from tuitrain.histories import Histories
+from tuitrain.store.histories import Histories
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
 from tuitrain.tui.widgets.confusion import label
 from tuitrain.tui.widgets.param_history import HEAT_ROWS, ParamHistory

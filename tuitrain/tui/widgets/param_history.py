@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from tuitrain.events import TensorRecord
-from tuitrain.histories import BINS, UPDATE_REFERENCE, Histories
+from tuitrain.store.histories import BINS, UPDATE_REFERENCE, Histories
 from tuitrain.tui.widgets.charts import Chart, Line, TimedPlot
 from tuitrain.tui.widgets.render import SHADES, Depth, grey_colour
 

@@ -39,7 +39,7 @@ def row_cells(p: Any, update: Text | None = None) -> list[Any]:
     ]
 
 
-class ParamTable(DataTable):
+class ParamTable(DataTable[Any]):
     """Rows keyed by parameter name; `show(params)` updates cells in place (no flicker).
 
     The update ratio is measured only across a step taken while an inspection waits (so not while paused,
@@ -93,7 +93,7 @@ class ParamTable(DataTable):
         return _num(None) if found is None else _measured(found[1], found[0])
 
     def show(self, params: list[Any], step: int | None = None, histories: Any = None) -> None:
-        """The tensors at `step`; `histories` (tuitrain.histories.Histories) also supplies update ratios."""
+        """The tensors at `step`; `histories` (tuitrain.store.histories.Histories) also supplies update ratios."""
         if step is not None and self._step is not None and step < self._step:
             self._updates.clear()
         self._step = step if step is not None else self._step

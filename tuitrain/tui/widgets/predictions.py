@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -60,7 +61,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         Binding("escape", "close_cell", show=False, tooltip="back from a cell to the sample page"),
     ]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.predictions: Any = None
         self.standardized = False  # the run standardizes its data: the curve's axes are in those units
@@ -71,7 +72,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         self.cell_page = 0
         self.test_inputs: Any = None  # the whole test split in small form, kept from the last new matrix
 
-    def compose(self):
+    def compose(self) -> ComposeResult:
         yield Static("Waiting for predictions…", id="pred-info")
         yield Static(id="pred-body")
         yield TimedPlot(id="pred-curve")

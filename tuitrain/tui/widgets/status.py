@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import Static
 
 from tuitrain.fmt import fmt_duration
-from tuitrain.tui.history import RunHistory
+from tuitrain.training.vitals import Vitals
+from tuitrain.tui.series import RunHistory
 from tuitrain.tui.widgets.render import fit_phrases
-from tuitrain.vitals import Vitals
 
 STATE_STYLES = {
     "starting": "dim",
@@ -64,7 +66,7 @@ class StatusLine(Static):
     At most two lines, broken only between fields; when even two are too narrow the least
     important fields (memory, then ETA, then speed) are left out rather than cut in half."""
 
-    def __init__(self, *args, show_speed: bool = True, **kwargs):
+    def __init__(self, *args: Any, show_speed: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.show_speed = show_speed
         self.history: RunHistory | None = None

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from tuitrain import checkpoints
 from tuitrain.events import (
     EpochEnded,
     Event,
@@ -25,9 +24,10 @@ from tuitrain.events import (
     StepProgress,
     event_to_dict,
 )
-from tuitrain.history_log import HistoryLog
-from tuitrain.ownership import release_lock, take_lock
-from tuitrain.runs import (
+from tuitrain.store import checkpoints
+from tuitrain.store.history_file import HistoryLog
+from tuitrain.store.ownership import release_lock, take_lock
+from tuitrain.store.run_dir import (
     CHECKPOINTS,
     CONFIG,
     DEFAULT_OUT,
@@ -65,7 +65,7 @@ class RunWriter:
 
     New run: `RunWriter(trainer, out_dir)` creates `<out_dir>/<stamp>-<preset>/` at once (or pass
     `run_dir=` made by create_run_dir). Resume: `RunWriter(trainer, run_dir=DIR, resume=True)`, then
-    `load_state_dict(checkpoint)` for the best score so far. tuitrain.session does both and names the
+    `load_state_dict(checkpoint)` for the best score so far. tuitrain.runs.start does both and names the
     directory to the trainer, whose RunStarted event carries it. Write failures (a full disk) never
     stop training: they go to `warn` and to `self.errors`, and the previous files stay intact.
     """
@@ -104,7 +104,7 @@ class RunWriter:
         self.best: dict[str, Any] = {}  # {"epoch", "step", "valid"} of the best validation so far
         self._best_state: dict[str, Any] | None = None  # in memory until flushed
         self.last_valid: dict[str, Any] | None = self.summary.get("last_valid")
-        self.parent: dict[str, Any] | None = self.summary.get("parent")  # a branch's origin (tuitrain.session)
+        self.parent: dict[str, Any] | None = self.summary.get("parent")  # a branch's origin (tuitrain.runs.start)
         self.started_at = self.summary.get("started_at") or time.time()
         self._metrics = None
         self._histories: HistoryLog | None = None

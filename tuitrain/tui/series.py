@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuitrain.events import EpochEnded, HistoryRecord, Inspection, RunEnded, RunStarted, StateChanged, StepProgress
-from tuitrain.histories import Histories
+from tuitrain.store.histories import Histories
 
 MAX_POINTS = 1500  # per series; older points are merged pairwise beyond this
 SMOOTHING_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
@@ -88,7 +88,7 @@ class RunHistory:
     pace_start: tuple[int, float] | None = None  # (step, training seconds) at this session's first progress
     inspection: Inspection | None = None
     histories: Histories = field(default_factory=Histories)  # every tensor at the recorded steps, bounded
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def regression(self) -> bool:
@@ -132,7 +132,7 @@ class RunHistory:
             self.epoch = event.start_epoch
             self.step = event.start_epoch * event.steps_per_epoch
             self.lost_to = 0
-            # the resume rule of epochs.csv (tuitrain.runs.epoch_history): what it trains again is not drawn
+            # the resume rule of epochs.csv (tuitrain.store.run_dir.epoch_history): what it trains again is not drawn
             for series in (self.train_loss, self.train_acc, self.valid_loss):
                 series.cut(self.step)
             for series in (self.epoch_train, self.epoch_valid):

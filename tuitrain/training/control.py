@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from tuitrain.events import Consumer, EndStatus, Inspection, RunEnded, TrainerState
-from tuitrain.vitals import Vitals
+from tuitrain.training.vitals import Vitals
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ class LoopControl:
 
     optimizer: torch.optim.Optimizer
     state: TrainerState
-    world_size: int  # ranks stop together (tuitrain.distributed), at an agreed step
+    world_size: int  # ranks stop together (tuitrain.runs.distributed), at an agreed step
 
     def __init__(self) -> None:
         self._lock = threading.Condition()

@@ -14,7 +14,7 @@ from typing import Any
 
 from tuitrain.errors import escape
 from tuitrain.files import is_regular, kind_of, read_regular
-from tuitrain.runs import CONFIG, LOCK, METRICS, RunDirError, owner_alive
+from tuitrain.store.run_dir import CONFIG, LOCK, METRICS, RunDirError, owner_alive
 
 
 def take_lock(run_dir: Path) -> Path:

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from tuitrain.checkpoints import atomic_write
 from tuitrain.events import HistoryRecord
 from tuitrain.files import read_regular
-from tuitrain.histories import MAX_RECORDS, add_record, parse_lines, record_to_json, thin
+from tuitrain.store.checkpoints import atomic_write
+from tuitrain.store.histories import MAX_RECORDS, add_record, parse_lines, record_to_json, thin
 
 
 class HistoryLog:

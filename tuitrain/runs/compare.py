@@ -12,7 +12,15 @@ from typing import Any
 from tuitrain.config import DEFAULT_SAMPLES, IMAGE_SETS, Config
 from tuitrain.errors import TuitrainError, escape
 from tuitrain.fmt import fmt_age, fmt_score
-from tuitrain.runs import METRICS, check_run_dir, epoch_history, list_runs, load_run_config, read_events, run_row
+from tuitrain.store.run_dir import (
+    METRICS,
+    check_run_dir,
+    epoch_history,
+    list_runs,
+    load_run_config,
+    read_events,
+    run_row,
+)
 
 # keys that never explain a difference in results: where and how fast it ran, the words about it
 IGNORED_KEYS = ("description", "train.threads", "train.device", "data.data_dir", "train.histories")
@@ -38,7 +46,7 @@ class RunRecord:
     parent: dict[str, Any] | None = None  # a branch: {"run_dir", "checkpoint", "epoch", "step"}
     problem: str | None = None
     # a crashed run: {"from", "to", "step"}, the epochs recorded after its last checkpoint (`epoch`, at
-    # `step`), which --resume trains again (tuitrain.runs.resume_point)
+    # `step`), which --resume trains again (tuitrain.store.run_dir.resume_point)
     lost: dict[str, Any] | None = None
 
     @property

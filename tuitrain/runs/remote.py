@@ -3,7 +3,7 @@
 Why a process: in the app's process, training shares the interpreter lock with the UI and runs
 on a non-main thread; both cost up to 3x in samples/s on small CPU networks. In a child it runs
 on that process's main thread at headless speed, and the app only reads events from a pipe.
-Commands go down the pipe as tuitrain.control dataclasses; events and errors come back.
+Commands go down the pipe as tuitrain.training.control dataclasses; events and errors come back.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tuitrain import idx
 from tuitrain.config import Config
-from tuitrain.control import Close, Command, Inspect, Pause, RequestInspection, Resume, SetLr, StepOnce, Stop, apply
+from tuitrain.data import idx
 from tuitrain.errors import TuitrainError
 from tuitrain.events import (
     URGENT,
@@ -36,8 +35,20 @@ from tuitrain.events import (
     StepProgress,
     TrainerState,
 )
-from tuitrain.runs import BranchSpec
-from tuitrain.vitals import ProcessVitals, Vitals
+from tuitrain.store.run_dir import BranchSpec
+from tuitrain.training.control import (
+    Close,
+    Command,
+    Inspect,
+    Pause,
+    RequestInspection,
+    Resume,
+    SetLr,
+    StepOnce,
+    Stop,
+    apply,
+)
+from tuitrain.training.vitals import ProcessVitals, Vitals
 
 HEARTBEAT = 1.0  # seconds between the child's "still here" messages
 POLL = 0.5  # seconds the reader waits on the pipe before checking that the child is alive
@@ -110,8 +121,8 @@ class Start:
     out_dir: str
     run_dir: str | None
     resume_lr: float | None
-    tensorboard: bool = False  # also write TensorBoard events (tuitrain.tblog)
-    branch: BranchSpec | None = None  # start a branch of another run instead (tuitrain.session.branch_run)
+    tensorboard: bool = False  # also write TensorBoard events (tuitrain.exports.tensorboard_live)
+    branch: BranchSpec | None = None  # start a branch of another run instead (tuitrain.runs.start.branch_run)
 
 
 _warm: tuple[Any, Connection] | None = None  # a spawned child waiting for its Start (see start_warm)
@@ -321,7 +332,7 @@ def serve(conn: Connection) -> None:
 
     receiving = threading.Thread(target=receive, daemon=True, name="tuitrain-start")
     receiving.start()
-    from tuitrain.session import branch_run, new_run, resume_run  # torch: the seconds a warm child saves
+    from tuitrain.runs.start import branch_run, new_run, resume_run  # torch: the seconds a warm child saves
 
     receiving.join()
     if not received:
@@ -352,7 +363,7 @@ def serve(conn: Connection) -> None:
     except Exception as exc:
         return send(Failed(f"{type(exc).__name__}: {exc}"))
     if start.tensorboard:
-        from tuitrain.tblog import TensorBoardLog
+        from tuitrain.exports.tensorboard_live import TensorBoardLog
 
         trainer.consumers.append(TensorBoardLog(trainer))
     batcher = Batcher(send)

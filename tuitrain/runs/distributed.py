@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from tuitrain.engine import Trainer
 from tuitrain.errors import UsageError
+from tuitrain.training.engine import Trainer
 
 REPORT_EVERY = 16  # steps between the ranks' exchanges of metrics and stop requests
 
@@ -119,16 +119,17 @@ def check_launch(
     (a process per GPU; more processes than cores only wait for each other).
     """
     from tuitrain.config import apply_overrides, resolve_config
-    from tuitrain.runs import CHECKPOINTS, check_run_dir, load_run_config
-    from tuitrain.threads import usable_cpus
-    from tuitrain.training import resolve_device
+    from tuitrain.store.run_dir import CHECKPOINTS, check_run_dir, load_run_config
+    from tuitrain.training.step import resolve_device
+    from tuitrain.training.threads import usable_cpus
 
     if nproc < 1:
         raise UsageError(f"--nproc must be at least 1, not {nproc}")
     if on_diverge == "recover":
         raise UsageError("--on-diverge recover trains one process; with several, resume with a lower --lr")
     if resume is not None:
-        from tuitrain import checkpoints, session
+        from tuitrain.runs import start as session
+        from tuitrain.store import checkpoints
 
         session.check_resume_options(preset, overrides, out)
 
@@ -146,7 +147,7 @@ def check_launch(
             raise UsageError("missing PRESET (or --resume RUN_DIR, or --data FILE.csv)")
         config = resolve_config(preset or "csv", **overrides)
     if tensorboard:
-        from tuitrain.exporters import require_extra
+        from tuitrain.exports.formats import require_extra
 
         require_extra("tensorboard")
     device = resolve_device(config.train.device)  # --device cuda without CUDA: refused here

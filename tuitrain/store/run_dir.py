@@ -4,7 +4,7 @@ A run directory `<out>/<YYYYmmdd-HHMMSS>-<preset>/` holds
 
     config.toml     the resolved configuration (rewritten when a resume changes --epochs)
     metrics.jsonl   the `--json` events, step events decimated; a resume appends a new start event
-    histories.jsonl weight and gradient histograms of every tensor at recorded steps (tuitrain.histories),
+    histories.jsonl weight and gradient histograms of every tensor at recorded steps (tuitrain.store.histories),
                     bounded: thinned by atomic rewrite; a resume drops the records of the steps it redoes
     last.pt         the latest checkpoint (throttled; always written at the end and on interrupt)
     best.pt         the checkpoint with the best validation score so far
@@ -15,7 +15,7 @@ A run directory `<out>/<YYYYmmdd-HHMMSS>-<preset>/` holds
 
 Every file except metrics.jsonl is replaced atomically; metrics.jsonl is append-only (histories.jsonl
 is appended, and replaced atomically when thinned).
-tuitrain.writer keeps these files during a run; tuitrain.session starts and resumes runs.
+tuitrain.store.writer keeps these files during a run; tuitrain.runs.start starts and resumes runs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any, TypeGuard
 from tuitrain.checks import read_summary_file
 from tuitrain.errors import TuitrainError, UsageError, escape, quote
 from tuitrain.files import is_regular, kind_of, open_regular, read_regular_text
-from tuitrain.histories import HISTORIES as HISTORIES  # named here with the run directory's other files
+from tuitrain.store.histories import HISTORIES as HISTORIES  # named here with the run directory's other files
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
     """The complete JSON lines of `path` from byte `offset`, and the offset to continue from.
 
     A half-written last line is left for the next call; a broken line is skipped with a warning
-    (logger "tuitrain.runs"). A missing file reads as no events; one that cannot be read (a
+    (logger "tuitrain.store.run_dir"). A missing file reads as no events; one that cannot be read (a
     directory, no permission) is a RunDirError.
     """
     try:

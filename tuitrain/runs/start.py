@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from tuitrain import checkpoints
 from tuitrain.config import Config, apply_overrides
-from tuitrain.data import Dataset
-from tuitrain.engine import Trainer
+from tuitrain.data.sets import Dataset
 from tuitrain.errors import UsageError
-from tuitrain.ownership import check_not_in_use
-from tuitrain.runs import (
+from tuitrain.store import checkpoints
+from tuitrain.store.ownership import check_not_in_use
+from tuitrain.store.run_dir import (
     BRANCH_OPTIONS,
     CHECKPOINTS,
     CONFIG,
@@ -31,8 +30,9 @@ from tuitrain.runs import (
     load_run_config,
     read_events,
 )
-from tuitrain.threads import ThreadGovernor
-from tuitrain.writer import RunWriter
+from tuitrain.store.writer import RunWriter
+from tuitrain.training.engine import Trainer
+from tuitrain.training.threads import ThreadGovernor
 
 Checkpoint = Literal["last", "best"]
 Warn = Callable[[str], None]

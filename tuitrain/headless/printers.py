@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from tuitrain.compare import RunRecord, align
 from tuitrain.errors import escape
 from tuitrain.events import EpochEnded, Event, Metrics, Recovery, RunEnded, RunStarted, StepProgress, event_to_dict
 from tuitrain.fmt import fmt_age, fmt_metrics, fmt_score, plural
+from tuitrain.runs.compare import RunRecord, align
 
 JSON_EVENTS = ("start", "epoch", "recovery", "end")
 

@@ -30,11 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tuitrain import compare
 from tuitrain.config import Config, resolve_config
 from tuitrain.errors import UsageError, escape
 from tuitrain.events import Event, RunEnded, event_from_dict, event_to_dict
-from tuitrain.headless import (
+from tuitrain.headless.printers import (
     JSON_EVENTS,
     BackgroundPrinter,
     OutputGuard,
@@ -43,9 +42,10 @@ from tuitrain.headless import (
     stderr_line,
     stdout_line,
 )
-from tuitrain.runs import CONFIG, DEFAULT_OUT, METRICS, SUMMARY, RunDirError, _slug, create_run_dir
-from tuitrain.signals import PARENT_ENV, STOP_SIGNALS
-from tuitrain.threads import usable_cpus
+from tuitrain.runs import compare
+from tuitrain.runs.signals import PARENT_ENV, STOP_SIGNALS
+from tuitrain.store.run_dir import CONFIG, DEFAULT_OUT, METRICS, SUMMARY, RunDirError, _slug, create_run_dir
+from tuitrain.training.threads import usable_cpus
 
 # Every combination is a whole training run: 256 tiny ones already take hours on a laptop, the
 # ranking and the comparison screen stop being readable long before, and a slip such as
@@ -334,8 +334,8 @@ class Race:
         return False
 
     def _sequential(self) -> None:
-        from tuitrain import session
-        from tuitrain.signals import GracefulStop
+        from tuitrain.runs import start as session
+        from tuitrain.runs.signals import GracefulStop
 
         shared: dict[str, Any] = {}  # the loaded data set, by what it depends on
         terminal = not self.json_mode and sys.stdout is not None and sys.stdout.isatty()
@@ -441,7 +441,7 @@ class Race:
         command = [sys.executable, "-m", "tuitrain", "run", str(entry.run_dir / CONFIG)]
         command += ["--run-dir", str(entry.run_dir), "--json", "--threads", str(threads)]
         # its stdin: a pipe this process never writes to; its end of file (this process died, even
-        # by SIGKILL) stops the child (tuitrain.signals.follow_parent)
+        # by SIGKILL) stops the child (tuitrain.runs.signals.follow_parent)
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
         # a session of its own: a Ctrl-C on the terminal reaches the children once, through _handle()
         return subprocess.Popen(
@@ -516,7 +516,7 @@ def warner(label: str) -> Callable[[str], None]:
 
 def planned(run_dirs: list[str]) -> list[Entry]:
     """The entries of a race planned earlier (its queued run directories), labelled by what differs."""
-    from tuitrain.runs import check_run_dir, load_run_config
+    from tuitrain.store.run_dir import check_run_dir, load_run_config
 
     paths = [check_run_dir(d) for d in run_dirs]
     records = compare.load_run_records(paths)

@@ -13,8 +13,8 @@ import zlib
 from pathlib import Path
 
 from tuitrain.config import DataConfig
+from tuitrain.data.memory import available_memory, fmt_bytes
 from tuitrain.errors import UsageError, quote
-from tuitrain.resources import available_memory, fmt_bytes
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.errors import TuitrainError, UsageError, escape
-from tuitrain.export import EPOCH_COLUMNS, epoch_rows, write_rows
+from tuitrain.exports.csv_rows import EPOCH_COLUMNS, epoch_rows, write_rows
 from tuitrain.files import STDOUT, remove_stale_temporaries, resolve_output, temporary_for, write_output
-from tuitrain.ownership import enclosing_run, owning
-from tuitrain.runs import (
+from tuitrain.store.ownership import enclosing_run, owning
+from tuitrain.store.run_dir import (
     CHECKPOINTS,
     METRICS,
     RunDirError,
@@ -126,9 +126,9 @@ def write_tensorboard(run_dir: Path, out: Path) -> Path:
 def checkpoint_model(run_dir: Path, which: str) -> tuple[Any, Any, dict[str, Any], tuple[int, ...]]:
     """(network in eval mode, config, checkpoint, input shape) from the run's files alone: the data set
     is not needed (a CSV that moved, MNIST offline), the sizes are the checkpoint's own."""
-    from tuitrain import checkpoints
-    from tuitrain.checkpoints import CheckpointError
-    from tuitrain.models import build_model
+    from tuitrain.store import checkpoints
+    from tuitrain.store.checkpoints import CheckpointError
+    from tuitrain.training.models import build_model
 
     config = load_run_config(run_dir)
     state = checkpoints.load(run_dir / CHECKPOINTS[which])
@@ -152,7 +152,7 @@ def write_safetensors(run_dir: Path, out: Path | str, which: str) -> str:
     """The checkpoint's weights (names as in the model's state_dict) with the config as metadata."""
     from safetensors.torch import save_file
 
-    from tuitrain import checkpoints
+    from tuitrain.store import checkpoints
 
     config = load_run_config(run_dir)
     state = checkpoints.load(run_dir / CHECKPOINTS[which])
@@ -172,7 +172,7 @@ def sample_inputs(config: Any, input_shape: tuple[int, ...]) -> Any:
     random ones of the same shape (the data file may have moved)."""
     import torch
 
-    from tuitrain.data import load_dataset
+    from tuitrain.data.sets import load_dataset
 
     try:
         return load_dataset(config.data, config.train.seed).test.x[:8].cpu()
@@ -199,7 +199,7 @@ def write_onnx(run_dir: Path, out: Path | str, which: str) -> tuple[str, float]:
         with warnings.catch_warnings():
             # the tracer's notes on LeNet's 28x28 padding, said for every graph pass: the checks below
             # are what tells whether the file is right
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
             warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
             torch.onnx.export(  # the TorchScript exporter: the dynamo one needs onnxscript, these nets do not
                 model,

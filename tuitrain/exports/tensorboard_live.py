@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuitrain.engine import Trainer
 from tuitrain.events import EpochEnded, Event, RunEnded, RunStarted, StepProgress
+from tuitrain.training.engine import Trainer
 
 
 class TensorBoardLog:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tuitrain.control import RunControl
+from tuitrain.training.control import RunControl
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the SSH session or terminal closed
 PARENT_ENV = "TUITRAIN_RACE_PARENT"  # set in a race's child, whose stdin is a pipe from the race

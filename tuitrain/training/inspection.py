@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tuitrain.data import Dataset
+from tuitrain.data.sets import Dataset
 
 PREDICTION_SAMPLES = 64  # fixed test inputs shown by the prediction viewer
 GRID_SIZE = 48  # decision-region resolution for 2-D inputs, cells per side

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuitrain.errors import UsageError
 from tuitrain.events import Event, Recovery, RunEnded
-from tuitrain.headless import (
+from tuitrain.headless.printers import (
     BackgroundPrinter,
     OutputGuard,
     RecoverableEnd,
@@ -22,11 +22,11 @@ from tuitrain.headless import (
     stderr_line,
     stdout_line,
 )
-from tuitrain.signals import GracefulStop
+from tuitrain.runs.signals import GracefulStop
 
 if TYPE_CHECKING:
-    from tuitrain.engine import Trainer
-    from tuitrain.writer import RunWriter
+    from tuitrain.store.writer import RunWriter
+    from tuitrain.training.engine import Trainer
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "diverged": 3, "failed": 1, "interrupted": 130}
 
@@ -55,10 +55,11 @@ def run_command(
     from tuitrain.config import resolve_config
 
     prefetch(preset, resume, overrides)
-    from tuitrain import distributed, session  # torch: the data files are being read meanwhile
+    from tuitrain.runs import distributed  # torch: the data files are being read meanwhile
+    from tuitrain.runs import start as session
 
     if tensorboard:
-        from tuitrain.exporters import require_extra
+        from tuitrain.exports.formats import require_extra
 
         require_extra("tensorboard")  # before any run directory is made
     rank = distributed.this_rank()
@@ -94,10 +95,10 @@ def run_command(
 
 def prefetch(preset: str | None, resume: str | None, overrides: dict[str, Any]) -> None:
     """Start reading the run's data files, if it has some, before torch is imported; any error waits its turn."""
-    from tuitrain import idx
     from tuitrain.config import resolve_config
+    from tuitrain.data import idx
     from tuitrain.errors import TuitrainError
-    from tuitrain.runs import load_run_config
+    from tuitrain.store.run_dir import load_run_config
 
     try:
         config = load_run_config(resume) if resume is not None else resolve_config(preset or "csv", **overrides)
@@ -110,10 +111,10 @@ def branch_command(
     parent: str, which: str, out: str | None, json_mode: bool, overrides: dict[str, Any], tensorboard: bool
 ) -> int:
     """`run --branch RUN_DIR`: a new run from the parent's checkpoint, trained like any other."""
-    from tuitrain import session
+    from tuitrain.runs import start as session
 
     if tensorboard:
-        from tuitrain.exporters import require_extra
+        from tuitrain.exports.formats import require_extra
 
         require_extra("tensorboard")
     trainer, writer = session.branch_run(parent, "best" if which == "best" else "last", out, warn=warn, **overrides)
@@ -122,7 +123,7 @@ def branch_command(
 
 def drive(trainer: Trainer, writer: RunWriter, json_mode: bool, on_diverge: str, tensorboard: bool, rank: Any) -> int:
     """Train to the end with the printer, signal handling and recoveries asked for; the exit code."""
-    from tuitrain import distributed
+    from tuitrain.runs import distributed
 
     printer = BackgroundPrinter(OutputGuard(make_printer(json_mode), warn=stderr_line))
     stopper = GracefulStop(trainer, notice=warn).install()
@@ -131,7 +132,7 @@ def drive(trainer: Trainer, writer: RunWriter, json_mode: bool, on_diverge: str,
             recoverable = on_diverge == "recover" and attempt <= MAX_RECOVERIES and not json_mode
             trainer.consumers.append(RecoverableEnd(printer) if recoverable else printer)
             if tensorboard:
-                from tuitrain.tblog import TensorBoardLog
+                from tuitrain.exports.tensorboard_live import TensorBoardLog
 
                 trainer.consumers.append(TensorBoardLog(trainer))
             stopper.trainer = trainer
@@ -157,9 +158,10 @@ def drive(trainer: Trainer, writer: RunWriter, json_mode: bool, on_diverge: str,
 
 def distributed_worker(rank: Any, preset: str | None, resume: str | None, overrides: dict[str, Any]) -> int:
     """Ranks 1..N-1 of a torchrun job: train their share silently; rank 0 writes and prints."""
-    from tuitrain import distributed, session
     from tuitrain.config import resolve_config
-    from tuitrain.engine import Trainer
+    from tuitrain.runs import distributed
+    from tuitrain.runs import start as session
+    from tuitrain.training.engine import Trainer
 
     distributed.init(rank, overrides.get("device") or "auto")
     prepare = functools.partial(distributed.attach, rank=rank)
@@ -185,7 +187,7 @@ def recover(
     trainer: Trainer, writer: RunWriter, ended: RunEnded, attempt: int, printer: Callable[[Event], None]
 ) -> tuple[Trainer, RunWriter]:
     """Back to the run's last good checkpoint at half the learning rate, recorded in its metrics."""
-    from tuitrain import session
+    from tuitrain.runs import start as session
 
     run_dir, lr = writer.run_dir, trainer.lr
     writer.close()
@@ -208,7 +210,7 @@ def exit_code(ended: RunEnded, write_errors: list[str], signal_code: int | None,
 
 
 def runs_command(out: str, json_mode: bool) -> int:
-    from tuitrain import compare
+    from tuitrain.runs import compare
 
     records = compare.load_records(out)
     if json_mode:
@@ -224,7 +226,7 @@ def runs_command(out: str, json_mode: bool) -> int:
 
 def compare_command(run_dirs: list[str], json_mode: bool) -> int:
     """`tuitrain compare`: the ranked table and the configuration diff."""
-    from tuitrain import compare
+    from tuitrain.runs import compare
 
     records = compare.load_run_records(run_dirs)
     if json_mode:
@@ -239,7 +241,8 @@ def compare_command(run_dirs: list[str], json_mode: bool) -> int:
 
 
 def eval_command(run_dir: str, which: str, json_mode: bool) -> int:
-    from tuitrain import runs, session
+    from tuitrain.runs import start as session
+    from tuitrain.store import run_dir as runs
 
     path = runs.check_run_dir(run_dir)
     if (

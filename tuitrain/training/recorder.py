@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tuitrain.events import HistoryRecord, TensorRecord
-from tuitrain.histories import BINS
+from tuitrain.store.histories import BINS
 
 RECORD_INTERVAL = 0.25  # seconds between records at least ...
 RECORD_STEPS = 5  # ... and optimizer steps between them at least ...

@@ -15,7 +15,7 @@ from tuitrain.files import open_regular, read_regular
 
 log = logging.getLogger(__name__)
 
-HISTORIES = "histories.jsonl"  # in the run directory (tuitrain.runs names its files)
+HISTORIES = "histories.jsonl"  # in the run directory (tuitrain.store.run_dir names its files)
 BINS = 32  # histogram bins per tensor, over the tensor's own range at that step
 MAX_RECORDS = 1000  # records kept; past it the older half keeps every other one (as the charts thin)
 UPDATE_REFERENCE = 1e-3  # the update/weight ratio often cited as healthy: far below learns slowly, above is jumpy

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuitrain import dynamo_standin, inspection
 from tuitrain.config import Config
-from tuitrain.data import Dataset, load_dataset
+from tuitrain.data.memory import check_fits
+from tuitrain.data.sets import Dataset, load_dataset
 from tuitrain.errors import TuitrainError, UsageError
 from tuitrain.events import (
     Consumer,
@@ -27,13 +27,13 @@ from tuitrain.events import (
     StepProgress,
     TrainerState,
 )
-from tuitrain.loop_control import LoopControl
-from tuitrain.models import build_model, parameter_count
-from tuitrain.recorder import DEAD_SAMPLES, Recorder
-from tuitrain.resources import check_fits
-from tuitrain.threads import ThreadGovernor
-from tuitrain.training import LOSSES, autocast, build_optimizer, check_precision, correct_count, resolve_device
-from tuitrain.vitals import ProcessVitals, Vitals
+from tuitrain.training import dynamo_standin, inspection
+from tuitrain.training.loop_control import LoopControl
+from tuitrain.training.models import build_model, parameter_count
+from tuitrain.training.recorder import DEAD_SAMPLES, Recorder
+from tuitrain.training.step import LOSSES, autocast, build_optimizer, check_precision, correct_count, resolve_device
+from tuitrain.training.threads import ThreadGovernor
+from tuitrain.training.vitals import ProcessVitals, Vitals
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
 EVAL_BATCH = 8192  # samples per forward pass when evaluating
@@ -87,7 +87,7 @@ class Trainer(LoopControl):
         self.recorder = Recorder(self.model, sample, enabled=tc.histories)
         LoopControl.__init__(self)
         self._vitals = ProcessVitals()
-        # more processes (tuitrain.distributed replaces these): this rank's share of a batch, the
+        # more processes (tuitrain.runs.distributed replaces these): this rank's share of a batch, the
         # module that trains (a DistributedDataParallel wrapper), an epoch's sums over every rank
         self.world_size = 1
         self.train_model: nn.Module = self.model

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.files import write_output
-from tuitrain.runs import METRICS, check_run_dir, timeline
+from tuitrain.store.run_dir import METRICS, check_run_dir, timeline
 
 EPOCH_COLUMNS = ("epoch", "step", "wall_seconds", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from tuitrain import idx
 from tuitrain.config import DEFAULT_SAMPLES, DataConfig
+from tuitrain.data import idx
+from tuitrain.data.idx import IDX_FILES, TORCHVISION_NAMES, cache_dir, data_status, find_idx_files
 from tuitrain.errors import DataUnavailable, UsageError, quote
-from tuitrain.idx import IDX_FILES, TORCHVISION_NAMES, cache_dir, data_status, find_idx_files
 
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
@@ -137,8 +137,8 @@ def _synthetic(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def _csv(cfg: DataConfig, seed: int) -> Dataset:
-    """Your own CSV file (tuitrain.userdata), split like the synthetic sets."""
-    from tuitrain.userdata import load_table
+    """Your own CSV file (tuitrain.data.csv_files), split like the synthetic sets."""
+    from tuitrain.data.csv_files import load_table
 
     table = load_table(cfg.path)
     n = len(table.x)

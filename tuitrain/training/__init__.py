@@ -1,0 +1,1 @@
+"""Provides training: the network, the loop, what steers it and what looks inside it."""
