@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from typing import get_args
 
 import pytest
 
@@ -13,7 +14,21 @@ from tuitrain.config import resolve_config
 from tuitrain.errors import TuitrainError
 from tuitrain.events import RunEnded, StateChanged, StepProgress
 from tuitrain.runs.remote import RemoteTrainer, off_the_main_thread
-from tuitrain.training.control import Pause, RunControl, SetLr, Stop, apply
+from tuitrain.training.control import (
+    Close,
+    ControlCommand,
+    Inspect,
+    LoopCommand,
+    Pause,
+    Requested,
+    RequestInspection,
+    Resume,
+    RunControl,
+    SetHistories,
+    SetLr,
+    StepOnce,
+    Stop,
+)
 from tuitrain.training.engine import Trainer
 
 TIMEOUT = 30.0
@@ -43,13 +58,13 @@ def test_commands_steer_both_implementations(tmp_path, make):
     worker = threading.Thread(target=control.run, args=(events.append,), daemon=True)
     worker.start()
     wait_for(lambda: any(isinstance(e, StepProgress) for e in events), "steps")
-    apply(control, Pause())
+    control.send(Pause())
     wait_for(lambda: control.state == "paused", "paused")
-    apply(control, SetLr(0.125))
+    control.send(SetLr(0.125))
     wait_for(lambda: any(isinstance(e, StateChanged) and e.lr == 0.125 for e in events), "lr applied")
     assert control.lr == 0.125
     wait_for(lambda: (vitals := control.vitals()) is not None and vitals.rss_bytes > 0, "vitals")
-    apply(control, Stop("interrupted"))
+    control.send(Stop("interrupted"))
     worker.join(TIMEOUT)
     assert isinstance(events[-1], RunEnded) and events[-1].status == "interrupted"
     assert control.state == "finished"
@@ -57,8 +72,65 @@ def test_commands_steer_both_implementations(tmp_path, make):
 
 
 def test_commands_are_data_not_method_names():
-    with pytest.raises(TypeError):
-        apply(Trainer(long_rings()), "pause")  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):  # typing.assert_never: mypy refuses it before it runs
+        Trainer(long_rings()).send("pause")  # type: ignore[arg-type]
+
+
+# one of each loop command: a new member of LoopCommand without an example here fails the test below
+EXAMPLES = {
+    Pause: Pause(),
+    Resume: Resume(),
+    Stop: Stop("interrupted"),
+    StepOnce: StepOnce(),
+    SetLr: SetLr(0.5),
+    RequestInspection: RequestInspection(),
+    SetHistories: SetHistories(False),
+}
+
+
+def test_every_loop_command_is_carried_out_by_the_loop():
+    """LoopControl.apply has a case for every member of the LoopCommand union (mypy checks the match;
+    this checks that each case asks the loop to look at it), and only those reach it."""
+    assert set(EXAMPLES) == set(get_args(LoopCommand))
+    assert set(get_args(ControlCommand)) == set(get_args(LoopCommand)) | {Inspect, Close}
+    trainer = Trainer(long_rings())
+    trainer.state = "running"  # requests wait for a step boundary: each one wakes the loop
+    for kind, command in EXAMPLES.items():
+        trainer._attention = False
+        trainer.apply(command)
+        assert trainer._attention, f"{kind.__name__} did not reach the loop"
+
+
+def test_the_named_controls_are_loop_commands():
+    sent = []
+
+    class Recording(Trainer):
+        def send(self, command):
+            sent.append(command)
+
+    control = Recording(long_rings())
+    control.pause(), control.resume(), control.stop("completed"), control.step_once()
+    control.set_lr(2), control.request_inspection(), control.set_histories(False)
+    assert sent == [
+        Pause(),
+        Resume(),
+        Stop("completed"),
+        StepOnce(),
+        SetLr(2.0),
+        RequestInspection(),
+        SetHistories(False),
+    ]
+
+
+def test_the_mirror_of_a_child_follows_what_it_was_sent():
+    requested = Requested.of(0.1, True)
+    assert requested.after(SetLr(0.2)).lr == 0.2 and requested.after(Pause()) == requested
+    assert not requested.after(SetHistories(False)).histories
+    assert requested.after(SetHistories(False)).after(SetHistories(True)).histories
+    off = Requested.of(0.1, False)  # --no-histories: nothing to turn on
+    assert not off.after(SetHistories(True)).histories
+    started = requested.started({"train": {"histories": False}})  # the run's real configuration said off
+    assert not started.histories and not started.after(SetHistories(True)).histories
 
 
 def test_a_child_that_stops_answering_is_noticed(tmp_path):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from tuitrain.config import OPTIMIZERS, apply_overrides, load_preset
-from tuitrain.events import EpochEnded, Inspection, RunEnded, StateChanged, StepProgress
+from tuitrain.events import EpochEnded, HistoryRecord, Inspection, RunEnded, StateChanged, StepProgress
 from tuitrain.training.engine import Trainer
+from tuitrain.training.recorder import RECORD_INTERVAL
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 TIMEOUT = 60  # seconds; only reached when something is broken
@@ -171,3 +173,59 @@ def test_events_are_plain_dataclasses():
     _, _, events = train(load_preset(TINY))
     assert [e.event for e in events][:1] == ["start"] and events[-1].event == "end"
     assert all(dataclasses.is_dataclass(e) for e in events)
+
+
+def test_histories_are_recorded_only_while_switched_on():
+    config = apply_overrides(load_preset("rings"), epochs=100_000, batch_size=50)
+    recorder = Recorder()
+    trainer = Trainer(config, [recorder])
+    assert trainer.histories
+    worker = threading.Thread(target=trainer.run)
+    worker.start()
+    records = lambda start=0: [e for e in recorder.events[start:] if isinstance(e, HistoryRecord)]  # noqa: E731
+    try:
+        recorder.wait_for(lambda e: isinstance(e, HistoryRecord) and e.step > 0)  # on by default
+        trainer.pause()
+        recorder.wait_for(lambda e: isinstance(e, StateChanged) and e.state == "paused")
+        trainer.set_histories(False)
+        assert not trainer.histories  # at once, though the loop takes it at its next step boundary
+        mark, off_at = len(recorder.events), trainer.step
+        trainer.resume()
+        recorder.wait_for(lambda e: isinstance(e, StepProgress) and e.step > off_at + 200, mark)
+        time.sleep(4 * RECORD_INTERVAL)  # several records' worth of time
+        trainer.pause()
+        recorder.wait_for(lambda e: isinstance(e, StateChanged) and e.state == "paused", mark)
+        assert records(mark) == [], "recorded while switched off"
+        trainer.set_histories(True)
+        assert trainer.histories
+        on_at = trainer.step
+        mark = len(recorder.events)
+        trainer.resume()
+        again = recorder.wait_for(lambda e: isinstance(e, HistoryRecord), mark)
+        assert again.step > on_at
+    finally:
+        trainer.stop()
+        worker.join(TIMEOUT)
+    assert isinstance(recorder.events[-1], RunEnded)
+
+
+def test_histories_switched_off_before_the_run_are_never_recorded():
+    recorder = Recorder()
+    trainer = Trainer(load_preset(TINY), [recorder])
+    trainer.set_histories(False)
+    assert not trainer.histories
+    assert trainer.run().status == "completed"
+    assert not any(isinstance(e, HistoryRecord) for e in recorder.events)
+    recorder = Recorder()
+    Trainer(load_preset(TINY), [recorder]).run()  # the same run, switched on: it records
+    assert any(isinstance(e, HistoryRecord) for e in recorder.events)
+
+
+def test_no_histories_in_the_configuration_leaves_nothing_to_switch_on():
+    recorder = Recorder()
+    trainer = Trainer(apply_overrides(load_preset(TINY), histories=False), [recorder])
+    assert not trainer.histories
+    trainer.set_histories(True)  # --no-histories: the run's choice stands
+    assert not trainer.histories
+    trainer.run()
+    assert not any(isinstance(e, HistoryRecord) for e in recorder.events)

@@ -287,12 +287,6 @@ def step_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return steps
 
 
-def load_curves(run_dir: str | Path) -> Curves:
-    curves = Curves([], [])
-    curves.update(run_dir)
-    return curves
-
-
 # ----------------------------------------------------------------------------- tables
 
 

@@ -28,6 +28,7 @@ from tuitrain.events import (
     TrainerState,
 )
 from tuitrain.training import dynamo_standin, inspection
+from tuitrain.training.control import LoopCommand
 from tuitrain.training.loop_control import LoopControl
 from tuitrain.training.models import build_model, parameter_count
 from tuitrain.training.recorder import DEAD_SAMPLES, Recorder
@@ -95,6 +96,10 @@ class Trainer(LoopControl):
         self.reduce_epoch: Callable[[torch.Tensor], torch.Tensor] = lambda sums: sums
         self.exchange_window: Callable[..., tuple[torch.Tensor, torch.Tensor, int]] = lambda *window: window
         self.report_every = 1  # steps between reports when ranks must agree (time differs between them)
+
+    def send(self, command: LoopCommand) -> None:
+        """The loop's own control carries it out (at the next step boundary; some at once while idle)."""
+        self.apply(command)
 
     def close(self) -> None:
         """Nothing to release: the run lives in this process."""

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import assert_never
 
 import torch
 
 from tuitrain.events import EndStatus, Event, Inspection, StateChanged, TrainerState
+from tuitrain.training.control import (
+    LoopCommand,
+    Pause,
+    RequestInspection,
+    Resume,
+    RunControlBase,
+    SetHistories,
+    SetLr,
+    StepOnce,
+    Stop,
+)
+from tuitrain.training.recorder import Recorder
 
 
-class LoopControl:
-    """The control half of `engine.Trainer`: pause, resume, stop, single steps, the learning rate and
-    inspections, requested from any thread. The loop reads one flag a step (`_attention`) and calls
-    `_handle_controls` when it is set; a pause blocks there, on a condition, not in a spin."""
+class LoopControl(RunControlBase):
+    """The control half of `engine.Trainer`: pause, resume, stop, single steps, the learning rate,
+    inspections and history recording, requested from any thread as `LoopCommand`s (`apply`). The loop
+    reads one flag a step (`_attention`) and calls `_handle_controls` when it is set; a pause blocks
+    there, on a condition, not in a spin."""
 
     optimizer: torch.optim.Optimizer
+    recorder: Recorder
     state: TrainerState
     world_size: int  # ranks stop together (tuitrain.runs.distributed), at an agreed step
 
@@ -27,6 +43,7 @@ class LoopControl:
         self._lr_request: float | None = None
         self._single_steps = 0
         self._inspect_requested = False
+        self._histories_request: bool | None = None
         self.stop_wanted: EndStatus | None = None  # a rank's stop request, until the ranks agree on it
 
     def _emit(self, event: Event) -> None:
@@ -36,53 +53,67 @@ class LoopControl:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ any thread
-    def _signal(self, **changes: Any) -> None:
+    @contextmanager
+    def _signalling(self) -> Iterator[None]:
+        """Change the flags inside, under the lock; then the loop looks at them at its next step boundary."""
         with self._lock:
-            for key, value in changes.items():
-                setattr(self, key, value)
+            yield
             self._attention = True
             self._lock.notify_all()
 
-    def pause(self) -> None:
-        self._signal(_paused=True)
-
-    def resume(self) -> None:
-        self._signal(_paused=False)
-
-    def stop(self, status: EndStatus = "interrupted") -> None:
-        if self.world_size > 1:  # every rank must stop at the same step: agreed at the next report
-            self.stop_wanted = status
-        else:
-            self.stop_now(status)
+    def apply(self, command: LoopCommand) -> None:
+        """Carry out a loop command: the one place where one changes what the loop does."""
+        match command:
+            case Pause():
+                with self._signalling():
+                    self._paused = True
+            case Resume():
+                with self._signalling():
+                    self._paused = False
+            case Stop(status):
+                if self.world_size > 1:  # every rank must stop at the same step: agreed at the next report
+                    self.stop_wanted = status
+                else:
+                    self.stop_now(status)
+            case StepOnce():  # while paused: run exactly one more optimizer step, then stay paused
+                with self._signalling():
+                    self._single_steps += 1
+            case SetLr(lr):  # takes effect at the next step boundary; at once before the run starts
+                if self.state == "idle":
+                    self._apply_lr(float(lr))
+                else:
+                    with self._signalling():
+                        self._lr_request = float(lr)
+            case RequestInspection():  # an Inspection event at the next step boundary (also served while paused)
+                with self._signalling():
+                    self._inspect_requested = True
+            case SetHistories(enabled):  # from the next step boundary; at once before the run starts
+                if self.state == "idle":
+                    self.recorder.switch(enabled)
+                else:
+                    with self._signalling():
+                        self._histories_request = enabled
+            case _:
+                assert_never(command)
 
     def stop_now(self, status: EndStatus = "interrupted") -> None:
-        self._signal(_stop_status=status)
-
-    def set_lr(self, lr: float) -> None:
-        """Takes effect at the next step boundary; at once before the run starts."""
-        if self.state == "idle":
-            self._apply_lr(float(lr))
-        else:
-            self._signal(_lr_request=float(lr))
+        with self._signalling():
+            self._stop_status = status
 
     def _apply_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def step_once(self) -> None:
-        """While paused: run exactly one more optimizer step, then stay paused."""
-        with self._lock:
-            self._single_steps += 1
-            self._attention = True
-            self._lock.notify_all()
-
-    def request_inspection(self) -> None:
-        """Ask for an Inspection event at the next step boundary (also served while paused)."""
-        self._signal(_inspect_requested=True)
-
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def histories(self) -> bool:
+        """Whether histories are recorded, or will be from the next step (never when the configuration
+        turned them off: there is nothing to turn on)."""
+        wanted = self._histories_request
+        return self.recorder.enabled if wanted is None else wanted and self.recorder.available
 
     # ------------------------------------------------------------------ the loop's side
     def _handle_controls(self) -> bool:
@@ -93,6 +124,9 @@ class LoopControl:
                     self._apply_lr(self._lr_request)
                     self._lr_request = None
                     self._emit(StateChanged("paused" if self._paused else "running", self.lr))
+                if self._histories_request is not None:
+                    self.recorder.switch(self._histories_request)
+                    self._histories_request = None
                 if self._stop_status is not None:
                     return False
                 if not self._paused:

@@ -42,7 +42,8 @@ class Recorder:
     ):
         self.model = model
         self.sample = sample  # the fixed batch for dead units (None: not recorded)
-        self.enabled = enabled
+        self.available = enabled  # the run's configuration (--no-histories: never, whatever is asked later)
+        self.enabled = enabled  # recording now (switched off and on while training: `switch`)
         self.interval = interval
         self.steps = steps
         self.budget = budget
@@ -65,6 +66,13 @@ class Recorder:
             elif any(True for _ in module.parameters(recurse=False)):
                 last = name
         return found
+
+    def switch(self, enabled: bool) -> None:
+        """Record from now on, or not (the loop's thread, between two steps). Never on when the
+        configuration turned recording off: there is nothing to turn on."""
+        self.enabled = enabled and self.available
+        if not self.enabled:  # a record armed for the next step is not taken
+            self._armed, self._before = False, None
 
     def before_step(self) -> None:
         if self._armed:

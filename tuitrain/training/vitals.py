@@ -37,6 +37,16 @@ def cuda_bytes() -> int | None:
     return int(torch.cuda.memory_reserved())
 
 
+def cpu_seconds_of(pid: int) -> float | None:
+    """CPU time another process has used so far (None where /proc cannot say)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name in parentheses may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class ProcessVitals:
     """`sample()` → this process's Vitals, CPU % measured since the previous sample."""
 

@@ -125,10 +125,6 @@ def blend(colour: RGB, amount: float, base: RGB = BACKGROUND) -> RGB:
     return mix(base, colour, amount)
 
 
-def brightness(colour: RGB) -> float:
-    return (0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]) / 255
-
-
 def clamp01(value: float) -> float:
     return 0.0 if math.isnan(value) else max(0.0, min(1.0, value))
 
@@ -161,12 +157,6 @@ def diverging_colour(value: float, depth: Depth) -> str:
             return ansi16("bright_white")
         return ansi16(("bright_red" if a < 0.6 else "red") if v > 0 else ("bright_blue" if a < 0.6 else "blue"))
     return rgb(mix(_WHITE, _RED if v > 0 else _BLUE, abs(v)))
-
-
-def diverging(value: float) -> RGB:
-    """Truecolor blue-white-red as RGB (kept for callers that mix colours themselves)."""
-    v = max(-1.0, min(1.0, value)) if math.isfinite(value) else 0.0
-    return mix(_WHITE, _RED if v > 0 else _BLUE, abs(v))
 
 
 def signed_char(value: float) -> str:
