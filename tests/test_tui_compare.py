@@ -169,17 +169,3 @@ async def test_branch_from_the_runs_screen_and_its_charts_continue_the_parent(th
         assert history.epoch_valid.x == [1.0, 2.0, 3.0, 4.0, 5.0] and history.state == "completed"
         assert history.lr == pytest.approx(0.1)
     assert sorted(p.name.endswith("-branch") for p in out.iterdir()) == [False, False, False, True]  # beside its parent
-
-
-async def test_snapshot_comparison_of_three_runs_by_epoch(three_runs):
-    from helpers import check_snapshot
-
-    app = make_app(compare_dirs=sorted(str(p) for p in three_runs.iterdir()))
-    async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ComparisonScreen))
-        screen = app.screen
-        await until(pilot, lambda: all(r.record is not None and len(r.curves.epochs) == 3 for r in screen.runs))
-        await pilot.press("x")  # by epoch: every point comes from epoch events, the same on every machine
-        await until(pilot, lambda: screen.query_one("#compare-valid").chart.xlabel == "epoch")
-        await pilot.pause()
-        check_snapshot("compare_three_runs_epoch_100x30", screen_text(app))

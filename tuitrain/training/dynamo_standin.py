@@ -10,6 +10,11 @@ a second copy, and torch.compile, torch.export and ONNX export work as before, o
 Methods torch marked while the stand-in answered stay unmarked: they are torch.optim's, which
 matter only to code that compiles the optimizer itself, which tuitrain never does. Set
 TUITRAIN_EAGER_DYNAMO=1 to load torch's compiler as torch does.
+
+The stand-in leans on how torch.optim uses torch._dynamo, which torch may change in any release: it
+is put in place only under the torch versions it was tested with (TESTED_TORCH, checked by
+tests/test_dynamo_standin.py: torch.compile and ONNX export with the stand-in in place). Under any
+other torch, torch's own module loads as usual.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 NAME = "torch._dynamo"
 OPT_OUT = "TUITRAIN_EAGER_DYNAMO"
+TESTED_TORCH = ("2.14",)  # major.minor releases of torch the stand-in was tested with
 _lock = threading.RLock()
 
 
@@ -75,18 +81,27 @@ class _ParentFirst(importlib.abc.MetaPathFinder):
         return None
 
 
+def tested(torch_version: str) -> bool:
+    """Whether `torch_version` (torch.__version__, e.g. "2.14.1+cu130") is a release the stand-in was tested with."""
+    release = torch_version.split("+")[0].split(".")
+    return ".".join(release[:2]) in TESTED_TORCH
+
+
 def deferred() -> bool:
     """Whether torch._dynamo's code has yet to run (the stand-in is answering)."""
     return type(sys.modules.get(NAME)) is _NotYetRun
 
 
 def defer() -> bool:
-    """Put the stand-in in place, unless the compiler is loaded already or TUITRAIN_EAGER_DYNAMO is set."""
+    """Put the stand-in in place, unless the compiler is loaded already, TUITRAIN_EAGER_DYNAMO is set or
+    torch is a version the stand-in was not tested with."""
     with _lock:
         if NAME in sys.modules or os.environ.get(OPT_OUT, "") not in ("", "0"):
             return False
         import torch
 
+        if not tested(str(torch.__version__)):
+            return False
         spec = importlib.util.find_spec(NAME)
         if spec is None or spec.loader is None:
             return False

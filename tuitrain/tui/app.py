@@ -96,6 +96,8 @@ class TuitrainApp(App[None]):
 
     def _handle_exception(self, error: Exception) -> None:
         """A bug: stop training (it saves), write the traceback to a log, leave with one line and exit 1."""
+        # Textual has no public hook for an unhandled exception: App._handle_exception and
+        # App._exit_renderables are private (pinned in constraints.txt, checked by tests/test_private_api.py).
         dashboards = [screen for screen in self.screen_stack if isinstance(screen, Dashboard)]
         run_dir = None
         for dashboard in dashboards:

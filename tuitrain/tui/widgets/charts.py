@@ -357,6 +357,9 @@ class TimedPlot(PlotextPlot):
         plt.clear_figure()
         draw_chart(plt, self.chart, width, height)
         plt.plotsize(width, height)
+        # Private, as in textual-plotext's own render(): plotsize() clamps the size to plotext's idea of
+        # the terminal, _set_size() undoes that; _get_plotext_theme_name() is the name the widget registered
+        # its theme under. No public equivalent; pinned in constraints.txt, checked by tests/test_private_api.py.
         plt._set_size(width, height)
         plt.theme(self._get_plotext_theme_name(self.app.theme))
 

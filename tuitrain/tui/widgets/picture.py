@@ -4,15 +4,19 @@ textual-plotext renders `Text.from_ansi(plot.build())`: plotext writes every cel
 escape codes, rich parses them back, and textual converts the Text again. For a live chart that
 is about half of a redraw's cost, paid while the training process waits for the core. Here the
 figure's cell matrix (characters, foreground, style, background) becomes Segments directly;
-each colour triple is decoded once, through plotext's own ANSI codes, so the picture is the
-same one, cell for cell (tests/test_charts.py compares the two).
+each colour triple is decoded once, through plotext's own ANSI codes (its public `colorize`), so
+the picture is the same one, cell for cell (tests/test_charts.py compares the two).
+
+plotext has no public way to build a figure's matrix without its ANSI canvas: `_set_sizes`,
+`_build_matrix` and the matrix's fields are its internals (pinned in constraints.txt, checked by
+tests/test_private_api.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from plotext._utility import ansi_end, colors_to_ansi
+from plotext import colorize
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -25,7 +29,8 @@ def cell_style(colours: tuple[Any, Any, Any]) -> Style:
     """The rich Style of plotext's (foreground, style, background), as its ANSI codes say."""
     style = _decoded.get(colours)
     if style is None:
-        text = Text.from_ansi(colors_to_ansi(*colours) + "x" + ansi_end)
+        foreground, style_name, background = colours
+        text = Text.from_ansi(colorize("x", foreground, style_name, background))
         found = text.spans[0].style if text.spans else Style()
         style = _decoded[colours] = found if isinstance(found, Style) else Style.parse(found)
     return style
