@@ -255,15 +255,6 @@ async def test_keys_that_do_nothing_say_why():
         assert len(notes) == 2 and all("ended" in note for note in notes)
 
 
-async def test_snapshot_setup_screen(monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # the device list depends on the machine
-    app = make_app(preset="neuron")
-    async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup")
-        await pilot.pause()
-        check_snapshot("setup_neuron_100x30", screen_text(app))
-
-
 async def test_snapshot_finished_neuron_parameters():
     app, _, _ = live_app("neuron", show_speed=False, epochs=2, seed=0)
     async with app.run_test(size=(100, 24)) as pilot:

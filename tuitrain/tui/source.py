@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tuitrain.config import Config
 from tuitrain.events import Consumer, EpochEnded, Event, Inspection, RunEnded, RunStarted, StepProgress, event_from_dict
@@ -23,17 +23,43 @@ if TYPE_CHECKING:  # the app's process imports torch only when it trains or look
 ControlFactory = Callable[..., RunControl]
 
 
+@runtime_checkable
 class Source(Protocol):
-    """A dashboard's view of a run: its title, its events, its controls (None when only watched)."""
+    """A dashboard's view of a run: its title, its events, what it can do (steer or only watch), its
+    controls (None when only watched, or before a steered run has started)."""
 
     @property
     def title(self) -> str: ...
 
     @property
+    def steerable(self) -> bool:
+        """A run this app starts and steers (else one it only watches: read-only)."""
+        ...
+
+    @property
     def controls(self) -> RunControl | None: ...
+
+    @property
+    def config(self) -> Config | None:
+        """The settings the next start uses (a steerable run's; None when only watched)."""
+        ...
+
+    @property
+    def out_dir(self) -> str:
+        """Where the run's siblings live (the folder of runs it belongs to)."""
+        ...
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run directory being written or watched (None before a steered run has made one)."""
+        ...
 
     def follow(self, sink: Consumer) -> None:
         """Block (in a worker thread), handing every event to `sink`, until the run or the watching ends."""
+        ...
+
+    def recover(self, lr: float) -> None:
+        """Make the next `follow` continue the last run from its last good checkpoint at `lr` (steerable only)."""
         ...
 
     def inspect(self) -> Inspection | None:
@@ -47,6 +73,49 @@ class Source(Protocol):
     def wait(self, timeout: float) -> bool:
         """Block until the run in progress has ended and saved; False on timeout."""
         ...
+
+
+class Followed:
+    """A source that says only how to follow it (title, controls, follow, inspect, close, wait: test
+    stand-ins), completed as a watched run that cannot be steered."""
+
+    steerable = False
+    config: Config | None = None
+    run_dir: str | None = None
+    out_dir = "runs"
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    @property
+    def title(self) -> str:
+        return str(self.source.title)
+
+    @property
+    def controls(self) -> RunControl | None:
+        controls: RunControl | None = self.source.controls
+        return controls
+
+    def follow(self, sink: Consumer) -> None:
+        self.source.follow(sink)
+
+    def recover(self, lr: float) -> None:
+        pass
+
+    def inspect(self) -> Inspection | None:
+        inspection: Inspection | None = self.source.inspect()
+        return inspection
+
+    def close(self) -> None:
+        self.source.close()
+
+    def wait(self, timeout: float) -> bool:
+        return bool(self.source.wait(timeout))
+
+
+def as_source(source: object) -> Source:
+    """`source` itself when it says everything a Source says, else `Followed(source)`."""
+    return source if isinstance(source, Source) else Followed(source)
 
 
 def child_process(
@@ -120,6 +189,8 @@ class LiveRun:
         self._following = False  # a follow thread owns the controls (and reads their pipe)
         self._close_after_run = False  # close() came meanwhile: that thread closes them after the end event
 
+    steerable = True
+
     @property
     def title(self) -> str:
         return self.config.name
@@ -127,6 +198,12 @@ class LiveRun:
     @property
     def controls(self) -> RunControl | None:
         return self._controls
+
+    @property
+    def run_dir(self) -> str | None:
+        """The directory of the run started last (None until it has one)."""
+        controls = self._controls
+        return controls.run_dir if controls is not None else None
 
     def follow(self, sink: Consumer) -> None:
         with self._running:
@@ -214,8 +291,11 @@ class WatchedRun:
     PULSE = 2.0  # seconds between looks at summary.json: is its process still alive?
     STALE = 60.0  # a run on another host whose summary is older than this is taken for dead
 
+    steerable = False
+    config: Config | None = None  # its own process has the settings
+
     def __init__(self, run_dir: str):
-        self.run_dir = Path(run_dir)
+        self.path = Path(run_dir)
         self.trainer: Trainer | None = None
         self._stop = threading.Event()
         self._checkpoint_mtime = 0.0
@@ -223,7 +303,18 @@ class WatchedRun:
 
     @property
     def title(self) -> str:
-        return self.run_dir.name
+        return self.path.name
+
+    @property
+    def run_dir(self) -> str:
+        return str(self.path)
+
+    @property
+    def out_dir(self) -> str:
+        return str(self.path.parent)
+
+    def recover(self, lr: float) -> None:
+        pass  # steered by its own process
 
     @property
     def controls(self) -> RunControl | None:
@@ -234,11 +325,11 @@ class WatchedRun:
         from tuitrain.store.run_dir import HISTORIES, METRICS, read_events
 
         offset, live, last_pulse = 0, False, 0.0
-        histories = HistoryTail(self.run_dir / HISTORIES)
+        histories = HistoryTail(self.path / HISTORIES)
         epoch = step = 0
         seconds = 0.0
         while not self._stop.is_set():
-            lines, offset = read_events(self.run_dir / METRICS, offset)
+            lines, offset = read_events(self.path / METRICS, offset)
             for line in lines:
                 event = event_from_dict(line)
                 if event is not None:
@@ -263,7 +354,7 @@ class WatchedRun:
         """Why the run's training process is taken for dead ("" while it lives, or cannot be told)."""
         from tuitrain.store.run_dir import owner_alive, read_summary
 
-        summary = read_summary(self.run_dir)
+        summary = read_summary(self.path)
         if summary.get("status") != "running":
             return ""
         if summary.get("host") == socket.gethostname():
@@ -280,12 +371,12 @@ class WatchedRun:
         checkpoint `--resume` continues from, the epochs recorded after it named as lost."""
         from tuitrain.store.run_dir import read_summary, resume_point
 
-        point = resume_point(self.run_dir, read_summary(self.run_dir))
+        point = resume_point(self.path, read_summary(self.path))
         saved = point["epoch"] if isinstance(point["epoch"], int) else None
         if saved is None:
-            resume = f"`tuitrain run --resume {self.run_dir}` continues from its last checkpoint"
+            resume = f"`tuitrain run --resume {self.path}` continues from its last checkpoint"
         else:
-            resume = f"`tuitrain run --resume {self.run_dir}` continues from epoch {saved}, its last checkpoint"
+            resume = f"`tuitrain run --resume {self.path}` continues from epoch {saved}, its last checkpoint"
             epoch = saved
             step = point["step"] if isinstance(point["step"], int) else step
         lost = point["lost"]
@@ -301,7 +392,7 @@ class WatchedRun:
         from tuitrain.store import checkpoints
         from tuitrain.store.run_dir import CHECKPOINTS
 
-        path = self.run_dir / CHECKPOINTS["last"]
+        path = self.path / CHECKPOINTS["last"]
         if not path.is_file():
             return None
         mtime = path.stat().st_mtime
@@ -310,7 +401,7 @@ class WatchedRun:
             return None
         self._last_reload = now
         if self.trainer is None:
-            self.trainer = trainer_from_run(self.run_dir, "last")
+            self.trainer = trainer_from_run(self.path, "last")
         else:
             checkpoints.restore(self.trainer, checkpoints.load(path), path)
         self._checkpoint_mtime = mtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -9,10 +10,13 @@ from typing import Any
 
 from textual import events, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets._footer import FooterKey  # what Footer.compose yields (not exported by textual.widgets)
 from textual.worker import Worker, WorkerState
 
 from tuitrain.errors import TuitrainError
@@ -21,13 +25,18 @@ from tuitrain.fmt import fmt_result, plural
 from tuitrain.training.threads import usable_cpus
 from tuitrain.training.vitals import Vitals
 from tuitrain.tui import state as ui_state
+from tuitrain.tui.controls import BY_NAME, CONTROLS, Control, always, perform, shown
 from tuitrain.tui.pacing import FIRST_POINTS, RedrawPacer
-from tuitrain.tui.screens.dialogs import ConfirmQuit, HelpScreen, KeyRow, key_rows
+from tuitrain.tui.screens import steering as steering_rules
+from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit, HelpScreen, KeyRow, key_label, key_rows
 from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
 from tuitrain.tui.screens.overlays import Linking
+from tuitrain.tui.screens.palette import Command, ScreenCommands
+from tuitrain.tui.screens.steering import Reply, Steering, typed_number
 from tuitrain.tui.series import SMOOTHING_LEVELS, RunHistory
-from tuitrain.tui.source import LiveRun, Source
+from tuitrain.tui.source import Source, as_source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart
+from tuitrain.tui.widgets.overlay import Overlaid
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
@@ -49,53 +58,66 @@ def _phrases(text: str, separator: str) -> list[str]:
     return [part + separator.rstrip() for part in parts[:-1]] + parts[-1:]
 
 
-class Dashboard(LookingInside, Linking):
-    """Folds engine events from a source (live Trainer or watched run) into charts and tables."""
-
-    BINDINGS = [  # footer order: the most needed first, so narrow terminals still show them
-        Binding("question_mark", "help", "Keys", tooltip="this list of keys"),
-        Binding("q", "quit_run", "Quit", tooltip="quit (asks first while training; saves a checkpoint)"),
-        Binding("space", "toggle_pause", "Pause", priority=True, tooltip="pause / resume training"),
-        Binding("tab", "panel(1)", "Panel", priority=True, tooltip="next panel"),
-        Binding("shift+tab", "panel(-1)", "Prev panel", show=False, priority=True, tooltip="previous panel"),
-        Binding("n", "step", "Step", tooltip="one optimizer step (while paused)"),
+def control_bindings(controls: tuple[Control, ...]) -> list[BindingType]:
+    """Each control's binding, then (for one that is not always available) a fallback on the same keys
+    that says why the control does nothing now (check_action picks one of the two)."""
+    bindings: list[BindingType] = [
         Binding(
-            "plus,equals_sign",
-            "lr(2.0)",
-            "LR×2",
-            key_display="+",
-            tooltip="learning rate ×2 (live; after the end, for the next start)",
-        ),
-        Binding(
-            "minus",
-            "lr(0.5)",
-            "LR÷2",
-            key_display="-",
-            tooltip="learning rate ÷2 (live; after the end, for the next start)",
-        ),
-        Binding("s", "stop", "Stop", tooltip="stop the run and save a resumable checkpoint"),
-        Binding("r", "restart", "Restart", tooltip="start again with the same settings (a new run directory)"),
-        Binding("R", "recover", "Recover", tooltip="after a divergence: last good checkpoint, half the learning rate"),
-        Binding("l", "log_y", "Log-y", show=False, tooltip="log scale on the loss chart"),
-        Binding(
-            "left_square_bracket", "smoothing(-1)", "Smooth-", show=False, tooltip="less smoothing of the training loss"
-        ),
-        Binding(
-            "right_square_bracket", "smoothing(1)", "Smooth+", show=False, tooltip="more smoothing of the training loss"
-        ),
-        Binding("1", "show_panel('charts')", "Charts", show=False, tooltip="charts panel"),
-        Binding("2", "show_panel('params')", "Parameters", show=False, tooltip="parameters panel"),
-        Binding("3", "show_panel('predictions')", "Predictions", show=False, tooltip="predictions panel"),
-        # when a steering key does nothing in this state, these say why instead of staying silent
-        Binding("space", "unavailable('toggle_pause')", show=False, priority=True),
-        Binding("n", "unavailable('step')", show=False),
-        Binding("plus,equals_sign", "unavailable('lr')", show=False),
-        Binding("minus", "unavailable('lr')", show=False),
-        Binding("s", "unavailable('stop')", show=False),
-        Binding("r", "unavailable('restart')", show=False),
-        Binding("R", "unavailable('recover')", show=False),
-        *Linking.LINK_BINDINGS,
+            c.keys,
+            c.action,
+            c.label,
+            show=bool(c.label),
+            key_display=c.key_display or None,
+            priority=c.priority,
+            tooltip=c.help,
+        )
+        for c in controls
     ]
+    bindings += [
+        Binding(c.keys, f"unavailable('{c.name}')", show=False, priority=c.priority)
+        for c in controls
+        if c.available is not always
+    ]
+    return bindings
+
+
+class FittingFooter(Footer):
+    """The footer with as many keys as fit whole before the palette key, in the screen's order of bindings
+    (the most needed first), never one cut mid-word; refitted when the width changes."""
+
+    _fitted_width = 0
+
+    def compose(self) -> ComposeResult:
+        keys = [item for item in super().compose() if isinstance(item, FooterKey)]
+        order = [binding.action for binding in self.screen.BINDINGS if isinstance(binding, Binding)]
+        keys.sort(key=lambda key: order.index(key.action) if key.action in order else len(order))  # the table's
+        width = self.app.size.width
+        self._fitted_width = width
+        palette = [key for key in keys if key.has_class("-command-palette")]
+        room = width - sum(len(key.key_display) + len(key.description) + 2 for key in palette)  # │^p palette
+        for key in keys:
+            if key in palette:
+                continue
+            room -= len(key.key_display) + (len(key.description) + 1 if key.description else 0) + 1  # margin
+            if room < -1:  # the last key's margin may go under the palette key
+                break
+            yield key
+        yield from palette
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.app.size.width != self._fitted_width:
+            self.call_after_refresh(self.recompose)
+
+
+class Dashboard(Screen[None]):
+    """Folds engine events from a source (live Trainer or watched run) into charts and tables.
+
+    It owns its parts: `steering` (UI-free: what changes the run), `looking` (the inspections behind the
+    parameters and predictions panels) and `linking` (other runs: overlays, the runs screen, branching);
+    its keys, footer, help and palette come from tuitrain.tui.controls."""
+
+    BINDINGS = control_bindings(CONTROLS)
+    COMMANDS = {ScreenCommands}
 
     @dataclass
     class Wake(Message):
@@ -113,16 +135,15 @@ class Dashboard(LookingInside, Linking):
 
     def __init__(self, source: Source, show_speed: bool = True):
         super().__init__()
-        self.source = source
+        self.source = as_source(source)
         self.show_speed = show_speed
-        self.history = self.fresh_history()
+        self.steering = Steering(self.source, self.fresh_history())  # what changes the run
+        self.looking = LookingInside(self, self.steering, self.deliver, lambda: self._generation)
+        self.linking = Linking(self, self.steering, lambda: self.draw_charts())  # other runs: overlays, runs, branch
         self._pending: deque[tuple[int, Any]] = deque()
         self._generation = 0
         self._charts_dirty = False
         self.pacer = RedrawPacer()  # chart redraws spaced by what the app's CPU use costs the training
-        self._inspect_pending = False
-        self._inspect_asked = 0.0
-        self._inspect_interval = INSPECT_INTERVAL
         remembered = ui_state.load()
         self.smoothing_index = max(0, min(remembered["smoothing_index"], len(SMOOTHING_LEVELS) - 1))
         self.log_y = remembered["log_y"]
@@ -130,6 +151,20 @@ class Dashboard(LookingInside, Linking):
         self._banner: list[str] = []
         self._silence_reported = False
         self.vitals: Vitals | None = None
+        self._footer_keys: tuple[bool, ...] | None = None  # what refresh_footer last showed
+
+    @property
+    def history(self) -> RunHistory:
+        """The run on screen (a new one at every start)."""
+        return self.steering.history
+
+    @history.setter
+    def history(self, history: RunHistory) -> None:
+        self.steering.history = history
+
+    @property
+    def overlays(self) -> list[Overlaid]:
+        return self.linking.overlays
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status", show_speed=self.show_speed)
@@ -145,23 +180,24 @@ class Dashboard(LookingInside, Linking):
                 yield ParamDetail(id="param-detail")
             with TabPane("Predictions", id="predictions"):
                 yield PredictionPanel(id="prediction-panel")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(StatusLine).read_only = not self.steerable
+        self.query_one(StatusLine).read_only = not self.steering.steerable
         self.query_one("#banner").display = False
         self.query_one("#overlay-legend").display = False
-        self.start_overlay_polling()
+        self.linking.start_polling()
         self._flush_interval = self.pacer.flush_interval
         self._flush_timer = self.set_interval(self._flush_interval, self.flush)
         # asks only while a look-inside panel is shown: a timer that fires for nothing still wakes the app
-        self._inspect_timer = self.set_interval(INSPECT_INTERVAL / 3, self.maybe_inspect, pause=True)
+        self._inspect_timer = self.set_interval(INSPECT_INTERVAL / 3, self.looking.maybe_inspect, pause=True)
         self.set_interval(VITALS_INTERVAL, self.check_vitals)
         self.start_run()
 
     def fresh_history(self) -> RunHistory:
         """What the status line can say before the run's start event (or when it fails before one)."""
-        lr = self.source.config.train.lr if isinstance(self.source, LiveRun) else 0.0
+        config = self.source.config
+        lr = config.train.lr if config is not None else 0.0
         return RunHistory(preset=self.source.title, lr=lr)
 
     # ------------------------------------------------------------------ events in
@@ -169,7 +205,7 @@ class Dashboard(LookingInside, Linking):
         self._generation += 1
         generation = self._generation
         self.history = self.fresh_history()
-        self._inspect_pending = False
+        self.looking.pending = False
         self._banner = []
         self.query_one("#banner").display = False
 
@@ -198,7 +234,9 @@ class Dashboard(LookingInside, Linking):
     def follow_source(self, sink: Any) -> None:
         self.source.follow(sink)
 
-    def wake(self) -> None:
+    def deliver(self, generation: int, event: Event) -> None:
+        """An event from another thread than the run's (an inspection), shown now."""
+        self._pending.append((generation, event))
         self.post_message(self.Wake())
 
     def on_dashboard_wake(self, message: Wake) -> None:
@@ -226,7 +264,7 @@ class Dashboard(LookingInside, Linking):
             if isinstance(event, RunStarted) and event.threads:
                 self.pacer.set_cores(event.threads * event.world_size, usable_cpus())
                 self.pace_flushes()
-            if isinstance(event, RunStarted) and event.start_epoch and event.run_dir and self.steerable:
+            if isinstance(event, RunStarted) and event.start_epoch and event.run_dir and self.steering.steerable:
                 recorded = self.history.histories.load(event.run_dir) or recorded  # recovered: earlier steps too
             charted = True
             if isinstance(event, RunEnded):
@@ -244,7 +282,7 @@ class Dashboard(LookingInside, Linking):
                 self.query_one(StatusLine).show(self.history)
             self.post_message(self.RunUpdated(self.history, count))
         if inspection is not None:
-            self.show_inspection(inspection)
+            self.looking.show(inspection)
         detail = self.query_one(ParamDetail)
         if recorded and detail.display:
             detail.show_history(self.history.histories)
@@ -265,7 +303,7 @@ class Dashboard(LookingInside, Linking):
 
     def draw_charts(self) -> None:
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
-        loss, epoch = self.overlay_lines(accuracy=not self.history.regression)
+        loss, epoch = self.linking.lines(accuracy=not self.history.regression)
         self.query_one(LossChart).draw(self.history, smoothing, self.log_y, loss)
         self.query_one(EpochChart).draw(self.history, self.log_y, epoch)
 
@@ -282,7 +320,7 @@ class Dashboard(LookingInside, Linking):
             ]
             banner.set_class(False, "error")
         else:
-            advice = ADVICE.get(event.status, "") if self.steerable else ""
+            advice = ADVICE.get(event.status, "") if self.steering.steerable else ""
             self._banner = [
                 f"Run {event.status}:",
                 *_phrases(event.message or "see the log", "; "),
@@ -292,14 +330,14 @@ class Dashboard(LookingInside, Linking):
             self.notify(event.message or event.status, title=f"Run {event.status}", severity="error", timeout=8)
         self.fit_banner()
         banner.display = True
-        self._inspect_asked = 0.0  # refresh the look-inside panels once from the final weights
+        self.looking.soon()  # refresh the look-inside panels once from the final weights
         if isinstance(self.app.screen, ConfirmQuit):
             self.app.screen.run_ended("stopped" if event.status == "interrupted" else event.status)
 
     def end_keys(self) -> str:
         """What the keys can do once a run has ended: again, branch from it, compare it, quit."""
-        keys = ["r: restart"] if self.steerable else []
-        if self.run_dir() is not None:
+        keys = ["r: restart"] if self.steering.steerable else []
+        if self.steering.run_dir() is not None:
             keys.append("b: branch")
         keys += ["o: overlay", "v: runs", "q: quit"]
         return "  ".join(keys)
@@ -334,8 +372,8 @@ class Dashboard(LookingInside, Linking):
 
     def check_vitals(self) -> None:
         """Show the training process's memory and CPU; say so when it stops answering."""
-        controls = self.controls()
-        vitals = controls.vitals() if controls is not None and self.training() else None
+        controls = self.steering.controls
+        vitals = controls.vitals() if controls is not None and self.steering.training() else None
         self.vitals = vitals
         self.query_one(StatusLine).show_vitals(vitals)
         silent = vitals is not None and vitals.silent_seconds >= SILENT_WARNING
@@ -362,8 +400,8 @@ class Dashboard(LookingInside, Linking):
             self._inspect_timer.resume()
         else:
             self._inspect_timer.pause()
-        self._inspect_asked = 0.0
-        self.maybe_inspect()
+        self.looking.soon()
+        self.looking.maybe_inspect()
 
     # ------------------------------------------------------------------ views
     def action_log_y(self) -> None:
@@ -400,8 +438,150 @@ class Dashboard(LookingInside, Linking):
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows(), "Dashboard keys"))
 
+    # ------------------------------------------------------------------ controls (tuitrain.tui.controls)
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "control":  # shown (and working) or, when it does nothing now, ...
+            return shown(BY_NAME[str(parameters[0])], self.steering)
+        if action == "unavailable":  # ... its fallback on the same keys, which says why
+            return not shown(BY_NAME[str(parameters[0])], self.steering)
+        return True
+
+    def refresh_footer(self) -> None:
+        """`refresh_bindings`, when a control's key changed: the footer's refresh lays out the whole screen."""
+        keys = tuple(shown(control, self.steering) for control in CONTROLS if control.available is not always)
+        if keys != self._footer_keys:
+            self._footer_keys = keys
+            self.refresh_bindings()
+
+    async def action_control(self, name: str) -> None:
+        """A control's key or palette entry: its call, or a toast saying why it does nothing now."""
+        control = BY_NAME[name]
+        if control.steer is None and control.available(self.steering) is None:
+            await self.run_action(control.view)
+        else:
+            self.tell(perform(control, self.steering))
+
+    def action_unavailable(self, name: str) -> None:
+        self.notify(BY_NAME[name].available(self.steering) or "not available now", timeout=3)
+
+    def tell(self, reply: Reply) -> None:
+        """Show what a steering call answered, and do what it asks next."""
+        question = reply.ask
+        if question is not None:
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.tell(question.then())
+
+            self.app.push_screen(Confirm(question.text, question.yes, question.no), answer)
+        if reply.text:
+            severity: SeverityLevel = "error" if reply.error else "information"
+            self.notify(reply.text, title=reply.title, severity=severity, timeout=reply.timeout)
+        if reply.start:
+            self.start_run()
+        else:
+            self.query_one(StatusLine).show(self.history)  # a learning rate for the next start, say
+
+    def palette_commands(self, query: str) -> list[Command]:
+        """Every control by name for the command palette (ctrl+p); a typed number sets the learning rate."""
+        steerable = self.steering.steerable
+        offered = [
+            (c, binding)
+            for c, binding in zip(CONTROLS, self.BINDINGS)
+            if c.palette and isinstance(binding, Binding) and (steerable or c.steer is None)
+        ]
+        offered.sort(key=lambda pair: (pair[0].steer is not None, bool(pair[0].label)))  # the footer's last
+        commands = [
+            Command(c.palette, key_label(b), functools.partial(self.action_control, c.name)) for c, b in offered
+        ]
+        typed = typed_number(query) if steerable else None
+        if typed is not None:
+            lr: float = typed
+            commands.insert(
+                0,
+                Command(
+                    f"Set learning rate to {lr:g}",
+                    "live while training; else for the next start",
+                    lambda: self.tell(self.steering.set_lr(lr)),
+                ),
+            )
+        commands.append(
+            Command(
+                "Export the epochs as CSV (RUN_DIR/epochs.csv)",
+                "for a spreadsheet or pandas",
+                lambda: self.tell(self.steering.export_csv()),
+            )
+        )
+        inspection = self.history.inspection
+        for param in inspection.params if inspection is not None else []:
+            commands.append(
+                Command(
+                    f"Open tensor {param.name}",
+                    "histogram, heatmap and history",
+                    functools.partial(self.looking.open_tensor, param.name),
+                )
+            )
+        return commands
+
+    def action_overlay(self) -> None:
+        self.linking.overlay()
+
+    def action_runs(self) -> None:
+        self.linking.runs()
+
+    def action_branch(self) -> None:
+        self.linking.branch()
+
+    def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
+        self.looking.open_tensor(str(event.row_key.value))
+
+    def on_param_detail_closed(self) -> None:
+        self.looking.close_tensor()
+
+    def action_quit_run(self) -> None:
+        if self.steering.live():
+
+            def answer(quit_now: bool | None) -> None:
+                if quit_now:
+                    self.shutdown()
+
+            self.app.push_screen(ConfirmQuit(), answer)
+        else:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the run and leave once its checkpoint and summary are written (waiting off the UI thread)."""
+        controls = self.steering.controls
+        if controls is not None and self.steering.training():
+            controls.stop("interrupted")
+            self.notify("saving a checkpoint before quitting …", timeout=10)
+        self.wait_then_exit()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="shutdown")
+    def wait_then_exit(self) -> None:
+        steering = self.steering
+        wait = steering_rules.SAVE_WAIT
+        deadline = time.monotonic() + wait
+        stopped = steering.controls if steering.training() else None  # shutdown() has stopped these
+        saved = False
+        while not saved and time.monotonic() < deadline:
+            controls = steering.controls
+            if controls is not None and controls is not stopped and controls.state in ("running", "paused"):
+                controls.stop("interrupted")  # a restart in flight when quit was pressed: it saves too
+                stopped = controls
+            saved = self.source.wait(0.2)
+        self.source.close()
+        if saved:
+            self.app.call_from_thread(self.app.exit, None, 0)
+            return
+        controls = steering.controls
+        run_dir = controls.run_dir if controls is not None else None
+        where = f"; `tuitrain run --resume {run_dir}` continues from its last checkpoint" if run_dir else ""
+        message = f"tuitrain: quit before the run had finished saving (waited {wait:.0f} s){where}"
+        self.app.call_from_thread(self.app.exit, None, 1, message)
+
     def on_unmount(self) -> None:
-        controls = self.controls()
-        if controls is not None and self.training():
+        controls = self.steering.controls
+        if controls is not None and self.steering.training():
             controls.stop("interrupted")  # however the app ends, training must not outlive it unsaved
         self.source.close()

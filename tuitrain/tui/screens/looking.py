@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections import deque
-from typing import Any
+from collections.abc import Callable
 
-from textual import work
+from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 from tuitrain.events import Inspection
@@ -19,79 +19,93 @@ INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-insi
 LOOK_BUDGET = 0.03  # ... and never more than this share of the training process's time (measured cost)
 
 
-class LookingInside(Steering):
-    """The Dashboard's base for inspections: asked for only while someone looks, at a measured cost."""
+class LookingInside:
+    """A dashboard's inspections: asked for only while someone looks, at a measured cost.
 
-    _pending: deque[tuple[int, Any]]  # the Dashboard's events waiting for its next flush
-    _generation: int  # the run they belong to (a restart makes a new one)
-    _inspect_pending: bool  # an inspection was asked for and has not come yet
-    _inspect_asked: float  # when (monotonic seconds)
-    _inspect_interval: float  # seconds between asks: INSPECT_INTERVAL, or more when inspections cost more
+    `screen` is the dashboard (its panels and widgets); `deliver(generation, inspection)` hands an
+    inspection made here to the dashboard's events of that run, `generation()` names the run on screen."""
 
-    def wake(self) -> None:
-        """Have the Dashboard fold pending events in now, not at its next flush."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        screen: Screen[None],
+        steering: Steering,
+        deliver: Callable[[int, Inspection], None],
+        generation: Callable[[], int],
+    ) -> None:
+        self.screen, self.steering = screen, steering
+        self.deliver, self.generation = deliver, generation
+        self.pending = False  # an inspection was asked for and has not come yet
+        self.asked = 0.0  # when (monotonic seconds)
+        self.interval = INSPECT_INTERVAL  # seconds between asks: more when inspections cost more
 
-    def looking_inside(self) -> bool:
-        if self.app.screen is not self:
+    def soon(self) -> None:
+        """Look again at the next chance (a panel was opened, the run ended)."""
+        self.asked = 0.0
+
+    def looking(self) -> bool:
+        if self.screen.app.screen is not self.screen:
             return False
-        return self.query_one("#panels", TabbedContent).active in ("params", "predictions")
+        return self.screen.query_one("#panels", TabbedContent).active in ("params", "predictions")
 
     def maybe_inspect(self) -> None:
         """Ask for an Inspection only while someone looks at parameters or predictions."""
         now = time.monotonic()
-        if not self.looking_inside() or now - self._inspect_asked < self._inspect_interval:
+        if not self.looking() or now - self.asked < self.interval:
             return
-        if self._inspect_pending and now - self._inspect_asked < 5:
+        if self.pending and now - self.asked < 5:
             return
-        self._inspect_asked = now
-        controls = self.controls()
-        if controls is not None and self.history.state in ("running", "paused") and self.training():
-            self._inspect_pending = True
+        self.asked = now
+        steering, history = self.steering, self.steering.history
+        controls = steering.controls
+        if controls is not None and history.state in ("running", "paused") and steering.training():
+            self.pending = True
             controls.request_inspection()
-        elif not self.steerable or (
-            self.history.ended and (self.history.inspection is None or self._needs_final_look())
-        ):
-            self._inspect_pending = True
-            self.inspect_directly(self._generation)
+        elif not steering.steerable or (history.ended and (history.inspection is None or self._needs_final_look())):
+            self.pending = True
+            self.screen.run_worker(
+                functools.partial(self.inspect_directly, self.generation()),
+                thread=True,
+                exclusive=True,
+                exit_on_error=False,
+                group="inspect",
+            )
 
     def _needs_final_look(self) -> bool:
-        ins = self.history.inspection
-        return self.history.ended and ins is not None and ins.step != self.history.step
+        history = self.steering.history
+        ins = history.inspection
+        return history.ended and ins is not None and ins.step != history.step
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
     def inspect_directly(self, generation: int) -> None:
+        """In a worker thread: the source's own look (a finished or watched run)."""
         try:
-            inspection = self.source.inspect()
+            inspection = self.steering.source.inspect()
         finally:
-            self._inspect_pending = False
+            self.pending = False
         if inspection is not None:
-            self._pending.append((generation, inspection))
-            self.wake()
+            self.deliver(generation, inspection)
 
-    def show_inspection(self, inspection: Inspection) -> None:
-        self._inspect_pending = False
-        self._inspect_interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
-        self.query_one(ParamTable).show(inspection.params, inspection.step, self.history.histories)
+    def show(self, inspection: Inspection) -> None:
+        self.pending = False
+        self.interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
+        history, screen = self.steering.history, self.screen
+        screen.query_one(ParamTable).show(inspection.params, inspection.step, history.histories)
         if inspection.predictions is not None:
-            panel = self.query_one(PredictionPanel)
-            panel.standardized = bool(((self.history.config or {}).get("data") or {}).get("standardize"))
+            panel = screen.query_one(PredictionPanel)
+            panel.standardized = bool(((history.config or {}).get("data") or {}).get("standardize"))
             panel.show(inspection.predictions)
-        detail = self.query_one(ParamDetail)
+        detail = screen.query_one(ParamDetail)
         if detail.display:
             detail.show(inspection)
 
-    def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
-        self.open_tensor(str(event.row_key.value))
-
     def open_tensor(self, name: str) -> None:
         """The drill-down in place of the table: the status line and every key stay."""
-        self.query_one("#panels", TabbedContent).active = "params"
-        self.query_one(ParamTable).display = False
-        self.query_one(ParamDetail).open(name, self.history.inspection, self.history.histories)
-        self._inspect_asked = 0.0
+        history, screen = self.steering.history, self.screen
+        screen.query_one("#panels", TabbedContent).active = "params"
+        screen.query_one(ParamTable).display = False
+        screen.query_one(ParamDetail).open(name, history.inspection, history.histories)
+        self.soon()
 
-    def on_param_detail_closed(self) -> None:
-        table = self.query_one(ParamTable)
+    def close_tensor(self) -> None:
+        table = self.screen.query_one(ParamTable)
         table.display = True
         table.focus()

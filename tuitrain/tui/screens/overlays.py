@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.segment import Segment
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -20,7 +20,7 @@ from tuitrain.fmt import fmt_score
 from tuitrain.runs import compare
 from tuitrain.store.run_dir import BranchSpec
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, OpenRuns
-from tuitrain.tui.source import LiveRun
+from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.widgets.charts import Line
 from tuitrain.tui.widgets.overlay import Overlaid, legend, thin_points, train_points, valid_points
 
@@ -96,42 +96,27 @@ class RunPicker(ModalScreen[list[str] | None]):
         self.dismiss(None)
 
 
-class Linking(Screen[None]):
-    """Dashboard behaviour for other runs; the Dashboard supplies `run_dir`, `out_dir`, `training`, `draw_charts`."""
+class Linking:
+    """A dashboard's links to other runs: earlier runs overlaid on its charts (`redraw` draws them), the
+    runs screen, branching. `screen` is the dashboard (its legend, dialogs and workers)."""
 
-    LINK_BINDINGS = [
-        Binding("o", "overlay", "Overlay", show=False, tooltip="overlay earlier runs on the charts (again: choose)"),
-        Binding("v", "runs", "Runs", show=False, tooltip="the runs screen: sort, filter, compare, branch"),
-        Binding("b", "branch", "Branch", show=False, tooltip="after the run stops: a new run from its checkpoint"),
-    ]
-    overlays: list[Overlaid]
-
-    def run_dir(self) -> str | None:
-        raise NotImplementedError
+    def __init__(self, screen: Screen[None], steering: Steering, redraw: Callable[[], None]) -> None:
+        self.screen, self.steering, self.redraw = screen, steering, redraw
+        self.overlays: list[Overlaid] = []
+        self._overlaid = False  # overlays drawn on the charts last time
 
     def out_dir(self) -> str:
         """Where this run's siblings live: the live run's --out, else the watched run's parent folder."""
-        source = getattr(self, "source", None)
-        if isinstance(source, LiveRun):
-            return source.out_dir
-        run_dir = self.run_dir()
-        return str(Path(run_dir).parent) if run_dir else "runs"
+        return self.steering.source.out_dir
 
-    def training(self) -> bool:
-        raise NotImplementedError
+    def start_polling(self) -> None:
+        self.screen.set_interval(POLL, self._poll_if_any)
 
-    def draw_charts(self) -> None:
-        raise NotImplementedError
-
-    def start_overlay_polling(self) -> None:
-        self.overlays = []
-        self.set_interval(POLL, self._poll_overlays_if_any)
-
-    def _poll_overlays_if_any(self) -> None:
+    def _poll_if_any(self) -> None:
         if self.overlays:  # no thread (and no redraw) while there are none
-            self.poll_overlays()
+            self.poll()
 
-    def action_overlay(self) -> None:
+    def overlay(self) -> None:
         def chosen(dirs: list[str] | None) -> None:
             if dirs is None:
                 return
@@ -140,20 +125,24 @@ class Linking(Screen[None]):
                 kept.get(d) or Overlaid(Path(d).name, compare.Curves([], []), FIRST_COLOUR + i, curves_dir=d)
                 for i, d in enumerate(dirs)
             ]
-            self.poll_overlays()
+            self.poll()
 
         current = [o.curves_dir for o in self.overlays if o.curves_dir]
-        self.app.push_screen(RunPicker(self.out_dir(), self.run_dir(), current), chosen)
+        self.screen.app.push_screen(RunPicker(self.out_dir(), self.steering.run_dir(), current), chosen)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="overlay-poll")
-    def poll_overlays(self) -> None:
+    def poll(self) -> None:
+        self.screen.run_worker(self._read, thread=True, exclusive=True, exit_on_error=False, group="overlay-poll")
+
+    def _read(self) -> None:
+        """In a worker thread: the overlaid runs' curves and names, read again."""
         runs = list(self.overlays)
+        app = self.screen.app
         if not runs:
-            self.app.call_from_thread(self.overlays_changed)
+            app.call_from_thread(self.changed)
             return
         for run in runs:
             run.curves.update(run.curves_dir or "")
-        own = self.run_dir()
+        own = self.steering.run_dir()
         try:
             records = compare.load_run_records([r.curves_dir for r in runs if r.curves_dir])
             mine = compare.load_run_records([own]) if own else []
@@ -162,21 +151,22 @@ class Linking(Screen[None]):
         labels = compare.labels([*mine, *records])[len(mine) :]  # named by how they differ from this run too
         for run, record, label in zip(runs, records, labels):
             run.record, run.label = record, label
-        self.app.call_from_thread(self.overlays_changed)
+        app.call_from_thread(self.changed)
 
-    def overlays_changed(self) -> None:
-        if not self.is_attached:
+    def changed(self) -> None:
+        screen = self.screen
+        if not screen.is_attached:
             return
-        if not self.overlays and not getattr(self, "_overlaid", False):
+        if not self.overlays and not self._overlaid:
             return  # none now and none drawn: a redraw would cost the training for nothing (polled every few s)
         self._overlaid = bool(self.overlays)
-        box = self.query_one("#overlay-legend", Static)
+        box = screen.query_one("#overlay-legend", Static)
         box.display = bool(self.overlays)
         if self.overlays:
-            box.update(legend(self.overlays, max(20, self.size.width - 2)))
-        self.draw_charts()
+            box.update(legend(self.overlays, max(20, screen.size.width - 2)))
+        self.redraw()
 
-    def overlay_lines(self, accuracy: bool) -> tuple[tuple[Line, ...], tuple[Line, ...]]:
+    def lines(self, accuracy: bool) -> tuple[tuple[Line, ...], tuple[Line, ...]]:
         """The overlaid runs' lines for the live charts: training loss by step; validation accuracy
         (or loss, for regression) by epoch, the live charts' own axes."""
         loss, epoch = [], []
@@ -186,20 +176,17 @@ class Linking(Screen[None]):
             epoch.append(Line("", *thin_points(*valid_points(run.curves, "epoch", accuracy)), marker, colour))
         return tuple(loss), tuple(epoch)
 
-    def action_runs(self) -> None:
-        self.post_message(OpenRuns(self.out_dir()))
+    def runs(self) -> None:
+        self.screen.post_message(OpenRuns(self.out_dir()))
 
-    def action_branch(self) -> None:
-        run_dir = self.run_dir()
+    def branch(self) -> None:
+        """The branch dialog (tuitrain.tui.controls says when: after the run stopped)."""
+        run_dir = self.steering.run_dir()
         if run_dir is None:
-            self.notify("no run directory yet: the run is still starting", timeout=3)
-            return
-        if self.training():
-            self.notify("stop the run first (s): a branch starts from a saved checkpoint", timeout=4)
             return
 
         def start(spec: BranchSpec | None) -> None:
             if spec is not None:
-                self.post_message(OpenBranch(spec))
+                self.screen.post_message(OpenBranch(spec))
 
-        self.app.push_screen(BranchDialog(run_dir), start)
+        self.screen.app.push_screen(BranchDialog(run_dir), start)
