@@ -225,8 +225,12 @@ async def test_an_unavailable_key_says_why_live_and_watched() -> None:
         ]
         await pilot.press("question_mark")  # the help lists h, from the table
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
-        await pilot.press("end")
-        await pilot.pause()
+        assert ("h", "weight and gradient histories on/off (recorded from the next step)") in app.screen.rows
+        for _ in range(30):  # scroll down to it: the list is longer than the dialog
+            if "histories on/off" in screen_text(app):
+                break
+            await pilot.press("down")
+            await pilot.pause()
         assert " h " in screen_text(app) and "histories on/off" in screen_text(app)
         source.controls.stop()
 

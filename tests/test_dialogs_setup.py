@@ -271,3 +271,39 @@ async def test_the_update_column_grows_to_show_a_measured_value_whole():
         (cell,) = update_cells(table)
         assert cell == "8.07e-05 @123456"
         assert table.columns["update/weight"].get_render_width(table) >= len(cell) + 2  # whole, with its padding
+
+
+# ---------------------------------------------------------------- the way back to the setup screen
+
+
+async def test_n_saves_a_training_run_then_goes_back_to_the_setup_screen_as_it_was(tmp_path, monkeypatch):
+    from tuitrain.tui.screens.dialogs import Confirm
+
+    monkeypatch.chdir(tmp_path)
+    app = make_app(preset="neuron")
+    async with app.run_test(size=(100, 30)) as pilot:
+        setup = await open_setup(pilot, app)
+        setup.query_one("#epochs", Input).value = "100000"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await until(
+            pilot, lambda: isinstance(app.screen, Dashboard) and app.screen.history.state == "running", what="training"
+        )
+        await pilot.press("N")
+        await until(pilot, lambda: isinstance(app.screen, Confirm), what="the question")
+        assert "go back to the setup screen" in app.screen.question
+        await pilot.press("y")
+        await until(pilot, lambda: app.screen is setup, what="the setup screen again")
+        assert setup.query_one("#epochs", Input).value == "100000"  # the form as the user left it
+        (summary,) = Path(setup.out_dir).resolve().glob("*/summary.json")
+        assert json.loads(summary.read_text())["status"] == "interrupted"  # saved before leaving
+
+
+async def test_n_on_a_finished_run_opens_the_setup_screen_without_asking(tmp_path):
+    from tuitrain.tui.screens.setup import SetupScreen
+
+    app, _ = live(tmp_path, epochs=1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, Dashboard) and app.screen.history.ended, what="the end")
+        await pilot.press("N")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen), what="the setup screen")

@@ -11,7 +11,7 @@ from textual.app import App
 from textual.command import CommandPalette
 
 from tuitrain.errors import TuitrainError
-from tuitrain.tui.screens.branch import OpenBranch, OpenRuns, WatchRun
+from tuitrain.tui.screens.branch import OpenBranch, OpenRuns, OpenSetup, WatchRun
 from tuitrain.tui.screens.comparison import ComparisonScreen
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.palette import Palette
@@ -63,6 +63,14 @@ class TuitrainApp(App[None]):
 
     def on_open_runs(self, message: OpenRuns) -> None:
         self.push_screen(RunsScreen(message.out_dir))
+
+    def on_open_setup(self, message: OpenSetup) -> None:
+        """Back to the setup screen beneath the dashboards (kept as it was), or a new one in their place."""
+        if any(isinstance(screen, SetupScreen) for screen in self.screen_stack):
+            while not isinstance(self.screen, SetupScreen):
+                self.pop_screen()
+        else:
+            self.switch_screen(SetupScreen(message.preset or self.preset))
 
     def on_watch_run(self, message: WatchRun) -> None:
         self.push_screen(Dashboard(WatchedRun(message.run_dir)))

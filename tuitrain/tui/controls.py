@@ -77,9 +77,11 @@ def toggle_histories(steering: Steering) -> Reply:
     controls = steering.controls
     if controls is None:
         return SAID
-    on = not controls.histories
-    controls.set_histories(on)
-    return Reply("histories on" if on else "histories off", timeout=2)
+    asked = not controls.histories
+    controls.set_histories(asked)
+    if controls.histories != asked:  # the run's config records none (--no-histories): nothing to turn on
+        return Reply("this run records no histories (started with --no-histories)", timeout=3)
+    return Reply("histories on" if asked else "histories off", timeout=2)
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,14 @@ CONTROLS: tuple[Control, ...] = (  # footer order: the most needed first, so nar
         "the runs screen: sort, filter, compare, branch",
         "Runs: every run in this folder (sort, compare, branch)",
         view="runs",
+    ),
+    Control(
+        "setup",
+        "N",
+        "",
+        "a new run: back to the setup screen (asks first while training; saves a checkpoint)",
+        "New run: back to the setup screen",
+        view="setup",
     ),
     Control(
         "branch",

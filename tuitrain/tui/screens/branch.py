@@ -65,6 +65,13 @@ class OpenRuns(Message):
 
 
 @dataclass
+class OpenSetup(Message):
+    """Go back to the setup screen (the dashboard that asks has stopped and saved its run)."""
+
+    preset: str | None = None
+
+
+@dataclass
 class WatchRun(Message):
     """Follow `run_dir` in a read-only dashboard."""
 

@@ -28,10 +28,11 @@ from tuitrain.tui import state as ui_state
 from tuitrain.tui.controls import BY_NAME, CONTROLS, Control, always, perform, shown
 from tuitrain.tui.pacing import FIRST_POINTS, RedrawPacer
 from tuitrain.tui.screens import steering as steering_rules
+from tuitrain.tui.screens.branch import OpenSetup
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit, HelpScreen, KeyRow, key_label, key_rows
 from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
 from tuitrain.tui.screens.overlays import Linking
-from tuitrain.tui.screens.palette import Command, ScreenCommands
+from tuitrain.tui.screens.palette import PaletteCommand, ScreenCommands
 from tuitrain.tui.screens.steering import Reply, Steering, typed_number
 from tuitrain.tui.series import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.source import Source, as_source
@@ -482,7 +483,7 @@ class Dashboard(Screen[None]):
         else:
             self.query_one(StatusLine).show(self.history)  # a learning rate for the next start, say
 
-    def palette_commands(self, query: str) -> list[Command]:
+    def palette_commands(self, query: str) -> list[PaletteCommand]:
         """Every control by name for the command palette (ctrl+p); a typed number sets the learning rate."""
         steerable = self.steering.steerable
         offered = [
@@ -492,21 +493,21 @@ class Dashboard(Screen[None]):
         ]
         offered.sort(key=lambda pair: (pair[0].steer is not None, bool(pair[0].label)))  # the footer's last
         commands = [
-            Command(c.palette, key_label(b), functools.partial(self.action_control, c.name)) for c, b in offered
+            PaletteCommand(c.palette, key_label(b), functools.partial(self.action_control, c.name)) for c, b in offered
         ]
         typed = typed_number(query) if steerable else None
         if typed is not None:
             lr: float = typed
             commands.insert(
                 0,
-                Command(
+                PaletteCommand(
                     f"Set learning rate to {lr:g}",
                     "live while training; else for the next start",
                     lambda: self.tell(self.steering.set_lr(lr)),
                 ),
             )
         commands.append(
-            Command(
+            PaletteCommand(
                 "Export the epochs as CSV (RUN_DIR/epochs.csv)",
                 "for a spreadsheet or pandas",
                 lambda: self.tell(self.steering.export_csv()),
@@ -515,7 +516,7 @@ class Dashboard(Screen[None]):
         inspection = self.history.inspection
         for param in inspection.params if inspection is not None else []:
             commands.append(
-                Command(
+                PaletteCommand(
                     f"Open tensor {param.name}",
                     "histogram, heatmap and history",
                     functools.partial(self.looking.open_tensor, param.name),
@@ -548,6 +549,38 @@ class Dashboard(Screen[None]):
             self.app.push_screen(ConfirmQuit(), answer)
         else:
             self.shutdown()
+
+    def action_setup(self) -> None:
+        """N: back to the setup screen for a new run; a run still training is stopped and saved first."""
+        if not self.steering.live():
+            self.leave_for_setup()
+            return
+        state = "paused" if self.history.state == "paused" else "running"
+        question = f"Training is {state}. Save a checkpoint and go back to the setup screen?"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.leave_for_setup()
+
+        self.app.push_screen(Confirm(question, "Stop and go", "Stay"), answer)
+
+    def leave_for_setup(self) -> None:
+        controls = self.steering.controls
+        if controls is not None and self.steering.training():
+            controls.stop("interrupted")
+            self.notify("saving a checkpoint …", timeout=10)
+        self.wait_then_setup()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="shutdown")
+    def wait_then_setup(self) -> None:
+        saved = self.source.wait(steering_rules.SAVE_WAIT)
+        self.source.close()
+        config = self.source.config
+        self.app.call_from_thread(self.app.post_message, OpenSetup(config.name if config is not None else None))
+        if not saved:
+            run_dir = self.steering.run_dir()
+            where = f"; `tuitrain run --resume {run_dir}` continues from its last checkpoint" if run_dir else ""
+            self.app.call_from_thread(self.notify, f"the run had not finished saving{where}", severity="warning")
 
     def shutdown(self) -> None:
         """Stop the run and leave once its checkpoint and summary are written (waiting off the UI thread)."""

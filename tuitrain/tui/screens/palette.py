@@ -13,14 +13,14 @@ from textual.css.query import NoMatches
 
 
 @dataclass(frozen=True)
-class Command:
+class PaletteCommand:
     name: str
     help: str
     run: Callable[[], object]
 
 
 class HasCommands(Protocol):
-    def palette_commands(self, query: str) -> list[Command]:
+    def palette_commands(self, query: str) -> list[PaletteCommand]:
         """The screen's commands; `query` lets it offer typed values (e.g. "lr 0.05")."""
         ...
 
@@ -28,7 +28,7 @@ class HasCommands(Protocol):
 class ScreenCommands(Provider):
     """Commands of the screen the palette was opened on (see HasCommands)."""
 
-    def _commands(self, query: str) -> list[Command]:
+    def _commands(self, query: str) -> list[PaletteCommand]:
         screen = self.screen
         lister = getattr(screen, "palette_commands", None)
         return lister(query) if callable(lister) else []
