@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuitrain.config import Config
@@ -38,7 +37,7 @@ from tuitrain.events import (
     StepProgress,
     TrainerState,
 )
-from tuitrain.store.run_dir import BranchSpec
+from tuitrain.store.run_dir import BranchSpec, write_crash_log
 from tuitrain.training.control import Close, ControlCommand, Inspect, LoopCommand, Requested, RunControlBase
 from tuitrain.training.vitals import ProcessVitals, Vitals, cpu_seconds_of
 
@@ -51,7 +50,6 @@ HEARTBEAT = 1.0  # seconds between the child's "still here" messages
 BUSY_CPU = 0.05  # CPU seconds a silent child must use between two looks to count as busy rather than hung
 POLL = 0.5  # seconds the reader waits on the pipe before checking that the child is alive
 BATCH_SECONDS = 0.25  # the child sends routine events together, at most this late: one wake-up of the app, not 100
-CRASH_LOG = "crash.log"  # in the run directory, as the app's own (tuitrain.tui.app.write_crash_log)
 
 
 @dataclass(frozen=True)
@@ -189,20 +187,6 @@ def prepare() -> None:
     resource_tracker.ensure_running()
 
 
-def write_crash_log(run_dir: str | Path, details: str) -> Path | None:
-    """Append the training process's traceback to RUN_DIR/crash.log; the path, or None when it cannot be written."""
-    path = Path(run_dir) / CRASH_LOG
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as crash_log:
-            crash_log.write(f"{stamp} the training process crashed:\n{details}\n")
-    except OSError:
-        log.warning("cannot write %s; the training process's traceback:\n%s", path, details, exc_info=True)
-        return None
-    return path
-
-
 class RemoteTrainer(RunControlBase):
     """Starts `serve` in a spawned child; `run(consumer)` forwards its events until the run ends.
     `send` pipes every loop command to the child unread; `close` lets the child go, and the thread
@@ -324,7 +308,7 @@ class RemoteTrainer(RunControlBase):
         if run_dir is None:  # nothing was made to keep it in
             log.error("the training process failed: %s\n%s", failed.message, failed.details)
             return failed.message
-        path = write_crash_log(run_dir, failed.details)
+        path = write_crash_log(failed.details, run_dir, "the training process")
         return f"{failed.message}; the traceback is in {path}" if path else failed.message
 
     def _note(self, event: Event) -> Event:

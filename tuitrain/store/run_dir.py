@@ -41,6 +41,29 @@ from tuitrain.store.histories import HISTORIES as HISTORIES  # named here with t
 log = logging.getLogger(__name__)
 
 CONFIG, METRICS, SUMMARY = "config.toml", "metrics.jsonl", "summary.json"
+CRASH_LOG = "crash.log"  # a traceback, appended: the app's own or its training process's
+
+
+def state_dir() -> Path:
+    """$XDG_STATE_HOME/tuitrain (default ~/.local/state/tuitrain): logs of crashes outside a run."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "tuitrain"
+
+
+def write_crash_log(details: str, run_dir: str | Path | None, who: str = "tuitrain") -> Path | None:
+    """Append a traceback to RUN_DIR/crash.log, or to a crash-STAMP.log in the state folder when there
+    is no run directory or it cannot be written; the path, or None when nothing could be written."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in ([Path(run_dir) / CRASH_LOG] if run_dir else []) + [state_dir() / f"crash-{stamp}.log"]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as crash_log:
+                crash_log.write(f"{stamp} {who} crashed:\n{details}\n")
+            return path
+        except OSError:
+            log.warning("cannot write %s", path, exc_info=True)
+    return None
+
+
 CHECKPOINTS = {"last": "last.pt", "best": "best.pt"}
 LOCK = ".lock"  # pid and host of the process that writes the run directory
 DEFAULT_OUT = "runs"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 import traceback
 from pathlib import Path
 
@@ -11,6 +9,7 @@ from textual.app import App
 from textual.command import CommandPalette
 
 from tuitrain.errors import TuitrainError
+from tuitrain.store.run_dir import write_crash_log
 from tuitrain.tui.screens.branch import OpenBranch, OpenRuns, OpenSetup, WatchRun
 from tuitrain.tui.screens.comparison import ComparisonScreen
 from tuitrain.tui.screens.dashboard import Dashboard
@@ -18,13 +17,6 @@ from tuitrain.tui.screens.palette import Palette
 from tuitrain.tui.screens.runs import RunsScreen
 from tuitrain.tui.screens.setup import SetupScreen
 from tuitrain.tui.source import LiveRun, Source, WatchedRun
-
-CRASH_LOG = "crash.log"
-
-
-def state_dir() -> Path:
-    """$XDG_STATE_HOME/tuitrain (default ~/.local/state/tuitrain): logs of crashes outside a run."""
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "tuitrain"
 
 
 class TuitrainApp(App[None]):
@@ -115,26 +107,12 @@ class TuitrainApp(App[None]):
                 if controls.state in ("running", "paused"):
                     controls.stop("interrupted")
                     self.saving.append(dashboard.source)
-        log = write_crash_log(error, Path(run_dir) if run_dir else None)
+        log = write_crash_log("".join(traceback.format_exception(error)), run_dir)
         where = f"the traceback is in {log}" if log else "the traceback could not be written"
         saved = "; the run was saved and can be resumed" if run_dir else ""
         self.crash = f"tuitrain stopped on an internal error ({type(error).__name__}: {error}){saved}; {where}"
         super()._handle_exception(error)
         self._exit_renderables.clear()  # the traceback went to the log, not over the user's shell
-
-
-def write_crash_log(error: BaseException, run_dir: Path | None) -> Path | None:
-    text = "".join(traceback.format_exception(error))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for path in ([run_dir / CRASH_LOG] if run_dir else []) + [state_dir() / f"crash-{stamp}.log"]:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as log:
-                log.write(f"{stamp} tuitrain crashed:\n{text}\n")
-            return path
-        except OSError:
-            continue
-    return None
 
 
 def make_app(
