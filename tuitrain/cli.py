@@ -388,6 +388,66 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
     sys.exit(eval_command(run_dir, which, json_mode))
 
 
+@cli.command("lr-find")
+@click.argument("preset", required=False, shell_complete=complete_preset)
+@training_options
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per line; the last is the lr_find result.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for the test's directory (default ./runs).")
+@click.option(
+    "--branch",
+    type=click.Path(file_okay=False),
+    metavar="RUN_DIR",
+    shell_complete=complete_run_dir,
+    help="Test from RUN_DIR's checkpoint (weights and optimizer state) instead of fresh weights; RUN_DIR is only read.",
+)
+@click.option(
+    "--checkpoint",
+    "which",
+    type=click.Choice(["last", "best"]),
+    default="last",
+    show_default=True,
+    help="--branch: which checkpoint of RUN_DIR to start from.",
+)
+@click.option(
+    "--steps", "ramp_steps", type=click.IntRange(10, 10_000), default=100, show_default=True, help="Steps of the ramp."
+)
+@click.option("--start-lr", type=float, default=1e-7, show_default=True, help="The ramp's first learning rate.")
+@click.option("--end-lr", type=float, default=10.0, show_default=True, help="The ramp's last learning rate.")
+def lr_find(
+    preset: str | None,
+    json_mode: bool,
+    out: str | None,
+    branch: str | None,
+    which: str,
+    ramp_steps: int,
+    start_lr: float,
+    end_lr: float,
+    **overrides: Any,
+) -> None:
+    """Find a learning rate: the LR range test (Smith 2017; fastai's lr_find) on PRESET or a run's checkpoint.
+
+    Trains --steps steps while the learning rate grows exponentially from --start-lr to --end-lr
+    (stopping once the smoothed loss passes 4x its best), prints the loss-vs-lr curve and suggests
+    the rate where the smoothed loss falls fastest, cross-checked with the minimum-loss rate / 10.
+    The test gets its own folder, OUT/<YYYYmmdd-HHMMSS>-<preset>-lr-find/ (lr_find.json, lr_find.csv).
+
+    \b
+    Examples:
+      tuitrain lr-find rings
+      tuitrain lr-find mlp --dataset fashion-mnist --json
+      tuitrain lr-find --branch runs/20261201-101500-rings --checkpoint best
+    """
+    from tuitrain.headless.lr_find import lr_find_command
+    from tuitrain.training.lr_find import RangeSettings
+
+    if isinstance(overrides.get("threads"), int) and overrides["threads"] > 0:
+        from tuitrain.training.threads import cap_threads
+
+        overrides["threads"] = cap_threads(overrides["threads"], lambda m: click.echo(f"Warning: {m}", err=True))
+    settings = RangeSettings(start_lr=start_lr, end_lr=end_lr, steps=ramp_steps)
+    sys.exit(lr_find_command(preset, branch, which, out, json_mode, overrides, settings))
+
+
 @cli.command()
 @click.argument("preset", required=False, shell_complete=complete_preset)
 @training_options
@@ -534,6 +594,23 @@ def watch(run_dir: str) -> None:
     from tuitrain.tui.launch import open_watch
 
     open_watch(str(check_run_dir(run_dir)))
+
+
+@cli.command("health")
+@click.argument("run_dir", type=click.Path(file_okay=False), shell_complete=complete_run_dir)
+@click.option("--step", type=click.IntRange(min=0), help="The board at this step (the newest record at or before it).")
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object: the layers worst first.")
+def health(run_dir: str, step: int | None, json_mode: bool) -> None:
+    """Layer health board of RUN_DIR: per layer, gradients, update/weight ratio, dead or saturated units, verdict.
+
+    \b
+    Examples:
+      tuitrain health runs/20261201-101500-rings
+      tuitrain health runs/20261201-101500-rings --step 500 --json
+    """
+    from tuitrain.headless.health import health_command
+
+    sys.exit(health_command(run_dir, step, json_mode))
 
 
 def without_option(argv: list[str], name: str) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,39 @@ MAX_RECORDS = 1000  # records kept; past it the older half keeps every other one
 UPDATE_REFERENCE = 1e-3  # the update/weight ratio often cited as healthy: far below learns slowly, above is jumpy
 
 T = TypeVar("T")
+
+
+@dataclass
+class ActivationRecord:
+    """One activation module's outputs on the recorder's fixed batch (the probe) at one recorded step."""
+
+    kind: str  # the module's class, lower case: relu, leakyrelu, prelu, sigmoid, tanh, gelu, ...
+    mean: float  # over every output value (NaN when some are not finite)
+    std: float
+    dead: float | None = None  # ReLU family: share of units never positive on the probe; None otherwise
+    saturated: float | None = None  # squashing (sigmoid, tanh, ...): share of values at the ends; None otherwise
+    nonfinite: int = 0  # units (features, channels) with a NaN or infinite output
+
+
+@dataclass
+class ProbedHistoryRecord(HistoryRecord):
+    """A HistoryRecord with what the probe batch showed of each activation and the non-finite counts.
+
+    Keyed by the parameterised layer an activation follows (as `dead`). A record read from an older file
+    has `probed` False: neither was measured then (empty dicts say nothing, not "all finite")."""
+
+    activations: dict[str, ActivationRecord] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)  # tensor name -> NaN/inf in weights and gradient
+    probed: bool = True
+
+
+def activations_of(record: HistoryRecord) -> dict[str, ActivationRecord]:
+    return record.activations if isinstance(record, ProbedHistoryRecord) else {}
+
+
+def nonfinite_of(record: HistoryRecord) -> dict[str, int] | None:
+    """NaN/inf counts per tensor (zeros left out); None where the record did not count them (older files)."""
+    return record.nonfinite if isinstance(record, ProbedHistoryRecord) and record.probed else None
 
 
 def thin(items: Sequence[T], limit: int = MAX_RECORDS) -> list[T]:
@@ -55,8 +89,41 @@ def record_to_json(record: HistoryRecord) -> bytes:
             entry["update_ratio"] = _num(t.update_ratio)
         tensors.append(entry)
     dead = {name: _num(share) for name, share in record.dead.items()}
-    line = {"step": record.step, "epoch": record.epoch, "tensors": tensors, "dead": dead}
+    line: dict[str, Any] = {"step": record.step, "epoch": record.epoch, "tensors": tensors, "dead": dead}
+    if isinstance(record, ProbedHistoryRecord) and record.probed:  # newer keys: older readers ignore them
+        line["activations"] = {name: _activation_to_json(a) for name, a in record.activations.items()}
+        line["nonfinite"] = {name: n for name, n in record.nonfinite.items() if n}
     return json.dumps(line, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _activation_to_json(a: ActivationRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {"kind": a.kind, "mean": _num(a.mean), "std": _num(a.std)}
+    if a.dead is not None:
+        entry["dead"] = _num(a.dead)
+    if a.saturated is not None:
+        entry["saturated"] = _num(a.saturated)
+    if a.nonfinite:
+        entry["nonfinite"] = a.nonfinite
+    return entry
+
+
+def _activation_from_json(data: Any) -> ActivationRecord | None:
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    mean, std, nonfinite = _float(data.get("mean")), _float(data.get("std")), data.get("nonfinite", 0)
+    return ActivationRecord(
+        data["kind"],
+        float("nan") if mean is None else mean,
+        float("nan") if std is None else std,
+        _share(data.get("dead")),
+        _share(data.get("saturated")),
+        nonfinite if is_count(nonfinite) else 0,
+    )
+
+
+def _share(value: Any) -> float | None:
+    share = _float(value)
+    return share if share is not None and 0.0 <= share <= 1.0 else None
 
 
 def _float(value: Any) -> float | None:
@@ -113,7 +180,18 @@ def record_from_json(data: Any) -> HistoryRecord | None:
     if any(t is None for t in tensors):
         return None
     dead = {str(k): float(v) for k, v in raw_dead.items() if is_number(v)}
-    return HistoryRecord(data["step"], data["epoch"], [t for t in tensors if t is not None], dead)
+    raw_activations, raw_nonfinite = data.get("activations"), data.get("nonfinite")
+    probed = isinstance(raw_activations, dict) and isinstance(raw_nonfinite, dict)  # absent in older files
+    activations: dict[str, ActivationRecord] = {}
+    nonfinite: dict[str, int] = {}
+    if isinstance(raw_activations, dict) and isinstance(raw_nonfinite, dict):
+        for name, raw in raw_activations.items():
+            activation = _activation_from_json(raw)
+            if activation is not None:
+                activations[str(name)] = activation
+        nonfinite = {str(k): v for k, v in raw_nonfinite.items() if is_count(v) and v}
+    kept = [t for t in tensors if t is not None]
+    return ProbedHistoryRecord(data["step"], data["epoch"], kept, dead, "history", activations, nonfinite, probed)
 
 
 def add_record(records: list[T], step_of: Any, item: T) -> None:

@@ -1,4 +1,5 @@
-"""Provides Recorder: weight and gradient histograms of every tensor, taken on the device at a bounded cadence."""
+"""Provides Recorder: weight and gradient histograms of every tensor, taken on the device at a bounded cadence,
+and what a fixed batch shows of every activation (dead and saturated units, mean, spread) at the same records."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ import torch
 from torch import nn
 
 from tuitrain.events import HistoryRecord, TensorRecord
-from tuitrain.store.histories import BINS
+from tuitrain.store.histories import BINS, ActivationRecord, ProbedHistoryRecord
 
 RECORD_INTERVAL = 0.25  # seconds between records at least ...
 RECORD_STEPS = 5  # ... and optimizer steps between them at least ...
 RECORD_BUDGET = 0.01  # ... and never more than this share of the time (a record's measured cost) ...
 RECORD_MAX_INTERVAL = 5.0  # ... but at least this often: one slow record (a busy machine) must not end them
 DEAD_SAMPLES = 128  # training samples in the fixed batch that tells dead ReLU units
-STATS = 8  # per tensor before its bins: low, high, mean, std, grad low, grad high, grad norm, update ratio
+STATS = 9  # per tensor before its bins: low, high, mean, std, grad low, grad high, grad norm, update ratio, non-finite
+ACTIVATION_STATS = 5  # per activation module: mean, std, dead share, saturated share (NaN: not its kind), non-finite
+# Units die in the ReLU family: never positive, no gradient (LeakyReLU/PReLU: only the small negative slope's).
+RELU_FAMILY: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU)
+# Squashing functions saturate: (lowest, highest) output; Hardtanh's own bounds are read from the module.
+SQUASHING: dict[type[nn.Module], tuple[float, float]] = {
+    nn.Sigmoid: (0.0, 1.0),
+    nn.Tanh: (-1.0, 1.0),
+    nn.Hardsigmoid: (0.0, 1.0),
+    nn.Softsign: (-1.0, 1.0),
+    nn.Hardtanh: (-1.0, 1.0),
+}
+OTHER_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus)
+# A squashed value this close to either end (a share of the output range) is saturated: sigmoid below 0.01 or
+# above 0.99 (slope under 0.01, a 25th of its best), tanh beyond +-0.98 (slope under 0.04).
+SATURATION_MARGIN = 0.01
 
 
 def _bins(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,15 +70,19 @@ class Recorder:
         self._armed = False
         self._before: dict[str, torch.Tensor] | None = None
         self._snapshot_cost = 0.0
-        self._layers = self._relu_layers()
+        self._activations = self._activation_layers()
+        self._layers = [(name, module) for name, module in self._activations if isinstance(module, nn.ReLU)]
 
-    def _relu_layers(self) -> list[tuple[str, nn.Module]]:
-        """(name of the layer before it, ReLU module) for every ReLU: that layer's units are the ones that die."""
+    def _activation_layers(self) -> list[tuple[str, nn.Module]]:
+        """(name of the layer before it, activation module) for every activation (the first after a layer):
+        that layer's units are the ones that die or saturate. A PReLU's own weight is not such a layer."""
         found: list[tuple[str, nn.Module]] = []
-        last = ""
+        last, taken = "", set()
         for name, module in self.model.named_modules():
-            if isinstance(module, nn.ReLU):
-                found.append((last, module))
+            if isinstance(module, RELU_FAMILY + tuple(SQUASHING) + OTHER_ACTIVATIONS):
+                if last not in taken:
+                    found.append((last, module))
+                    taken.add(last)
             elif any(True for _ in module.parameters(recurse=False)):
                 last = name
         return found
@@ -101,19 +121,21 @@ class Recorder:
             counts, low, high = _bins(w)
             std = w.std() if w.numel() > 1 else torch.zeros((), device=w.device)
             grad = p.grad
+            bad = (~torch.isfinite(p.detach())).sum()
             if grad is not None:
                 g = torch.nan_to_num(grad.detach().float().reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
                 grad_counts, grad_low, grad_high = _bins(g)
                 grad_norm = g.norm()
+                bad = bad + (~torch.isfinite(grad.detach())).sum()
             else:
                 grad_counts, grad_low, grad_high, grad_norm = torch.zeros(BINS, device=w.device), low, low, low
             ratio = (w - before[name].float().reshape(-1)).norm() / w.norm().clamp_min(1e-12) if before else low
-            stats = torch.stack([low, high, w.mean(), std, grad_low, grad_high, grad_norm, ratio])
+            stats = torch.stack([low, high, w.mean(), std, grad_low, grad_high, grad_norm, ratio, bad.to(low.dtype)])
             rows.append(torch.cat([stats, counts, grad_counts]))
             names.append(name)
             has_grad.append(grad is not None)
-        dead = self._dead_shares()
-        flat = torch.cat(rows + ([dead] if dead is not None else [])).cpu().tolist()  # the one host sync
+        probe = self._probe()
+        flat = torch.cat(rows + ([probe] if probe is not None else [])).cpu().tolist()  # the one host sync
         tensors = []
         width = STATS + 2 * BINS
         for i, name in enumerate(names):
@@ -134,8 +156,12 @@ class Recorder:
                     row[7] if before else None,
                 )
             )
-        shares = flat[len(names) * width :]
-        record = HistoryRecord(step, epoch, tensors, {name: s for (name, _), s in zip(self._layers, shares)})
+        activations = _activation_records(self._activations, flat[len(names) * width :])
+        dead = {name: activations[name].dead for name, _ in self._layers if name in activations}
+        nonfinite = {name: round(flat[i * width + 8]) for i, name in enumerate(names) if flat[i * width + 8]}
+        record = ProbedHistoryRecord(
+            step, epoch, tensors, {k: v for k, v in dead.items() if v is not None}, "history", activations, nonfinite
+        )
         self.last_step = step
         now = time.perf_counter()
         cost = now - start + self._snapshot_cost
@@ -146,21 +172,18 @@ class Recorder:
         self.due_step = step + self.steps
         return record
 
-    def _dead_shares(self) -> torch.Tensor | None:
-        """Per ReLU layer, the share of its units (channels for convolutions) not positive for any
-        sample of the fixed batch, on the device."""
-        if self.sample is None or not self._layers:
+    def _probe(self) -> torch.Tensor | None:
+        """ACTIVATION_STATS values per activation module (see `_activation_stats`) from one forward pass
+        of the fixed batch, flat and on the device; None without a batch, or when the modules did not run
+        once each (a module used twice or not at all: the values would not match the names)."""
+        if self.sample is None or not self._activations:
             return None
-        alive: list[torch.Tensor] = []
+        found: dict[int, list[torch.Tensor]] = {id(module): [] for _, module in self._activations}
 
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            positive = output > 0  # units along dim 1: features, or a convolution's channels
-            if positive.dim() > 1:
-                alive.append(positive.transpose(0, 1).reshape(positive.shape[1], -1).any(1))
-            else:
-                alive.append(positive.any().reshape(1))
+        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            found[id(module)].append(_activation_stats(module, output))
 
-        handles = [module.register_forward_hook(hook) for _, module in self._layers]
+        handles = [module.register_forward_hook(hook) for _, module in self._activations]
         was_training = self.model.training
         try:
             self.model.eval()
@@ -169,6 +192,49 @@ class Recorder:
             self.model.train(was_training)
             for handle in handles:
                 handle.remove()
-        if len(alive) != len(self._layers):  # a module used twice or not at all: shares would not match names
+        if any(len(stats) != 1 for stats in found.values()):
             return None
-        return torch.stack([1.0 - a.float().mean() for a in alive])
+        return torch.cat([found[id(module)][0] for _, module in self._activations])
+
+
+def _activation_stats(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """Mean, std, dead share (ReLU family: units, or a convolution's channels, not positive for any sample),
+    saturated share (squashing: values within SATURATION_MARGIN of the range's ends), and the units with a
+    NaN or infinite output; NaN where a share does not apply. On the device, one pass per reduction."""
+    y = output.detach().float()
+    others = [d for d in range(y.dim()) if d != 1]  # units along dim 1: features, or a convolution's channels
+    sums = y.sum(others) if y.dim() > 1 else y.sum().reshape(1)
+    nan = torch.full((), float("nan"), device=y.device)
+    dead = saturated = nan
+    if isinstance(module, RELU_FAMILY) and y.numel():
+        top = y.amax(others) if y.dim() > 1 else y.amax().reshape(1)
+        dead = (~(top > 0)).float().mean()  # a NaN maximum is not positive either
+    else:
+        bounds = next((b for kind, b in SQUASHING.items() if isinstance(module, kind)), None)
+        if isinstance(module, nn.Hardtanh):
+            bounds = (float(module.min_val), float(module.max_val))
+        if bounds is not None and y.numel():
+            half = (bounds[1] - bounds[0]) / 2
+            saturated = ((y - (bounds[0] + half)).abs() >= half * (1 - 2 * SATURATION_MARGIN)).float().mean()
+    mean = sums.sum() / max(y.numel(), 1)
+    std = y.std() if y.numel() > 1 else torch.zeros((), device=y.device)
+    bad = (~torch.isfinite(sums)).sum().float()
+    return torch.stack([mean, std, dead, saturated, bad])
+
+
+def _activation_records(layers: list[tuple[str, nn.Module]], flat: list[float]) -> dict[str, ActivationRecord]:
+    """The probe's values read back (none when it was not taken), keyed by the layer each activation follows."""
+    if len(flat) != ACTIVATION_STATS * len(layers):
+        return {}
+    found = {}
+    for i, (name, module) in enumerate(layers):
+        mean, std, dead, saturated, bad = flat[i * ACTIVATION_STATS : (i + 1) * ACTIVATION_STATS]
+        found[name] = ActivationRecord(
+            type(module).__name__.lower(),
+            mean,
+            std,
+            None if dead != dead else dead,
+            None if saturated != saturated else saturated,
+            round(bad),
+        )
+    return found

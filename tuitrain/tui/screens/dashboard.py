@@ -37,6 +37,7 @@ from tuitrain.tui.screens.steering import Reply, Steering, typed_number
 from tuitrain.tui.series import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.source import Source, as_source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart
+from tuitrain.tui.widgets.health import HealthBoard
 from tuitrain.tui.widgets.overlay import Overlaid
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
@@ -177,6 +178,7 @@ class Dashboard(Screen[None]):
                     yield EpochChart(id="epoch-chart")
                 yield Static(id="overlay-legend")
             with TabPane("Parameters", id="params"):
+                yield HealthBoard(id="health-board")
                 yield ParamTable(id="param-table")
                 yield ParamDetail(id="param-detail")
             with TabPane("Predictions", id="predictions"):
@@ -287,6 +289,8 @@ class Dashboard(Screen[None]):
         detail = self.query_one(ParamDetail)
         if recorded and detail.display:
             detail.show_history(self.history.histories)
+        if recorded and self.query_one("#panels", TabbedContent).active == "params":
+            self.looking.show_health()
         now = time.monotonic()
         self.pacer.account(now, self.history.state == "running")
         if self._charts_dirty and (self.pacer.due(now) or self.history.ended or first_point):
@@ -393,8 +397,9 @@ class Dashboard(Screen[None]):
         if pane == "charts":
             self.draw_charts()
         elif pane == "params":
-            detail = self.query_one(ParamDetail)
-            (detail if detail.display else self.query_one(ParamTable)).focus()
+            self.looking.show_health()
+            detail, board = self.query_one(ParamDetail), self.query_one(HealthBoard)
+            (detail if detail.display else board if board.row_count else self.query_one(ParamTable)).focus()
         elif pane == "predictions":
             self.query_one(PredictionPanel).focus()
         if pane in ("params", "predictions"):
@@ -535,6 +540,11 @@ class Dashboard(Screen[None]):
 
     def on_data_table_row_selected(self, event: ParamTable.RowSelected) -> None:
         self.looking.open_tensor(str(event.row_key.value))
+
+    def on_health_board_layer_chosen(self, message: HealthBoard.LayerChosen) -> None:
+        """Enter on a layer: its first tensor's drill-down (the others are a row away in the table)."""
+        if message.tensors:
+            self.looking.open_tensor(message.tensors[0])
 
     def on_param_detail_closed(self) -> None:
         self.looking.close_tensor()

@@ -10,7 +10,9 @@ from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 from tuitrain.events import Inspection
+from tuitrain.store.health import layer_health
 from tuitrain.tui.screens.steering import Steering
+from tuitrain.tui.widgets.health import HealthBoard
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
@@ -37,6 +39,7 @@ class LookingInside:
         self.pending = False  # an inspection was asked for and has not come yet
         self.asked = 0.0  # when (monotonic seconds)
         self.interval = INSPECT_INTERVAL  # seconds between asks: more when inspections cost more
+        self.health_version = -1  # the histories' version the health board shows
 
     def soon(self) -> None:
         """Look again at the next chance (a panel was opened, the run ended)."""
@@ -97,15 +100,31 @@ class LookingInside:
         if detail.display:
             detail.show(inspection)
 
+    def show_health(self) -> None:
+        """The layer health board from the recorded histories, when they have changed since it was drawn."""
+        history = self.steering.history
+        if history.histories.version == self.health_version:
+            return
+        self.health_version = history.histories.version
+        activation = ((history.config or {}).get("model") or {}).get("activation")
+        try:
+            health = layer_health(history.histories.records, None, activation)
+        except LookupError:  # nothing recorded yet (or a run without histories)
+            return
+        self.screen.query_one(HealthBoard).show(health)
+
     def open_tensor(self, name: str) -> None:
         """The drill-down in place of the table: the status line and every key stay."""
         history, screen = self.steering.history, self.screen
         screen.query_one("#panels", TabbedContent).active = "params"
         screen.query_one(ParamTable).display = False
+        screen.query_one(HealthBoard).display = False
         screen.query_one(ParamDetail).open(name, history.inspection, history.histories)
         self.soon()
 
     def close_tensor(self) -> None:
         table = self.screen.query_one(ParamTable)
         table.display = True
-        table.focus()
+        board = self.screen.query_one(HealthBoard)
+        board.display = True
+        (board if board.row_count else table).focus()
