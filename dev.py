@@ -3,6 +3,11 @@
 Both create ./.venv on first use and install tuitrain into it through constraints.txt,
 which pins the torch/torchvision pair known to work. Extra arguments are passed on
 (`python3 dev.py start run rings`, `python3 dev.py test -k engine`).
+
+`python3 dev.py test` runs every test, one worker per core, and lists the 15 slowest;
+`python3 dev.py test -m "not slow"` skips those that start real processes (signals, kill -9, import
+hygiene, child processes, DDP, the browser): the quick loop while editing. `-n 0` runs the tests in
+one process (for --pdb or -s).
 """
 
 import hashlib
@@ -73,7 +78,11 @@ def main() -> int:
         return subprocess.call([str(BIN / "tuitrain"), *args])
     if command == "test":
         ensure_installed("test")
-        return subprocess.call([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT)
+        # one worker per core (pytest-xdist), each file's tests kept together in one worker (its module
+        # fixtures made once), and the 15 slowest tests listed at the end; a later -n or --durations
+        # wins (`-n 0`: all in this process, for pdb or -s)
+        parallel = ["-n", "auto", "--dist", "loadfile"]
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", *parallel, "--durations=15", *args], cwd=ROOT)
     if command == "lint":
         ensure_installed("lint")
         return lint(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import struct
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +32,35 @@ class CliResult:
     out: str
     err: str
 
+    # the names of subprocess.CompletedProcess, so a test can swap a process for `run_cli`
+    @property
+    def returncode(self) -> int:
+        return self.code
+
+    @property
+    def stdout(self) -> str:
+        return self.out
+
+    @property
+    def stderr(self) -> str:
+        return self.err
+
 
 def run_cli(*args: str) -> CliResult:
     """`tuitrain ARGS` in this process, through the console entry point (its one-line errors and
-    exit codes): for tests where the process boundary itself is not what is tested."""
+    exit codes): for tests where the process boundary itself is not what is tested.
+
+    An exception that escapes `main` fails the test (a process would print a traceback), and the
+    warnings a fresh interpreter would print on stderr are written to `err`, as it would: pytest
+    would otherwise record them out of sight, and a test of "one line, nothing else" would go blind."""
     from click.testing import CliRunner
 
     from tuitrain.cli import main
 
     runner = CliRunner()
     code = 0
-    with runner.isolation() as (out, err, _):
+    with runner.isolation() as (out, err, _), warnings.catch_warnings(record=True) as caught:
+        interpreter_default_warnings()
         argv, sys.argv = sys.argv, ["tuitrain", *map(str, args)]
         try:
             main()
@@ -49,9 +68,19 @@ def run_cli(*args: str) -> CliResult:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
             sys.argv = argv
+        for w in caught:
+            sys.stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
         sys.stdout.flush()
         sys.stderr.flush()
         return CliResult(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
+
+
+def interpreter_default_warnings() -> None:
+    """The warning filters of a fresh `python` (no -W, no PYTHONWARNINGS), each shown once per place."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
 
 
 @pytest.fixture(autouse=True)

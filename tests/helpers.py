@@ -14,6 +14,8 @@ import time
 from html import unescape
 from pathlib import Path
 
+import pytest
+
 from tuitrain.config import resolve_config
 from tuitrain.events import EpochEnded
 from tuitrain.runs import start as session
@@ -25,7 +27,8 @@ from tuitrain.tui.widgets.predictions import PredictionPanel
 TIMEOUT = 30.0
 
 
-MODES = ["in-process", "child-process"]
+# the child-process mode starts a training process (a fresh interpreter importing torch): slow
+MODES = ["in-process", pytest.param("child-process", marks=pytest.mark.slow)]
 
 
 CELL_WIDTH = 12.2  # pixels per terminal column in Textual's SVG screenshots
@@ -270,3 +273,71 @@ async def driving(app, spy: Spy):
             yield pilot
         finally:
             spy.end()
+
+
+# ----------------------------------------------------------------------------- a fake Source: recorded events
+
+_RECORDED: dict[tuple, tuple] = {}
+
+
+def recorded_events(preset: str = "rings", **overrides) -> list:
+    """The events a finished in-process run of `preset` gave its consumer, trained once per session
+    for each (preset, overrides) and replayed by every `ReplaySource` that asks for them."""
+    import tempfile
+
+    key = (preset, tuple(sorted(overrides.items())))
+    if key not in _RECORDED:
+        config = resolve_config(preset, **overrides)
+        out = tempfile.mkdtemp(prefix="tuitrain-recorded-")
+        trainer, writer = session.new_run(config, out)
+        rec = Recorder()
+        trainer.run(rec)
+        writer.close()
+        _RECORDED[key] = tuple(rec.events)
+    return list(_RECORDED[key])
+
+
+class ReplaySource:
+    """A Source (tuitrain.tui.source) that replays recorded events instead of training: for app tests
+    that only need a run's events (harlequin's in-memory adapter). A watched run, as `tuitrain watch`
+    gives: not steerable, no controls, nothing to inspect. `hold` keeps `follow` from returning until
+    the test calls `end()` (a run still in progress)."""
+
+    steerable = False
+    controls = None
+    config = None
+
+    def __init__(self, events: list, title: str = "replay", out_dir: str = "runs", hold: bool = False) -> None:
+        self.events = list(events)
+        self.title = title
+        self.out_dir = out_dir
+        self.run_dir: str | None = None
+        self.followed = 0  # how often `follow` ran (an app restart follows again)
+        self.closed = False
+        self._ended = threading.Event()
+        if not hold:
+            self._ended.set()
+
+    def follow(self, sink) -> None:
+        self.followed += 1
+        for event in self.events:
+            if self.closed:
+                return
+            sink(event)
+        self._ended.wait(TIMEOUT)
+
+    def end(self) -> None:
+        self._ended.set()
+
+    def recover(self, lr: float) -> None:
+        pass
+
+    def inspect(self):
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+        self._ended.set()
+
+    def wait(self, timeout: float) -> bool:
+        return True

@@ -31,6 +31,7 @@ def run_script(script: str, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.slow  # runs a benchmark script in its own process
 def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     run_script(
@@ -135,6 +136,7 @@ def test_paired_ratio_divides_within_rounds_and_skips_disturbed_runs() -> None:
     assert bench.paired_ratio(runs, "d", "c") is None
 
 
+@pytest.mark.slow  # runs a benchmark script in its own process
 def test_overhead_pairs_tuitrain_epochs_with_bare_epochs(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     run_script("overhead.py", "--cases", "rings", "--rounds", "2", "--out", str(out))
@@ -190,6 +192,7 @@ def test_dashboard_cost_divides_each_drawing_window_by_its_stopped_neighbour() -
     assert result["stopped_app_cpu_share"] == 0.0
 
 
+@pytest.mark.slow  # runs a benchmark script in its own process
 def test_dashboard_cost_stops_the_app_and_keeps_the_training_going(tmp_path: Path) -> None:
     run_script(
         "dashboard_cost.py",

@@ -1,4 +1,7 @@
-"""The real `tuitrain` process: exit codes, one-line errors, JSON lines, clean logs, lazy imports."""
+"""The `tuitrain` command: exit codes, one-line errors, JSON lines, clean logs, lazy imports.
+
+Most tests run the console entry point in this process (`run_cli`); the real process is kept where it
+is the point: the exit code and stderr of `python -m tuitrain`, and what a fresh interpreter imports."""
 
 from __future__ import annotations
 
@@ -8,10 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_tuitrain as tuitrain
+from conftest import run_cli
+from helpers import run_tuitrain
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_rings.toml")
+
+
+def tuitrain(*args: str):
+    """`tuitrain ARGS` in this process (exit code, stdout and stderr as a process would give them)."""
+    return run_cli(*args)
 
 
 def test_json_run_is_one_object_per_line():
@@ -68,6 +77,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # the real entry point: its exit status and stderr as a shell sees them
+def test_the_real_process_exits_2_with_one_line():
+    result = run_tuitrain("run", "nope")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith("Error: unknown preset 'nope'") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+
+
 def test_cuda_without_gpu_is_bad_input():
     import torch
 
@@ -77,9 +94,11 @@ def test_cuda_without_gpu_is_bad_input():
     assert result.returncode == 2 and "no CUDA GPU" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_missing_mnist_offline_says_what_to_do(isolated_xdg, tmp_path):
+def test_missing_mnist_offline_says_what_to_do(isolated_xdg, tmp_path, monkeypatch):
     # no files anywhere and no network: must fail within seconds with advice, not hang or trace
-    result = tuitrain("run", "mlp", env={"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    result = tuitrain("run", "mlp")
     assert result.returncode == 2
     assert "--data-dir" in result.stderr and "Traceback" not in result.stderr
 
@@ -90,6 +109,7 @@ def test_divergence_exits_3_with_advice():
     assert "lower learning rate" in result.stderr
 
 
+@pytest.mark.slow  # import hygiene: a fresh interpreter is the point
 def test_help_and_list_do_not_import_torch():
     probe = (
         "import sys, runpy\nsys.argv = ['tuitrain'] + sys.argv[1:]\n"
@@ -99,6 +119,9 @@ def test_help_and_list_do_not_import_torch():
     for args in (["--help"], ["list"], ["run", "--help"]):
         result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
         assert result.stderr.strip().endswith("NO-TORCH"), (args, result.stderr)
+
+
+def test_help_names_the_commands():
     help_text = tuitrain("--help").stdout
     for word in ("run", "list", "show"):
         assert word in help_text

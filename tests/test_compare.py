@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 from helpers import default_signals
-from helpers import run_tuitrain as tuitrain
 
 from tuitrain.config import resolve_config
 from tuitrain.errors import UsageError
@@ -23,6 +23,11 @@ from tuitrain.training.threads import usable_cpus
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_rings.toml")
+
+
+def tuitrain(*args: str):
+    """`tuitrain ARGS` in this process: a sequential race trains its runs in the process it is given."""
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +80,7 @@ def test_compare_agrees_with_the_summaries(race):
     assert "train.optimizer" in table.stdout and "train.lr" in table.stdout and "train.seed" not in table.stdout
 
 
+@pytest.mark.slow  # a parallel race trains in child processes
 def test_a_parallel_race_splits_the_cores_and_gets_the_same_numbers(race, tmp_path):
     out, _, lines = race
     result = tuitrain("run", "rings", "--epochs", "20", "--optimizer", "sgd,adam", "--lr", "0.01,0.1", "--parallel",
@@ -100,6 +106,7 @@ def test_plain_race_lines_are_prefixed_by_the_run(tmp_path):
     assert "ranking:" in result.stdout and "\x1b" not in result.stdout
 
 
+@pytest.mark.slow  # SIGINT to the real process
 def test_an_interrupted_race_stops_and_leaves_no_empty_folders(tmp_path):
     args = [sys.executable, "-m", "tuitrain", "run", TINY, "--epochs", "100000", "--lr", "0.05,0.1,0.2"]
     child = subprocess.Popen(  # SIGINT as a terminal gives it, even when CI runs us with it ignored

@@ -1,4 +1,7 @@
-"""Shell completion through click's protocol: commands, options, preset names, run directories."""
+"""Shell completion through click's protocol: commands, options, preset names, run directories.
+
+The protocol is answered by the entry point in this process (`run_cli` with click's variables set);
+the tests that tab through bash itself start bash, which runs `python -m tuitrain`, and are slow."""
 
 from __future__ import annotations
 
@@ -9,24 +12,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CliResult, run_cli
+
+
+def protocol(env: dict[str, str], cwd: Path | None = None) -> CliResult:
+    """`tuitrain` in this process with click's completion variables `env` set (and `cwd` current)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        if cwd is not None:
+            patch.chdir(cwd)
+        return run_cli()
 
 
 def complete(words: str, cwd: Path, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """What bash would be offered for the last word of `words` (click's bash_complete protocol)."""
     parts = words.split(" ")
-    done = subprocess.run(
-        [sys.executable, "-m", "tuitrain"],
-        env={
-            **os.environ,
-            **(env or {}),
-            "_TUITRAIN_COMPLETE": "bash_complete",
-            "COMP_WORDS": words,
-            "COMP_CWORD": str(len(parts) - 1),
-        },
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = protocol(
+        {**(env or {}), "_TUITRAIN_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1)},
+        cwd,
     )
     assert done.returncode == 0, done.stderr
     return [tuple(line.split(",", 1)) for line in done.stdout.splitlines()]  # type: ignore[misc]
@@ -63,14 +67,10 @@ def test_run_directories(tmp_path: Path) -> None:
 def bash_complete(words: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Tab through bash itself: source click's script, call its completion function, read COMPREPLY
     (and which `compopt` fallbacks it asked for: `-o default` files, `-o dirnames` folders)."""
-    script = subprocess.run(
-        [sys.executable, "-m", "tuitrain"],
-        env={**os.environ, "_TUITRAIN_COMPLETE": "bash_source"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.replace("$1)", f"{sys.executable} -m tuitrain)")  # the function runs the command it completes
+    source = protocol({"_TUITRAIN_COMPLETE": "bash_source"})
+    assert source.returncode == 0, source.stderr
+    # the function runs the command it completes
+    script = source.stdout.replace("$1)", f"{sys.executable} -m tuitrain)")
     empty_last = " ''" if words.endswith(" ") else ""  # the word being typed, still empty
     program = (
         'compopt() { echo "compopt $1 $2" >&2; }\n'  # outside readline: record the fallback bash would use
@@ -93,6 +93,7 @@ def bash_complete(words: str, cwd: Path, env: dict[str, str] | None = None) -> t
     return [line for line in done.stdout.splitlines() if line], fallbacks
 
 
+@pytest.mark.slow  # bash, which runs `python -m tuitrain` for each completion
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_offers_presets_and_files_only_where_none_match(tmp_path: Path) -> None:
     (tmp_path / "mine.toml").write_text('name = "mine"\n')
@@ -104,6 +105,7 @@ def test_bash_offers_presets_and_files_only_where_none_match(tmp_path: Path) -> 
     assert offered == [] and fallbacks == ["compopt -o default"]
 
 
+@pytest.mark.slow  # bash, which runs `python -m tuitrain` for each completion
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_offers_run_directories(tmp_path: Path) -> None:
     (tmp_path / "runs" / "20260101-000000-rings").mkdir(parents=True)
@@ -119,25 +121,12 @@ def test_other_shells_get_presets_and_no_files_over_them(shell: str, tmp_path: P
     """Where zsh or fish is installed: its script loads, and its protocol lists presets without files."""
     if shutil.which(shell) is None:
         pytest.skip(f"{shell} is not installed")
-    source = subprocess.run(
-        [sys.executable, "-m", "tuitrain"],
-        env={**os.environ, "_TUITRAIN_COMPLETE": f"{shell}_source"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    (tmp_path / "script").write_text(source)
+    source = protocol({"_TUITRAIN_COMPLETE": f"{shell}_source"})
+    assert source.returncode == 0, source.stderr
+    (tmp_path / "script").write_text(source.stdout)
     check = subprocess.run([shell, "-n", str(tmp_path / "script")], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     words = "tuitrain train ri"
-    done = subprocess.run(
-        [sys.executable, "-m", "tuitrain"],
-        env={**os.environ, "_TUITRAIN_COMPLETE": f"{shell}_complete", "COMP_WORDS": words, "COMP_CWORD": "2"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = protocol({"_TUITRAIN_COMPLETE": f"{shell}_complete", "COMP_WORDS": words, "COMP_CWORD": "2"}, tmp_path)
     lines = done.stdout.splitlines()
     assert "rings" in lines and "file" not in lines and not any(line.startswith("file,") for line in lines)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 PRESET = """
 name = "tiny-rings"
@@ -44,6 +45,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     return {"root": root, "one": one, "two": two}
 
 
+@pytest.mark.slow  # DDP: torchrun and two training processes
 def test_two_processes_follow_the_one_process_run(runs: dict) -> None:
     one, two = runs["one"], runs["two"]
     assert one.returncode == 0, one.stderr
@@ -63,6 +65,7 @@ def test_two_processes_follow_the_one_process_run(runs: dict) -> None:
     )
 
 
+@pytest.mark.slow  # DDP: torchrun and two training processes
 def test_rank_zero_alone_writes_one_run_directory(runs: dict) -> None:
     root: Path = runs["root"]
     [run_dir] = list((root / "two").iterdir())
@@ -71,10 +74,11 @@ def test_rank_zero_alone_writes_one_run_directory(runs: dict) -> None:
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow  # DDP: torchrun and two training processes
 def test_resume_needs_the_same_number_of_processes(runs: dict) -> None:
     root: Path = runs["root"]
     [run_dir] = list((root / "two").iterdir())
-    alone = tuitrain("run", "--resume", str(run_dir), "--epochs", "4", cwd=root)
+    alone = run_cli("run", "--resume", str(run_dir), "--epochs", "4")  # refused before anything starts
     assert alone.returncode == 2
     assert alone.stderr.strip().endswith(
         "this run was trained by 2 process(es); resume it with the same number (--nproc 2), not 1"
@@ -85,6 +89,6 @@ def test_resume_needs_the_same_number_of_processes(runs: dict) -> None:
 
 
 def test_nproc_refuses_a_batch_smaller_than_the_processes(tmp_path: Path) -> None:
-    done = tuitrain("run", "rings", "--epochs", "1", "--batch-size", "1", "--nproc", "2", cwd=tmp_path)
+    done = run_cli("run", "rings", "--epochs", "1", "--batch-size", "1", "--nproc", "2", "--out", tmp_path)
     assert done.returncode != 0
     assert "--batch-size 1 is smaller than --nproc 2" in done.stderr

@@ -63,6 +63,7 @@ def test_a_numeric_label_among_names_is_refused_too(tmp_path: Path) -> None:
     assert refused(path).startswith(f"{path} line 48: label 1e20 is a number")
 
 
+@pytest.mark.slow  # a child process with its address space limited
 def test_a_huge_label_is_refused_in_little_memory(tmp_path: Path) -> None:
     """Before the fix 300000000 sized a list of 300 million class names (21 GB): in 1 GB of address space
     the check must come first."""

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 
 from tuitrain.checks import summary_problem
 from tuitrain.config import resolve_config
@@ -24,15 +23,9 @@ from tuitrain.training.engine import Trainer
 ROOT = os.geteuid() == 0
 
 
-def tuitrain(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "tuitrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-        stdin=subprocess.DEVNULL,
-    )
+def tuitrain(*args):
+    """`tuitrain ARGS` in this process: what is tested is its exit code and one-line error, not the process."""
+    return run_cli(*args)
 
 
 def assert_one_error(result, code, *words):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_idx_set, write_idx
+from conftest import make_idx_set, run_cli, write_idx
 
 from tuitrain.config import apply_overrides, config_from_dict, load_preset
 from tuitrain.data.memory import DATA_SHAPES, available_memory, check_fits, memory_estimate, parameter_estimate
@@ -25,15 +24,9 @@ from tuitrain.training.models import build_model, parameter_count
 TINY = Path(__file__).parent / "data" / "tiny_rings.toml"
 
 
-def tuitrain(*args, env=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "tuitrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
+def tuitrain(*args):
+    """`tuitrain ARGS` in this process: what is tested is its exit code and one-line error, not the process."""
+    return run_cli(*args)
 
 
 def assert_one_error(result, code, *words):

@@ -190,6 +190,7 @@ def test_csv_export_streams_a_long_metrics_file(tmp_path: Path, run: Path) -> No
     assert rows[-1]["lr"] == 0.5 and rows[1499]["lr"] is None
 
 
+@pytest.mark.slow  # the peak memory of a process of its own
 def test_csv_export_of_a_long_run_stays_in_bounded_memory(run: Path, tmp_path: Path) -> None:
     """A 50 MB metrics.jsonl (half a million step lines) exports in a process whose peak memory stays
     far below what holding the file's events would take (about 1 GB)."""

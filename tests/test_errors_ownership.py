@@ -152,6 +152,7 @@ def test_an_unwritable_tensorboard_folder_fails_the_run_with_its_message(finishe
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.slow  # the live run is another process (under strace)
 def test_a_concurrent_resume_of_a_slowed_live_run_leaves_it_to_complete(tmp_path: Path) -> None:
     """The live run's every fsync is slowed (strace), so its temporaries exist while a second
     process tries to resume it; the live run still completes with every file whole."""

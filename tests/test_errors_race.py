@@ -130,6 +130,7 @@ def no_queued(out: Path) -> list[str]:
 # ----------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow  # signals to the real race process and its children
 @pytest.mark.parametrize(
     "sig, parallel",
     [(signal.SIGTERM, "1"), pytest.param(signal.SIGHUP, "2", marks=two_cpus)],
@@ -154,6 +155,7 @@ def test_a_race_signalled_before_its_first_run_leaves_no_folders(tmp_path, sig, 
     assert "Traceback" not in "".join(proc.err), "".join(proc.err)
 
 
+@pytest.mark.slow  # signals to the real race process and its children
 @two_cpus
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
 def test_a_parallel_race_signalled_mid_way_saves_its_runs_and_orphans_nothing(tmp_path, sig):
@@ -177,6 +179,7 @@ def test_a_parallel_race_signalled_mid_way_saves_its_runs_and_orphans_nothing(tm
     assert "Traceback" not in "".join(proc.err)
 
 
+@pytest.mark.slow  # signals to the real race process and its children
 def test_a_sequential_race_hung_up_mid_way_saves_and_ranks_what_ran(tmp_path):
     out = tmp_path / "out"
     proc = Race(TINY, "--epochs", LONG, "--lr", "0.05,0.1,0.2", out=out)
@@ -191,6 +194,7 @@ def test_a_sequential_race_hung_up_mid_way_saves_and_ranks_what_ran(tmp_path):
     assert lines[-1]["event"] == "ranking" and len(lines[-1]["runs"]) == 1
 
 
+@pytest.mark.slow  # signals to the real race process and its children
 @two_cpus
 def test_a_race_child_killed_by_a_signal_is_named_in_one_line(tmp_path):
     out = tmp_path / "out"
@@ -209,6 +213,7 @@ def test_a_race_child_killed_by_a_signal_is_named_in_one_line(tmp_path):
     assert lines[-1]["event"] == "ranking" and len(lines[-1]["runs"]) == 2
 
 
+@pytest.mark.slow  # signals to the real race process and its children
 @two_cpus
 def test_the_children_of_a_killed_race_stop_and_save(tmp_path):
     out = tmp_path / "out"

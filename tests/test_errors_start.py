@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -104,6 +106,7 @@ def test_train_with_good_settings_opens_the_app(no_app, tmp_path):
     assert kind == "train" and args[0].name == "rings" and args[0].train.epochs == 3
 
 
+@pytest.mark.slow  # import hygiene: a fresh interpreter is the point
 def test_checking_plain_settings_leaves_torch_unimported():
     """The checks import torch only for --device cuda or --precision bf16: the app still opens at once."""
     code = (
@@ -188,6 +191,7 @@ def free_port() -> int:
 
 
 @needs_serve
+@pytest.mark.slow  # the real server starts (were it to serve, only a process could be stopped)
 def test_serve_on_a_port_in_use_says_so_in_one_line():
     """The real server, in its own process: it stops with one line instead of a traceback after its logo."""
     with socket.socket() as taken:
@@ -255,11 +259,32 @@ def odd_presets(isolated_xdg):
     listener.close()
 
 
+def run_cli_beside_a_fifo(fifo: Path, *args: str, timeout: float = 10.0):
+    """`run_cli(*args)`, with a watchdog: should the command block opening or reading `fifo`, a
+    writer opens it after `timeout` seconds (the read ends at once) and the test fails instead of hanging."""
+    blocked = threading.Event()
+
+    def unblock() -> None:
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) unless someone reads it
+        except OSError:
+            return
+        blocked.set()
+        os.close(writer)
+
+    watchdog = threading.Timer(timeout, unblock)
+    watchdog.start()
+    try:
+        result = run_cli(*args)
+    finally:
+        watchdog.cancel()
+    assert not blocked.is_set(), f"`tuitrain {' '.join(args)}` blocked on the FIFO {fifo}"
+    return result
+
+
 def test_list_skips_reading_a_fifo_or_socket_among_the_user_presets(odd_presets):
-    """In a process of its own, with a timeout: a blocking read of the FIFO would hang it."""
-    done = subprocess.run(
-        [*TUITRAIN, "list"], capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL
-    )
+    """A blocking read of the FIFO would hang it: a watchdog opens the FIFO's other end and fails the test."""
+    done = run_cli_beside_a_fifo(odd_presets / "pipe.toml", "list")
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "(unreadable: is a FIFO" in lines["pipe"] or "(unreadable: is a socket or FIFO" in lines["pipe"]
@@ -269,9 +294,7 @@ def test_list_skips_reading_a_fifo_or_socket_among_the_user_presets(odd_presets)
 
 @pytest.mark.parametrize("name", ["pipe", "sock"])
 def test_using_a_fifo_or_socket_preset_is_one_line(odd_presets, name):
-    done = subprocess.run(
-        [*TUITRAIN, "show", name], capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL
-    )
+    done = run_cli_beside_a_fifo(odd_presets / "pipe.toml", "show", name)
     assert done.returncode == 2
     assert f"{name}.toml: cannot read: is a" in one_error_line(done.stderr)
 
@@ -287,19 +310,15 @@ def test_a_fifo_named_as_a_preset_file_is_refused_unread(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """Two finished tiny runs (trained once for the module)."""
+    """Two finished tiny runs (trained once for the module, in this process)."""
     folder = tmp_path_factory.mktemp("runs")
     (folder / "tiny.toml").write_text(TINY)
-    for seed in ("1", "2"):
-        done = subprocess.run(
-            [*TUITRAIN, "run", "tiny.toml", "--out", "out", "--seed", seed],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env={**os.environ, "XDG_CONFIG_HOME": str(folder / "xdg")},
-        )
-        assert done.returncode == 0, done.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(folder / "xdg"))
+        patch.setenv("XDG_STATE_HOME", str(folder / "state"))
+        for seed in ("1", "2"):
+            done = run_cli("run", folder / "tiny.toml", "--out", folder / "out", "--seed", seed)
+            assert done.code == 0, done.err
     runs = sorted((folder / "out").iterdir())
     assert len(runs) == 2
     return folder / "out"
@@ -315,6 +334,7 @@ def run_into_a_closed_pipe(args: list[str]) -> subprocess.CompletedProcess[str]:
         os.close(write_end)
 
 
+@pytest.mark.slow  # a real process writing into a pipe whose reader left (EPIPE)
 @pytest.mark.parametrize("command", ["runs --json", "runs", "compare", "compare --json", "list", "show"])
 def test_a_reader_that_left_ends_the_command_quietly(two_runs, command):
     args = command.split()
@@ -331,6 +351,7 @@ def test_a_reader_that_left_ends_the_command_quietly(two_runs, command):
         assert done.stderr == ""
 
 
+@pytest.mark.slow  # a real pipeline: `tuitrain ... | head -1`
 def test_runs_json_into_head_exits_zero(two_runs):
     if shutil.which("head") is None:
         pytest.skip("no head here")
@@ -340,6 +361,7 @@ def test_runs_json_into_head_exits_zero(two_runs):
     assert json.loads(done.stdout)["name"] in {d.name for d in two_runs.iterdir()}
 
 
+@pytest.mark.slow  # a real process started with descriptor 1 closed
 @pytest.mark.parametrize("command", ["runs", "list", "compare", "show rings"])
 def test_a_closed_stdout_gets_one_warning(two_runs, command):
     args = command.split()
@@ -356,6 +378,7 @@ def test_a_closed_stdout_gets_one_warning(two_runs, command):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # a real process started with descriptor 1 closed
 def test_with_stdout_closed_a_file_opened_later_never_becomes_stdout(tmp_path):
     """Descriptor 1 is held by /dev/null: a file the command opens cannot take it and get its output."""
     code = (

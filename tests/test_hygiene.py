@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 UI = ("textual", "rich", "click")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +37,7 @@ def test_the_core_is_every_package_but_the_front_ends():
     assert not [m for m in core if m.startswith(("tuitrain.tui", "tuitrain.cli", "tuitrain.headless"))]
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_core_and_headless_modules_import_no_ui():
     """One interpreter imports each module in turn; a UI module appearing is blamed on the import that brought it."""
     code = (
@@ -55,6 +58,7 @@ def test_core_and_headless_modules_import_no_ui():
     assert json.loads(result.stdout) == {}
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_headless_json_run_never_imports_textual():
     code = (
         "import sys, runpy\nsys.argv = ['tuitrain', 'run', 'neuron', '--epochs', '1', '--json']\n"

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from helpers import PRESET, default_signals, wait_for_step
 from helpers import start_tuitrain as tuitrain
 
@@ -39,6 +40,17 @@ def finish(proc: subprocess.Popen, timeout: float = TIMEOUT) -> tuple[int, str, 
     return proc.returncode, out, err
 
 
+def cli(folder: Path, *args: str) -> tuple[int, str, str]:
+    """`tuitrain ARGS` in this process, relative paths taken from `folder`: (exit code, stdout, stderr)."""
+    where = Path.cwd()
+    os.chdir(folder)
+    try:
+        result = run_cli(*args)
+    finally:
+        os.chdir(where)
+    return result.code, result.out, result.err
+
+
 def one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert "Traceback" not in stderr, stderr
@@ -50,13 +62,13 @@ def one_error_line(stderr: str) -> str:
 # ----------------------------------------------------------------------------- one owner
 
 
+@pytest.mark.slow  # the live run is another process
 def test_a_second_process_cannot_train_the_same_run_directory(tmp_path):
     write_preset(tmp_path, epochs=200)
     first = tuitrain("run", "ringlet.toml", "--out", "out", "--json", cwd=tmp_path)
     try:
         run_dir = wait_for_step(tmp_path / "out")
-        second = tuitrain("run", "--resume", str(run_dir), "--epochs", "300", cwd=tmp_path)
-        code, _, err = finish(second)
+        code, _, err = cli(tmp_path, "run", "--resume", str(run_dir), "--epochs", "300")
         assert code == 2
         line = one_error_line(err)
         assert f"process {first.pid}" in line and "in use" in line
@@ -69,14 +81,14 @@ def test_a_second_process_cannot_train_the_same_run_directory(tmp_path):
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     write_preset(tmp_path, epochs=3)
-    code, _, err = finish(tuitrain("run", "ringlet.toml", "--out", "out", "--epochs", "1", cwd=tmp_path))
+    code, _, err = cli(tmp_path, "run", "ringlet.toml", "--out", "out", "--epochs", "1")
     assert code == 0, err
     run_dir = next((tmp_path / "out").iterdir())
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     import socket
 
     (run_dir / ".lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
-    code, _, err = finish(tuitrain("run", "--resume", str(run_dir), "--epochs", "2", cwd=tmp_path))
+    code, _, err = cli(tmp_path, "run", "--resume", str(run_dir), "--epochs", "2")
     assert code == 0, err
     assert json.loads((run_dir / "summary.json").read_text())["epoch"] == 2
 
@@ -84,6 +96,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 # ----------------------------------------------------------------------------- early stops, divergence
 
 
+@pytest.mark.slow  # SIGTERM to the real process
 def test_a_stop_in_the_first_moments_leaves_a_resumable_checkpoint(tmp_path):
     write_preset(tmp_path, epochs=2)
     proc = tuitrain("run", "ringlet.toml", "--out", "out", "--json", cwd=tmp_path)
@@ -98,39 +111,24 @@ def test_a_stop_in_the_first_moments_leaves_a_resumable_checkpoint(tmp_path):
     code, _, err = finish(proc)
     assert code in (143, 0), err
     assert (run_dir / "last.pt").is_file()
-    code, _, err = finish(tuitrain("run", "--resume", str(run_dir), cwd=tmp_path))
+    code, _, err = cli(tmp_path, "run", "--resume", str(run_dir))
     assert code == 0, err
 
 
 def test_divergence_never_saves_non_finite_weights_and_resumes_lower(tmp_path):
-    code, out, err = finish(
-        tuitrain("run", "square", "--out", "out", "--lr", "100", "--epochs", "3", "--json", cwd=tmp_path)
-    )
+    code, out, err = cli(tmp_path, "run", "square", "--out", "out", "--lr", "100", "--epochs", "3", "--json")
     assert code == 3, err
     run_dir = next((tmp_path / "out").iterdir())
     state = checkpoints.load(run_dir / "last.pt")
     assert all(bool(t.isfinite().all()) for t in state["model"].values())
-    code, _, err = finish(tuitrain("run", "--resume", str(run_dir), "--lr", "0.01", cwd=tmp_path))
+    code, _, err = cli(tmp_path, "run", "--resume", str(run_dir), "--lr", "0.01")
     assert code == 0, err
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
 def test_on_diverge_recover_rolls_back_at_half_the_rate(tmp_path):
-    code, out, err = finish(
-        tuitrain(
-            "run",
-            "square",
-            "--out",
-            "out",
-            "--lr",
-            "1.2",
-            "--epochs",
-            "40",
-            "--on-diverge",
-            "recover",
-            "--json",
-            cwd=tmp_path,
-        )
+    code, out, err = cli(
+        tmp_path, "run", "square", "--out", "out", "--lr", "1.2", "--epochs", "40", "--on-diverge", "recover", "--json"
     )
     lines = [json.loads(line) for line in out.splitlines()]
     recoveries = [e for e in lines if e["event"] == "recovery"]
@@ -148,6 +146,7 @@ def test_on_diverge_recover_rolls_back_at_half_the_rate(tmp_path):
 # ----------------------------------------------------------------------------- output that cannot be written
 
 
+@pytest.mark.slow  # the real process, its standard output closed or full
 @pytest.mark.parametrize("stdout", ["closed", "full"])
 def test_output_that_cannot_be_written_does_not_stop_training(tmp_path, stdout):
     write_preset(tmp_path, epochs=1)
@@ -171,6 +170,7 @@ def test_output_that_cannot_be_written_does_not_stop_training(tmp_path, stdout):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow  # SIGTERM to the real process, blocked writing to a pipe
 def test_a_signal_stops_a_run_whose_json_output_nobody_reads(tmp_path):
     (tmp_path / "ringlet.toml").write_text(
         PRESET.replace("samples = 60000", "samples = 2000")
@@ -237,11 +237,11 @@ def test_a_full_disk_at_the_first_checkpoint_fails_the_run_honestly(tmp_path, mo
 
 def test_resume_overrides_are_validated_before_anything_is_written(tmp_path):
     write_preset(tmp_path, epochs=1)
-    code, _, err = finish(tuitrain("run", "ringlet.toml", "--out", "out", cwd=tmp_path))
+    code, _, err = cli(tmp_path, "run", "ringlet.toml", "--out", "out")
     assert code == 0, err
     run_dir = next((tmp_path / "out").iterdir())
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-    code, _, err = finish(tuitrain("run", "--resume", str(run_dir), "--epochs", "1000001", cwd=tmp_path))
+    code, _, err = cli(tmp_path, "run", "--resume", str(run_dir), "--epochs", "1000001")
     assert code == 2 and "--epochs" in one_error_line(err)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 

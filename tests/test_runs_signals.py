@@ -1,4 +1,6 @@
-"""The real command line in a subprocess: signals, exit codes, resume, divergence."""
+"""The command line: signals to the real process (and the resume after one), exit codes, divergence.
+
+The signal tests need the real process and are marked slow; the exit codes run the entry point here."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from helpers import PRESET, wait_for_step
 from helpers import start_tuitrain as tuitrain
 
@@ -43,6 +46,7 @@ def check_interrupted(run_dir: Path, stdout: str) -> dict:
     return summary
 
 
+@pytest.mark.slow  # SIGINT to the real process
 def test_sigint_saves_and_the_run_resumes_to_completion(tmp_path):
     run_dir, code, stdout = interrupt(tmp_path, signal.SIGINT)
     assert code == 130
@@ -60,6 +64,7 @@ def test_sigint_saves_and_the_run_resumes_to_completion(tmp_path):
     assert checkpoints.load(run_dir / "last.pt")["epoch"] == 8
 
 
+@pytest.mark.slow  # signals to the real process
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_stop_gracefully(tmp_path, sig, code):
     run_dir, returncode, stdout = interrupt(tmp_path, sig)
@@ -68,9 +73,9 @@ def test_sigterm_and_sighup_stop_gracefully(tmp_path, sig, code):
 
 
 def test_divergence_exits_3_and_the_summary_says_so(tmp_path):
-    proc = tuitrain("run", "square", "--lr", "50", "--epochs", "3", "--out", "out", cwd=tmp_path)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 3
+    proc = run_cli("run", "square", "--lr", "50", "--epochs", "3", "--out", tmp_path / "out")
+    stderr = proc.err
+    assert proc.code == 3
     assert "lower learning rate" in stderr and stderr.count("\n") == 1
     (run_dir,) = (tmp_path / "out").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -80,7 +85,7 @@ def test_divergence_exits_3_and_the_summary_says_so(tmp_path):
 
 
 def test_bad_resume_is_a_one_line_error_with_exit_2(tmp_path):
-    proc = tuitrain("run", "--resume", str(tmp_path), cwd=tmp_path)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and stderr.startswith("Error: ") and stderr.count("\n") == 1
+    proc = run_cli("run", "--resume", str(tmp_path))
+    stderr = proc.err
+    assert proc.code == 2 and stderr.startswith("Error: ") and stderr.count("\n") == 1
     assert "not a run directory" in stderr

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -104,6 +105,7 @@ def browser():
         driver.quit()
 
 
+@pytest.mark.slow  # a real server process and a headless browser
 def test_the_dashboard_in_a_browser_answers_a_key(server, browser) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -125,24 +127,22 @@ def test_the_dashboard_in_a_browser_answers_a_key(server, browser) -> None:
 
 
 def test_serve_refuses_other_commands_and_warns_off_localhost(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tuitrain", "serve", "--", "run", "rings"], capture_output=True, text=True, timeout=60
-    )
+    done = run_cli("serve", "--", "run", "rings")
     assert done.returncode == 2
     assert done.stderr.startswith("Error: serve runs the app: give nothing") and done.stderr.count("\n") == 1
 
 
-def test_serving_beyond_localhost_warns_first(tmp_path: Path) -> None:
+def test_serving_beyond_localhost_warns_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tuitrain", "serve", "--host", "0.0.0.0", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        first = process.stderr.readline()  # written before the server starts
-    finally:
-        process.terminate()
-        process.wait(30)
+    said_before_serving: list[str] = []
+
+    def serve(self, debug: bool = False) -> None:  # in this process: what stderr holds when serving would start
+        sys.stderr.flush()
+        said_before_serving.append(sys.stderr.buffer.getvalue().decode())
+
+    monkeypatch.setattr("textual_serve.server.Server.serve", serve)
+    done = run_cli("serve", "--host", "0.0.0.0", "--port", str(port))
+    assert done.code == 0, done.err
+    [said] = said_before_serving
+    first = said.splitlines()[0] if said else ""
     assert first.startswith(f"Warning: serving on 0.0.0.0: anyone who can reach port {port} gets the app")

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
+from conftest import run_cli
 from helpers import params, resume, small, train
-from helpers import run_tuitrain as tuitrain
 
 from tuitrain.config import apply_overrides
 from tuitrain.errors import UsageError
@@ -22,6 +22,7 @@ from tuitrain.tui.widgets.charts import _every_nth
 BF16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_the_app_starts_without_torch():
     """The training process imports torch; the app importing it too cost 1.3 s of CPU at the start."""
     code = (
@@ -114,6 +115,7 @@ def test_batcher_holds_routine_events_and_sends_what_matters_at_once():
     assert len(sent) == 5
 
 
+@pytest.mark.slow  # the training child process
 def test_a_live_run_through_the_child_arrives_whole_and_in_order(tmp_path):
     """The batched pipe gives the app every event the trainer made, in order (rings: ~100 epochs/s)."""
     config = small(30)
@@ -132,7 +134,7 @@ def test_a_live_run_through_the_child_arrives_whole_and_in_order(tmp_path):
 
 
 def test_precision_is_checked():
-    result = tuitrain("run", "rings", "--epochs", "1", "--precision", "fp16")
+    result = run_cli("run", "rings", "--epochs", "1", "--precision", "fp16")
     assert result.returncode == 2 and "'fp16' is not one of 'fp32', 'bf16'" in result.stderr
 
 

@@ -49,12 +49,14 @@ TRAIN_AND_RESUME = """
 """
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_training_never_runs_torchs_compiler():
     """torch.optim imports torch._dynamo (about 1 s, as long as `import torch`); eager training never needs it."""
     assert python(TRAIN_AND_RESUME).split() == ["True", "False"]
     assert python(TRAIN_AND_RESUME, TUITRAIN_EAGER_DYNAMO="1").split() == ["False", "True"]  # the way out
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_the_compiler_still_loads_when_asked_and_only_once():
     out = python("""
         import sys, types, torch
@@ -76,6 +78,7 @@ def test_the_compiler_still_loads_when_asked_and_only_once():
     assert out.split()[-1] == "torch._dynamo.decorators"
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_an_attribute_loads_the_compiler_into_the_same_module():
     out = python("""
         import sys, torch
@@ -137,6 +140,7 @@ def test_prefetch_is_harmless_for_sets_without_files(tmp_path):
     assert not any(str(path).startswith(str(tmp_path)) for path in idx._ahead)
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_the_data_files_module_needs_no_torch():
     """`idx` runs while torch imports, in another thread: it must not wait for torch itself."""
     assert (
@@ -144,6 +148,7 @@ def test_the_data_files_module_needs_no_torch():
     )
 
 
+@pytest.mark.slow  # a fresh interpreter: what it imports is the point
 def test_a_new_run_reads_its_data_before_importing_torch(tmp_path):
     """`tuitrain run` starts the reads first; torch's import then overlaps them."""
     folder: Path = make_idx_set(tmp_path / "d", train=50, test=20)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from tuitrain.training.threads import ThreadGovernor, cgroup_cpu_limit, usable_cpus
 
@@ -100,11 +99,17 @@ def test_requested_threads_are_fixed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_threads_option_reaches_the_start_event_and_is_checked(tmp_path: Path) -> None:
-    tool = [sys.executable, "-m", "tuitrain", "run", "rings", "--epochs", "1", "--out", str(tmp_path), "--json"]
-    done = subprocess.run([*tool, "--threads", "1"], capture_output=True, text=True, timeout=120)
+    import torch
+
+    tool = ["run", "rings", "--epochs", "1", "--out", str(tmp_path), "--json"]
+    threads = torch.get_num_threads()
+    try:
+        done = run_cli(*tool, "--threads", "1")
+    finally:
+        torch.set_num_threads(threads)  # in this process: the tests after it keep their threads
     assert done.returncode == 0, done.stderr
     start = json.loads(done.stdout.splitlines()[0])
     assert start["threads"] == 1 and start["config"]["train"]["threads"] == 1
-    bad = subprocess.run([*tool, "--threads", "-2"], capture_output=True, text=True, timeout=60)
+    bad = run_cli(*tool, "--threads", "-2")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "Error: --threads: -2 is out of range (must be >= 0)"

@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from helpers import live_app, until
+from conftest import TINY
+from helpers import ReplaySource, recorded_events, until
 from textual.widgets import OptionList
 
 from tuitrain.tui import state as ui_state
@@ -42,13 +43,16 @@ async def test_the_setup_screen_opens_on_the_last_preset() -> None:
 
 
 async def test_log_scale_and_smoothing_survive_a_restart() -> None:
-    app, source, _ = live_app(epochs=1)
+    events = recorded_events(TINY, epochs=1)  # a run's events, replayed: the choices are the app's, not the run's
+    source = ReplaySource(events)
+    app = make_app(source)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.screen.history.step > 0, what="training")
         await pilot.press("l", "[")
         assert app.screen.log_y and app.screen.smoothing_index == 1
     source.close()
-    again, source, _ = live_app(epochs=1)
+    source = ReplaySource(events)
+    again = make_app(source)
     async with again.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: hasattr(again.screen, "log_y"), what="dashboard")
         assert again.screen.log_y and again.screen.smoothing_index == 1

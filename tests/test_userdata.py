@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import CliResult, run_cli
 
 from tuitrain.config import resolve_config
 from tuitrain.data.csv_files import load_table
@@ -17,8 +16,9 @@ from tuitrain.errors import UsageError
 MOONS = Path(__file__).parents[1] / "examples" / "moons.csv"
 
 
-def tuitrain(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tuitrain", *args], capture_output=True, text=True, timeout=300)
+def tuitrain(*args: str) -> CliResult:
+    """`tuitrain ARGS` in this process: exit code, stdout and stderr as the command line gives them."""
+    return run_cli(*args)
 
 
 def write(path: Path, text: str) -> str:

@@ -50,6 +50,27 @@ def is_best(value: Any) -> bool:
     )
 
 
+def is_diagnosis(value: Any) -> bool:
+    """A diverged run's post-mortem (tuitrain.training.postmortem): its known keys with their types."""
+    if not isinstance(value, dict):
+        return False
+    first, growth = value.get("first_nonfinite"), value.get("growth", [])
+    first_ok = first is None or (
+        isinstance(first, dict)
+        and all(first.get(k) is None or isinstance(first[k], str) for k in ("module", "where"))
+        and all(first.get(k) is None or is_count(first[k]) for k in ("step", "batch", "epoch"))
+    )
+    growth_ok = isinstance(growth, list) and all(
+        isinstance(g, dict)
+        and all(g.get(k) is None or isinstance(g[k], str) for k in ("tensor", "measure"))
+        and (g.get("factor") is None or is_finite(g["factor"]))
+        and (g.get("over_steps") is None or is_count(g["over_steps"]))
+        for g in growth
+    )
+    numbers_ok = all(value.get(k) is None or is_finite(value[k]) for k in ("lr", "recover_lr"))
+    return first_ok and growth_ok and numbers_ok and (value.get("advice") is None or isinstance(value["advice"], str))
+
+
 def is_names(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
@@ -73,6 +94,7 @@ SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     },
     **{k: (is_metrics, "metrics (loss, accuracy)") for k in ("last_valid", "test")},
     "best": (is_best, "the best epoch (epoch, step, valid)"),
+    "diagnosis": (is_diagnosis, "a divergence post-mortem (first_nonfinite, growth, advice)"),
     "checkpoints": (is_names, "names of checkpoint files"),
     "parent": (lambda v: is_parent(v), "the run it branched from (run_dir, checkpoint, epoch, step)"),
 }

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tuitrain.checks import is_count, is_number
+from tuitrain.checks import is_count, is_diagnosis, is_number
 
 # The run's vocabulary, defined once for the engine, the run files and the app.
 TrainerState = Literal["idle", "running", "paused", "testing", "finished"]  # testing: the final test evaluation
@@ -17,6 +17,8 @@ EndStatus = Literal["completed", "stopped", "interrupted", "diverged", "failed",
 # second Ctrl-C; crashed when its process died without a word (kill -9, power loss).
 RunStatus = Literal["running", "completed", "stopped", "interrupted", "diverged", "failed", "aborted", "crashed"]
 END_STATUSES: tuple[EndStatus, ...] = ("completed", "stopped", "interrupted", "diverged", "failed", "crashed")
+# A diverged run's post-mortem, plain JSON (tuitrain.training.postmortem describes its keys)
+Diagnosis = dict[str, Any]
 
 
 @dataclass
@@ -112,6 +114,7 @@ class RunEnded:
     train_seconds: float
     samples_per_s: float
     message: str = ""
+    diagnosis: Diagnosis | None = None  # diverged: where it first became NaN/inf, what grew; absent in JSON when None
     event: str = "end"
 
 
@@ -164,6 +167,8 @@ Consumer = Callable[[Event], None]
 def event_to_dict(event: Event) -> dict[str, Any]:
     """JSON-ready dict with `event` first, the shape of `--json` lines and metrics.jsonl."""
     data = dataclasses.asdict(event)
+    if data.get("diagnosis", True) is None:  # optional: lines without it stay as they were
+        del data["diagnosis"]
     return {"event": data.pop("event"), **{k: _clean(v) for k, v in data.items()}}
 
 
@@ -208,6 +213,8 @@ def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
         return value in END_STATUSES, value
     if kind.startswith("Literal["):  # e.g. StateChanged.state
         return isinstance(value, str) and f'"{value}"' in kind, value
+    if kind == "Diagnosis":
+        return is_diagnosis(value), value
     if kind == "Metrics":
         metrics = metrics_from_dict(value)
         return metrics is not None, metrics

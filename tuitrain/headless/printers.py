@@ -15,6 +15,7 @@ from tuitrain.errors import escape
 from tuitrain.events import EpochEnded, Event, Metrics, Recovery, RunEnded, RunStarted, StepProgress, event_to_dict
 from tuitrain.fmt import fmt_age, fmt_metrics, fmt_score, plural
 from tuitrain.runs.compare import RunRecord, align
+from tuitrain.training.postmortem import describe_diagnosis
 
 JSON_EVENTS = ("start", "epoch", "recovery", "end")
 
@@ -31,7 +32,13 @@ def describe_start(e: RunStarted) -> str:
 def describe_end(e: RunEnded) -> str:
     head = f"{e.status}: {fmt_metrics(e.test).replace('loss', 'test loss', 1)}" if e.test else e.status
     tail = f"  ({e.train_seconds:.2f}s training, {e.samples_per_s:,.0f} samples/s)"
-    return head + tail + (f"\n{escape(e.message)}" if e.message else "")
+    post_mortem = describe_diagnosis(e.diagnosis)  # a diverged run's: where it started, what grew, what next
+    return (
+        head
+        + tail
+        + (f"\n{escape(e.message)}" if e.message else "")
+        + (f"\n{escape(post_mortem)}" if post_mortem else "")
+    )
 
 
 def describe_recovery(e: Recovery) -> str:
@@ -184,7 +191,8 @@ class RichProgress:
             self.plain(event)
         elif isinstance(event, RunEnded):
             self.progress.stop()
-            self.plain(event)
+            # wrapped, not cut at the terminal's width: a diverged run's post-mortem is a paragraph
+            self.console.print(describe_end(event), highlight=False, markup=False)
 
 
 def make_printer(json_mode: bool, stream: IO[str] | None = None) -> Callable[[Event], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -29,12 +30,15 @@ from tuitrain.events import (
 )
 from tuitrain.training import dynamo_standin, inspection
 from tuitrain.training.control import LoopCommand
+from tuitrain.training.flight import FlightRecorder
 from tuitrain.training.loop_control import LoopControl
 from tuitrain.training.models import build_model, parameter_count
 from tuitrain.training.recorder import DEAD_SAMPLES, Recorder
 from tuitrain.training.step import LOSSES, autocast, build_optimizer, check_precision, correct_count, resolve_device
 from tuitrain.training.threads import ThreadGovernor
 from tuitrain.training.vitals import ProcessVitals, Vitals
+
+log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
 EVAL_BATCH = 8192  # samples per forward pass when evaluating
@@ -86,6 +90,7 @@ class Trainer(LoopControl):
         self._sample = inspection.sample_indices(self.data, seed=tc.seed)
         sample = self.data.train.x[:DEAD_SAMPLES] if len(self.data.train) else None
         self.recorder = Recorder(self.model, sample, enabled=tc.histories)
+        self.flight = FlightRecorder(self.model, self.device)  # the divergence post-mortem's memory
         LoopControl.__init__(self)
         self._vitals = ProcessVitals()
         # more processes (tuitrain.runs.distributed replaces these): this rank's share of a batch, the
@@ -218,12 +223,18 @@ class Trainer(LoopControl):
         )
 
     def _diverged(self) -> RunEnded:
-        return self._ended(
+        ended = self._ended(
             "diverged",
             None,
             f"loss became NaN or infinite at step {self.step} (lr {self.lr:g}); "
             f"try a lower learning rate, e.g. --lr {self.lr / 10:g}",
         )
+        try:  # before anything else is written: where it started, replayed from the last good state
+            ended.diagnosis = self.flight.diagnose(self)
+        except Exception as exc:  # the post-mortem must never keep a run from ending
+            ended.diagnosis = None
+            log.warning("divergence post-mortem failed: %s: %s", type(exc).__name__, exc)
+        return ended
 
     def _record(self, record: HistoryRecord | None) -> None:
         if record is not None:
@@ -251,8 +262,10 @@ class Trainer(LoopControl):
         epoch_samples, epoch_seconds = 0, 0.0
         tick = time.perf_counter()
         last_emit = self._last_emit  # kept across epochs: short epochs still get step events
-        model, opt, loss_fn = self.train_model, self.optimizer, self.loss_fn
+        model, opt, loss_fn, flight = self.train_model, self.optimizer, self.loss_fn, self.flight
         model.train()
+        if flight.keep_due(tick):  # known good: the checks before this epoch found the loss finite
+            flight.keep(self, tick)
         for i in range(self.epoch_step, steps):
             if self._attention:
                 now = time.perf_counter()
@@ -271,6 +284,7 @@ class Trainer(LoopControl):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            flight.push(self.step + 1, loss)
             b = idx.shape[0]
             with torch.no_grad():  # the epoch's sums only (two ops a step); a report's window is their growth
                 loss_sum.add_(loss.detach(), alpha=b)
@@ -302,6 +316,8 @@ class Trainer(LoopControl):
                 mean_loss = window_loss.item() / window_n  # the one host sync per interval
                 if not math.isfinite(mean_loss):
                     return self._diverged()
+                if flight.keep_due(now):  # the loss so far is finite: a good state to replay from
+                    flight.keep(self, now)
                 acc = window_correct.item() / window_n if task != "regression" else None
                 self._emit(
                     StepProgress(
