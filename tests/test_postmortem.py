@@ -206,3 +206,14 @@ def test_old_end_lines_still_read_and_a_damaged_diagnosis_is_refused() -> None:
 @pytest.mark.parametrize("diagnosis", [None, {}])
 def test_nothing_to_describe_is_empty(diagnosis: dict[str, Any] | None) -> None:
     assert describe_diagnosis(diagnosis) == ""
+
+
+async def test_the_dashboard_banner_of_a_diverged_run_says_where_it_started():
+    from helpers import live_app, screen_text, until
+
+    app, _, _ = live_app("square", lr=50.0, epochs=20, show_speed=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.state == "diverged", what="divergence")
+        await until(pilot, lambda: "Post-mortem:" in screen_text(app), what="the post-mortem in the banner")
+        assert "The loss (MSELoss) became NaN or infinite at step 10" in " ".join(screen_text(app).split())

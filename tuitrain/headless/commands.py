@@ -188,11 +188,12 @@ def recover(
 ) -> tuple[Trainer, RunWriter]:
     """Back to the run's last good checkpoint at half the learning rate, recorded in its metrics."""
     from tuitrain.runs import start as session
+    from tuitrain.training.postmortem import recover_lr
 
     run_dir, lr = writer.run_dir, trainer.lr
     writer.close()
-    resumed, resumed_writer = session.resume_run(run_dir, lr=lr / 2, warn=warn)
-    note = Recovery(ended.step, resumed.step, resumed.epoch, lr, lr / 2, attempt)
+    resumed, resumed_writer = session.resume_run(run_dir, lr=recover_lr(lr), warn=warn)
+    note = Recovery(ended.step, resumed.step, resumed.epoch, lr, recover_lr(lr), attempt)
     resumed_writer(note)
     printer(note)
     return resumed, resumed_writer

@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import Group
+from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -151,6 +153,7 @@ class Dashboard(Screen[None]):
         self.log_y = remembered["log_y"]
         self._shown_state = ""
         self._banner: list[str] = []
+        self._banner_note = ""  # a diverged run's post-mortem, under the banner's phrases
         self._silence_reported = False
         self.vitals: Vitals | None = None
         self._footer_keys: tuple[bool, ...] | None = None  # what refresh_footer last showed
@@ -209,7 +212,7 @@ class Dashboard(Screen[None]):
         generation = self._generation
         self.history = self.fresh_history()
         self.looking.pending = False
-        self._banner = []
+        self._banner, self._banner_note = [], ""
         self.query_one("#banner").display = False
 
         early_left = FIRST_POINTS
@@ -318,6 +321,7 @@ class Dashboard(Screen[None]):
         if event.status in ("completed", "stopped", "interrupted"):
             test = f"test {fmt_result(event.test)}" if event.test is not None else ""
             keys = self.end_keys()
+            self._banner_note = ""
             self._banner = [
                 f"Run {h.state} after {plural(event.epoch, 'epoch')} ({plural(event.step, 'step')}).",
                 test,
@@ -326,11 +330,14 @@ class Dashboard(Screen[None]):
             banner.set_class(False, "error")
         else:
             advice = ADVICE.get(event.status, "") if self.steering.steerable else ""
+            from tuitrain.training.postmortem import describe_diagnosis  # no torch
+
             self._banner = [
                 f"Run {event.status}:",
                 *_phrases(event.message or "see the log", "; "),
                 *_phrases(advice, ", "),
             ]
+            self._banner_note = describe_diagnosis(event.diagnosis)  # a paragraph, wrapped at words
             banner.set_class(True, "error")
             self.notify(event.message or event.status, title=f"Run {event.status}", severity="error", timeout=8)
         self.fit_banner()
@@ -352,7 +359,10 @@ class Dashboard(Screen[None]):
         if self._banner:
             banner = self.query_one("#banner", Static)
             room = width if width is not None else banner.content_size.width or self.size.width - 2
-            banner.update(fit_phrases([p for p in self._banner if p], room))
+            phrases = fit_phrases([p for p in self._banner if p], room)
+            if self._banner_note:
+                phrases.end = "\n"  # the paragraph starts on a line of its own
+            banner.update(Group(phrases, Text(self._banner_note)) if self._banner_note else phrases)
 
     def on_resize(self, event: events.Resize) -> None:
         # the banner's own width is still the old one here: it spans the screen less its padding

@@ -157,7 +157,9 @@ class Steering:
 
     def recover(self) -> Reply:
         """After a divergence: continue from the last good checkpoint at half the learning rate."""
-        lr = self.history.lr / 2
+        from tuitrain.training.postmortem import recover_lr  # no torch: the advice's words and numbers
+
+        lr = recover_lr(self.history.lr)
         self.source.recover(lr)
         return Reply(f"back to the last good checkpoint with learning rate {lr:.4g}", timeout=4, start=True)
 
