@@ -13,18 +13,56 @@ import threading
 import time
 from html import unescape
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tuitrain.config import resolve_config
+from tuitrain.config import Config, resolve_config
 from tuitrain.events import EpochEnded
 from tuitrain.runs import start as session
 from tuitrain.store import run_dir as runs
 from tuitrain.tui.app import make_app
-from tuitrain.tui.source import InProcess, LiveRun, child_process
+from tuitrain.tui.source import LiveRun, child_process
 from tuitrain.tui.widgets.predictions import PredictionPanel
 
+if TYPE_CHECKING:
+    from tuitrain.data.sets import Dataset
+    from tuitrain.store.run_dir import BranchSpec
+    from tuitrain.training.control import RunControl
+    from tuitrain.training.engine import Trainer
+
 TIMEOUT = 30.0
+
+
+class InProcess:
+    """A LiveRun factory that trains in this process (tests that look at the model directly); restarts
+    reuse the data. The app itself always trains in a child process (tuitrain.tui.source.child_process)."""
+
+    def __init__(self) -> None:
+        self.data: Dataset | None = None
+        self.data_key: Any = None
+        self.trainer: Trainer | None = None
+
+    def __call__(
+        self,
+        config: Config,
+        out_dir: str,
+        run_dir: str | None,
+        resume_lr: float | None,
+        branch: BranchSpec | None = None,
+    ) -> RunControl:
+        from tuitrain.runs.start import branch_run, new_run, resume_run
+
+        key = (config.data, config.train.seed, config.train.device)
+        data = self.data if key == self.data_key else None
+        if resume_lr is not None and run_dir is not None:
+            self.trainer, _ = resume_run(run_dir, lr=resume_lr)
+        elif branch is not None:
+            self.trainer, _ = branch_run(branch.parent, branch.checkpoint, **branch.changes)  # type: ignore[arg-type]
+        else:
+            self.trainer, _ = new_run(config, out_dir, run_dir=run_dir, data=data)
+        self.data, self.data_key = self.trainer.data, key
+        return self.trainer
 
 
 # the child-process mode starts a training process (a fresh interpreter importing torch): slow

@@ -129,6 +129,7 @@ async def test_cursor_moves_and_enter_opens_exactly_the_cells_points():
         assert "decision regions" in screen_text(app)
 
 
+@pytest.mark.slow  # a real process
 async def test_a_cell_of_images_opens_by_key_and_by_click_in_the_child_process(tmp_path):
     from conftest import make_idx_set
 

@@ -49,7 +49,11 @@ def long_rings():
 
 
 @pytest.mark.parametrize(
-    "make", [lambda c, d: Trainer(c), lambda c, d: RemoteTrainer(c, str(d))], ids=["in-process", "child-process"]
+    "make",
+    [
+        pytest.param(lambda c, d: Trainer(c), id="in-process"),
+        pytest.param(lambda c, d: RemoteTrainer(c, str(d)), id="child-process", marks=pytest.mark.slow),
+    ],
 )
 def test_commands_steer_both_implementations(tmp_path, make):
     control = make(long_rings(), tmp_path)
@@ -133,6 +137,7 @@ def test_the_mirror_of_a_child_follows_what_it_was_sent():
     assert not started.histories and not started.after(SetHistories(True)).histories
 
 
+@pytest.mark.slow  # a real process
 def test_a_child_that_stops_answering_is_noticed(tmp_path):
     control = RemoteTrainer(long_rings(), str(tmp_path))
     events, errors = [], []

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import until
+from helpers import InProcess, until
 from textual.widgets import Input
 
 from tuitrain.config import resolve_config
@@ -16,7 +16,7 @@ from tuitrain.tui.app import make_app
 from tuitrain.tui.screens.branch import BranchDialog, ended_lr
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.overlays import Checklist, RunPicker
-from tuitrain.tui.source import InProcess, LiveRun
+from tuitrain.tui.source import LiveRun
 from tuitrain.tui.widgets.params import ParamTable
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")

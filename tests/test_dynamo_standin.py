@@ -32,6 +32,7 @@ def python(code: str) -> str:
 BACKEND = "inductor" if shutil.which("cc") or shutil.which("gcc") else "aot_eager"
 
 
+@pytest.mark.slow  # a real process
 def test_torch_compile_gives_eager_outputs_with_the_standin_in_place():
     out = python(f"""
         import torch
@@ -51,6 +52,7 @@ def test_torch_compile_gives_eager_outputs_with_the_standin_in_place():
     assert out.split() == ["False", "module", "5"]  # the real compiler ran, in the stand-in's module object
 
 
+@pytest.mark.slow  # a real process
 def test_onnx_export_works_with_the_standin_in_place():
     """A run trained as tuitrain trains (the Trainer puts the stand-in in place), exported as `tuitrain export`
     exports it: onnx.checker passes and ONNX Runtime agrees with PyTorch."""
@@ -74,6 +76,7 @@ def test_onnx_export_works_with_the_standin_in_place():
     assert out.split() == ["True", "True"]
 
 
+@pytest.mark.slow  # a real process
 def test_an_untested_torch_loads_its_own_compiler():
     """Under a torch version the stand-in was not tested with, defer() declines and a run trains with torch's
     own torch._dynamo, loaded as torch loads it."""

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tuitrain.events import Recovery, RunEnded
 from tuitrain.headless.printers import PlainPrinter, RecoverableEnd
 
@@ -25,6 +27,7 @@ def run_merged(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # a real process
 def test_a_divergence_prints_its_message_once(tmp_path: Path) -> None:
     done = run_merged("run", "square", "--lr", "50", "--epochs", "20", "--out", "out", cwd=tmp_path)
     assert done.returncode == 3, done.stdout
@@ -32,6 +35,7 @@ def test_a_divergence_prints_its_message_once(tmp_path: Path) -> None:
     assert len(advice) == 1, done.stdout
 
 
+@pytest.mark.slow  # a real process
 def test_recover_prints_the_header_once_and_each_divergence_once(tmp_path: Path) -> None:
     args = ("run", "square", "--lr", "1.2", "--epochs", "40", "--on-diverge", "recover", "--out", "out")
     done = run_merged(*args, cwd=tmp_path)

@@ -54,6 +54,7 @@ def test_every_thread_of_the_module_is_named_tuitrain():
         assert text.startswith("tuitrain-"), f"line {call.lineno}: {text!r}"
 
 
+@pytest.mark.slow  # a real process
 def test_a_child_failing_writes_its_traceback_to_the_runs_crash_log(tmp_path):
     config = load_preset(TINY)
     broken = dataclasses.replace(config, train=dataclasses.replace(config.train, lr="fast"))  # a TypeError inside
@@ -71,6 +72,7 @@ def test_a_child_failing_writes_its_traceback_to_the_runs_crash_log(tmp_path):
     assert control.join(TIMEOUT)
 
 
+@pytest.mark.slow  # a real process
 def test_histories_switch_off_and_on_in_the_child(tmp_path):
     config = resolve_config("rings", epochs=100_000)
     config.data.samples = 2_000

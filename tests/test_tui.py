@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from helpers import MODES, TIMEOUT, check_snapshot, live_app, screen_text, until
 
 from tuitrain.config import resolve_config
@@ -290,14 +291,13 @@ def without_update_column(text: str) -> str:
 
 
 def test_train_bad_input_exits_2():
-    result = subprocess.run(
-        [sys.executable, "-m", "tuitrain", "train", "rings", "--lr", "0"], capture_output=True, text=True, timeout=60
-    )
+    result = run_cli("train", "rings", "--lr", "0")
     assert result.returncode == 2
     assert result.stderr.startswith("Error: --lr") and "Traceback" not in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+@pytest.mark.slow  # a real process
 def test_tmux_smoke(tmp_path):
     """A real terminal: charts move, space pauses, q asks, y quits and restores the screen."""
     session = f"tuitrain-test-{os.getpid()}"
@@ -380,6 +380,7 @@ async def test_watch_run_directory(tmp_path):
     assert not app.is_running
 
 
+@pytest.mark.slow  # a real process
 async def test_an_internal_error_saves_the_run_and_logs_the_traceback(monkeypatch):
     from tuitrain.tui.widgets.charts import LossChart
 
@@ -441,6 +442,9 @@ async def test_command_palette_sets_a_typed_learning_rate_and_opens_a_tensor():
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.state == "running", what="running")
+        # paused: typing into the palette beside a training thread in this process took 100 s on 2 cores
+        await pilot.press("space")
+        await until(pilot, lambda: dash.history.state == "paused", what="paused")
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
         await pilot.press(*"lr 0.0625")
@@ -490,6 +494,7 @@ async def test_a_diverged_run_recovers_from_its_last_good_checkpoint(mode):
         await until(pilot, lambda: dash.history.ended, what="the recovered run's end")
 
 
+@pytest.mark.slow  # a real process
 async def test_watch_says_crashed_when_the_training_process_was_killed(tmp_path):
     from helpers import start_tuitrain as tuitrain
     from helpers import wait_for_step

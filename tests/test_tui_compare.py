@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import screen_text, until
+from helpers import InProcess, screen_text, until
 from textual.widgets import DataTable, Input, SelectionList, Static
 
 from tuitrain.config import resolve_config
@@ -19,7 +19,7 @@ from tuitrain.tui.screens.comparison import ComparisonScreen
 from tuitrain.tui.screens.dashboard import Dashboard
 from tuitrain.tui.screens.overlays import RunPicker
 from tuitrain.tui.screens.runs import RunsScreen
-from tuitrain.tui.source import InProcess, LiveRun
+from tuitrain.tui.source import LiveRun
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 

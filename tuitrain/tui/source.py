@@ -15,7 +15,6 @@ from tuitrain.store.run_dir import BranchSpec
 from tuitrain.training.control import RunControl
 
 if TYPE_CHECKING:  # the app's process imports torch only when it trains or looks in-process
-    from tuitrain.data.sets import Dataset
     from tuitrain.training.engine import Trainer
 
 # (config, out_dir, run_dir or None for a new one, learning rate to resume run_dir at or None),
@@ -130,36 +129,6 @@ def child_process(
     from tuitrain.runs.remote import RemoteTrainer
 
     return RemoteTrainer(config, out_dir, run_dir, resume_lr, tensorboard, branch)
-
-
-class InProcess:
-    """Trains in this process (tests that look at the model directly); restarts reuse the data."""
-
-    def __init__(self) -> None:
-        self.data: Dataset | None = None
-        self.data_key: Any = None
-        self.trainer: Trainer | None = None
-
-    def __call__(
-        self,
-        config: Config,
-        out_dir: str,
-        run_dir: str | None,
-        resume_lr: float | None,
-        branch: BranchSpec | None = None,
-    ) -> RunControl:
-        from tuitrain.runs.start import branch_run, new_run, resume_run
-
-        key = (config.data, config.train.seed, config.train.device)
-        data = self.data if key == self.data_key else None
-        if resume_lr is not None and run_dir is not None:
-            self.trainer, _ = resume_run(run_dir, lr=resume_lr)
-        elif branch is not None:
-            self.trainer, _ = branch_run(branch.parent, branch.checkpoint, **branch.changes)  # type: ignore[arg-type]
-        else:
-            self.trainer, _ = new_run(config, out_dir, run_dir=run_dir, data=data)
-        self.data, self.data_key = self.trainer.data, key
-        return self.trainer
 
 
 class LiveRun:
