@@ -239,6 +239,12 @@ def show(preset: str, **overrides: Any) -> None:
     show_default=True,
     help="A race (comma lists): train this many of its runs at once, in child processes sharing the CPUs.",
 )
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Train every configuration with seeds 0..N-1 (short for --seed 0,1,...,N-1): a race ranked by seed groups.",
+)
 @click.option("--run-dir", "run_dir", type=click.Path(file_okay=False), hidden=True)  # a race's child: its folder
 def run(
     preset: str | None,
@@ -251,6 +257,7 @@ def run(
     branch: str | None,
     which: str,
     parallel: int,
+    seeds: int | None,
     run_dir: str | None,
     **overrides: Any,
 ) -> None:
@@ -265,6 +272,8 @@ def run(
     or --activation train every combination from the same start (same seed:
     same data, same initial weights), each in its own run directory, ranked:
       tuitrain run rings --optimizer sgd,momentum,adam --lr 0.01,0.1
+    --seeds N (--seed 0,...,N-1) repeats each with N seeds: the ranking is of
+    seed groups (mean, std, min, max), and differences within noise are tied.
     A branch continues a run from its checkpoint in a new run directory:
       tuitrain run --branch runs/RUN --checkpoint best --lr 0.001 --epochs 40
 
@@ -273,6 +282,10 @@ def run(
     """
     from tuitrain.headless.race import is_race
 
+    if seeds is not None:
+        if overrides.get("seed") is not None:
+            raise click.UsageError("--seeds N is short for --seed 0,...,N-1: give one or the other")
+        overrides["seed"] = tuple(range(seeds)) if seeds > 1 else 0
     if run_dir is not None:  # a race's child: it stops when the race's process dies
         from tuitrain.runs.signals import follow_parent
 
@@ -522,13 +535,20 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
 )
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--steps", is_flag=True, help="csv: one row per recorded step instead of per epoch.")
-def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, steps: bool) -> None:
+@click.option(
+    "--groups",
+    is_flag=True,
+    help="csv: the runs as seed groups (runs differing only by seed): one row per group and epoch, "
+    "with n and each metric's mean, std, min and max.",
+)
+def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, steps: bool, groups: bool) -> None:
     """Export runs for other tools: metrics as CSV or TensorBoard events, weights as safetensors, the network as ONNX.
 
     \b
     Examples:
       tuitrain export runs/20261123-153135-rings --format csv
       tuitrain export runs/* --format csv -o all.csv          one file, a `run` column
+      tuitrain export runs/* --format csv --groups -o g.csv   seed groups: mean, std, min, max per epoch
       tuitrain export RUN_DIR --format tensorboard && tensorboard --logdir RUN_DIR/tensorboard
       tuitrain export RUN_DIR --format onnx --checkpoint last -o net.onnx
 
@@ -537,7 +557,13 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
     from tuitrain.exports.formats import export as run_export
 
     note = functools.partial(click.echo, err=True)
-    for line in run_export(list(run_dirs), fmt, output, which, steps, note=note):
+    seed_groups = None
+    if groups:
+        from tuitrain.runs import compare
+
+        found = compare.grouped(compare.load_run_records(run_dirs))
+        seed_groups = [(label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found)]
+    for line in run_export(list(run_dirs), fmt, output, which, steps, note=note, groups=seed_groups):
         if output != "-":  # standard output carries the export itself
             click.echo(line)
 

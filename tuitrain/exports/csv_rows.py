@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -43,3 +44,40 @@ def write_epoch_csv(run_dir: str | os.PathLike[str], path: str | os.PathLike[str
     out = Path(path) if path is not None else Path(run_dir) / "epochs.csv"
     write_output(out, lambda tmp: write_rows(tmp, EPOCH_COLUMNS, epoch_rows(run_dir)))
     return out
+
+
+GROUP_METRICS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy")
+GROUP_COLUMNS = (
+    "group",
+    "epoch",
+    "n",
+    *(f"{metric}_{stat}" for metric in GROUP_METRICS for stat in ("mean", "std", "min", "max")),
+)
+
+
+def group_rows(groups: Iterable[tuple[str, list[Path]]]) -> Iterator[dict[str, Any]]:
+    """One row per group and epoch: how many of its runs reached that epoch (n), and the mean, sample
+    standard deviation (empty below two values), min and max of each metric over them."""
+    for label, run_dirs in groups:
+        by_epoch: dict[int, list[dict[str, Any]]] = {}
+        for run_dir in run_dirs:
+            for row in epoch_rows(run_dir):
+                if isinstance(row["epoch"], int):
+                    by_epoch.setdefault(row["epoch"], []).append(row)
+        for epoch in sorted(by_epoch):
+            rows = by_epoch[epoch]
+            out: dict[str, Any] = {"group": label, "epoch": epoch, "n": len(rows)}
+            for metric in GROUP_METRICS:
+                values = [float(r[metric]) for r in rows if isinstance(r[metric], (int, float))]
+                values = [v for v in values if math.isfinite(v)]
+                mean = sum(values) / len(values) if values else None
+                std = (
+                    math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                    if mean is not None and len(values) > 1
+                    else None
+                )
+                out[f"{metric}_mean"] = mean
+                out[f"{metric}_std"] = std
+                out[f"{metric}_min"] = min(values) if values else None
+                out[f"{metric}_max"] = max(values) if values else None
+            yield out

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.errors import TuitrainError, UsageError, escape
-from tuitrain.exports.csv_rows import EPOCH_COLUMNS, epoch_rows, write_rows
+from tuitrain.exports.csv_rows import EPOCH_COLUMNS, GROUP_COLUMNS, epoch_rows, group_rows, write_rows
 from tuitrain.files import STDOUT, remove_stale_temporaries, resolve_output, temporary_for, write_output
 from tuitrain.store.ownership import enclosing_run, owning
 from tuitrain.store.run_dir import (
@@ -71,6 +71,11 @@ def write_csv(run_dirs: list[Path], out: Path | str, steps: bool) -> str:
                 yield {"run": run_dir.name, **row} if several else row
 
     return write_output(out, lambda path: write_rows(path, (("run",) if several else ()) + columns, rows()))
+
+
+def write_group_csv(groups: list[tuple[str, list[Path]]], out: Path | str) -> str:
+    """One row per group (runs differing only by seed) and epoch: n, and each metric's mean, std, min, max."""
+    return write_output(out, lambda path: write_rows(path, GROUP_COLUMNS, group_rows(groups)))
 
 
 EXPORT_SUFFIX = ".tuitrain-export"  # ends the event files an export writes (a live run's have none)
@@ -247,8 +252,12 @@ def export(
     which: str = "best",
     steps: bool = False,
     note: Callable[[str], None] = lambda line: None,
+    groups: list[tuple[str, list[str]]] | None = None,
 ) -> list[str]:
-    """Export; returns one line per file written, for the user (`note` hears what they should know)."""
+    """Export; returns one line per file written, for the user (`note` hears what they should know).
+
+    `groups`: the runs as seed groups, (label, run directories) each (tuitrain.runs.compare finds
+    them): a CSV of one row per group and epoch instead of one per run and epoch."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     if which not in CHECKPOINTS:
@@ -257,15 +266,24 @@ def export(
     dirs = [check_run_dir(d) for d in run_dirs]
     if len(dirs) > 1 and fmt != "csv":
         raise UsageError(f"--format {fmt} exports one run at a time (csv takes several)")
+    if groups is not None and (fmt != "csv" or steps):
+        raise UsageError("--groups is for --format csv, per epoch (without --steps)")
     if output == STDOUT and fmt == "tensorboard":
         raise UsageError("--format tensorboard writes a folder: -o - (standard output) is not possible")
     if fmt in ("safetensors", "onnx") and which == "best":
         which = _checkpoint_or_last(dirs[0], note)
-    out = Path(output).expanduser() if output and output != STDOUT else default_output(dirs, fmt, which, steps)
+    if groups is not None and not (output and output != STDOUT):
+        default = Path("groups.csv") if len(dirs) > 1 else dirs[0] / "groups.csv"
+        out = Path(output).expanduser() if output else default
+    else:
+        out = Path(output).expanduser() if output and output != STDOUT else default_output(dirs, fmt, which, steps)
     target: Path | str = STDOUT if output == STDOUT else out
     try:
         run_dir = enclosing_run(resolve_output(out).parent if fmt != "tensorboard" else resolve_output(out))
         with _owning_for_export(run_dir if output != STDOUT else None):
+            if fmt == "csv" and groups is not None:
+                checked = [(label, [check_run_dir(d) for d in members]) for label, members in groups]
+                return [f"{write_group_csv(checked, target)}"]
             if fmt == "csv":
                 return [f"{write_csv(dirs, target, steps)}"]
             if fmt == "tensorboard":

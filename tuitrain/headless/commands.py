@@ -226,7 +226,7 @@ def runs_command(out: str, json_mode: bool) -> int:
 
 
 def compare_command(run_dirs: list[str], json_mode: bool) -> int:
-    """`tuitrain compare`: the ranked table and the configuration diff."""
+    """`tuitrain compare`: the ranked runs, the seed groups ranked with their noise verdicts, what differs."""
     from tuitrain.runs import compare
 
     records = compare.load_run_records(run_dirs)
@@ -235,6 +235,10 @@ def compare_command(run_dirs: list[str], json_mode: bool) -> int:
         return 0
     for line in compare.ranking_table(records):
         stdout_line(line)
+    if len(records) > 1:  # the runs as groups of seeds, and whether their differences are beyond noise
+        stdout_line()
+        for line in compare.group_table(records):
+            stdout_line(line)
     stdout_line()
     for line in compare.diff_table(records):
         stdout_line(line)

@@ -489,6 +489,10 @@ class Race:
             stdout_line("ranking:")
             for line in compare.ranking_table(records):
                 stdout_line(line)
+            if len(records) > 1:
+                stdout_line()
+                for line in compare.group_table(records):
+                    stdout_line(line)
         except OSError:  # the terminal is gone (SIGHUP): the runs are saved all the same
             pass
 

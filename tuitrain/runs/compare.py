@@ -191,6 +191,13 @@ def short_key(key: str) -> str:
 def labels(records: Sequence[RunRecord]) -> list[str]:
     """A name per run from what differs between them (`adam lr=0.001`); the run's own name where nothing does."""
     keys = sorted(differing_keys(records), key=lambda k: (k not in ("name", "train.optimizer"), k))
+    # the momentum optimizers' one setting, the same in every run that has it, says nothing the
+    # optimizer's name does not ("momentum", not "momentum momentum=0.9")
+    if (
+        "train.optimizer" in keys
+        and len({repr(r.config["train.momentum"]) for r in records if "train.momentum" in r.config}) == 1
+    ):
+        keys = [k for k in keys if k != "train.momentum"]
     names = []
     for record in records:
         parts = []
@@ -380,4 +387,293 @@ def comparison(records: Sequence[RunRecord]) -> dict[str, Any]:
         ],
         "differs": {key: [r.config.get(key) for r in order] for key in keys},
         "note": mixed(order),
+        "ranked_on": metric_name(order),
+        "groups": [g.to_dict() for g in make_groups(order)],
     }
+
+
+# ----------------------------------------------------------------------------- seed groups and noise
+#
+# Runs that differ only by their seed measure one configuration several times: a group. Groups are
+# ranked on the mean of their runs' ranking metric (test accuracy, else best validation accuracy; loss
+# for regression), and two groups next to each other in that order are called tied when their
+# difference is within the seeds' noise: Welch's unequal-variances t-test (B. L. Welch, "The
+# generalization of 'Student's' problem when several different population variances are involved",
+# Biometrika 34, 1947) at the 5% level when both have at least two runs, else their min-max ranges
+# overlapping (one run says nothing about the spread).
+
+ALPHA = 0.05  # the t-test's level: p below it and the groups differ
+SEED_KEYS = ("train.seed",)
+
+
+def group_key(record: RunRecord) -> str:
+    """What a run's group is known by: its configuration less the seed and the runtime settings (and
+    its parent, for a branch); a run whose configuration is unreadable is a group of its own."""
+    if not record.config:
+        return f"unknown:{record.run_dir}"
+    kept = sorted((k, repr(v)) for k, v in record.config.items() if k not in IGNORED_KEYS and k not in SEED_KEYS)
+    parent = repr(sorted((record.parent or {}).items()))
+    return repr((kept, parent))
+
+
+def metric_value(record: RunRecord) -> float | None:
+    """The one number a run is ranked on: accuracy (a fraction) where its headline has one, else loss."""
+    metrics = headline(record)[1]
+    if score(metrics) is None or metrics is None:
+        return None
+    accuracy = metrics.get("accuracy")
+    return float(accuracy) if isinstance(accuracy, (int, float)) else float(metrics["loss"])
+
+
+@dataclass
+class Group:
+    """Runs differing only by seed, with their ranking metric's statistics (failed runs left out)."""
+
+    label: str
+    records: list[RunRecord]
+    values: list[float]  # the measured runs' metric, in the records' order
+    failed: list[RunRecord]  # runs that diverged, failed or crashed, or have no numbers
+    higher_better: bool = True
+    rank: int = 0
+    tied: bool = False  # shares its rank with the group above it
+    verdict: dict[str, Any] | None = None  # against the group above: {"rule", "p", "tied"}
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / self.n if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation (n - 1 in the denominator); None below two runs."""
+        if self.n < 2:
+            return None
+        mean = sum(self.values) / self.n
+        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def low(self) -> float | None:
+        return min(self.values) if self.values else None
+
+    @property
+    def high(self) -> float | None:
+        return max(self.values) if self.values else None
+
+    def failure_note(self) -> str | None:
+        """ "1 of 3 runs diverged" (left out of the numbers), or None when every run was measured."""
+        if not self.failed:
+            return None
+        statuses = sorted({r.status for r in self.failed})
+        return f"{len(self.failed)} of {len(self.records)} runs {'/'.join(statuses)}, left out of the numbers"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "runs": [r.run_dir for r in self.records],
+            "n": self.n,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.low,
+            "max": self.high,
+            "rank": self.rank,
+            "tied": self.tied,
+            "verdict": self.verdict,
+            "failed": [r.run_dir for r in self.failed],
+            "note": self.failure_note(),
+        }
+
+
+def _label_of(record: RunRecord) -> str:
+    return str(record.config.get("name") or record.preset or record.name)
+
+
+def grouped(records: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """The runs in groups of runs differing only by seed, each group in the order its runs came."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(group_key(record), []).append(record)
+    return list(groups.values())
+
+
+def group_labels(groups: Sequence[Sequence[RunRecord]]) -> list[str]:
+    """A name per group from what differs between the groups, the seed left out (`adam lr=0.001`)."""
+    heads = [
+        RunRecord(**{**g[0].__dict__, "config": {k: v for k, v in g[0].config.items() if k not in SEED_KEYS}})
+        for g in groups
+    ]
+    if len(heads) < 2:
+        return [_label_of(h) for h in heads]
+    return [name if name != h.name or len(g) == 1 else _label_of(h) for name, h, g in zip(labels(heads), heads, groups)]
+
+
+def make_groups(records: Sequence[RunRecord]) -> list[Group]:
+    """The groups best first (mean metric), ranked; adjacent groups within noise share a rank."""
+    found = grouped(records)
+    higher = not any(
+        metric_value(r) is not None and not isinstance((headline(r)[1] or {}).get("accuracy"), (int, float))
+        for r in records
+    )  # accuracy everywhere: higher is better; a regression's loss: lower
+    groups = []
+    for label, members in zip(group_labels(found), found):
+        measured = [r for r in members if r.status not in FAILED and metric_value(r) is not None]
+        values = [v for v in (metric_value(r) for r in measured) if v is not None]
+        failed = [r for r in members if r not in measured]
+        groups.append(Group(label, list(members), values, failed, higher))
+
+    def key(g: Group) -> tuple[int, float]:
+        if g.mean is None:
+            return (1, 0.0)
+        return (0, -g.mean if higher else g.mean)
+
+    groups.sort(key=key)
+    for i, g in enumerate(groups):
+        g.rank = i + 1
+        if i == 0 or g.mean is None or groups[i - 1].mean is None:
+            continue
+        g.verdict = noise_verdict(groups[i - 1].values, g.values)
+        if g.verdict["tied"]:
+            g.tied = groups[i - 1].tied = True
+            g.rank = groups[i - 1].rank
+    return groups
+
+
+def noise_verdict(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA) -> dict[str, Any]:
+    """Whether two samples' difference is within noise: {"rule": "welch"|"range", "p", "tied"}.
+
+    Welch's t-test (two-sided, level `alpha`) when both have two values or more; otherwise whether
+    their min-max ranges overlap (a single value: the range is that value)."""
+    if len(a) >= 2 and len(b) >= 2:
+        t, df = welch_t(a, b)
+        p = t_two_sided_p(t, df)
+        return {"rule": "welch", "p": p, "t": t, "df": df, "tied": p >= alpha}
+    tied = max(min(a), min(b)) <= min(max(a), max(b))
+    return {"rule": "range", "p": None, "tied": tied}
+
+
+def welch_t(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's t statistic and its Welch-Satterthwaite degrees of freedom (both samples n >= 2)."""
+    na, nb = len(a), len(b)
+    ma, mb = sum(a) / na, sum(b) / nb
+    va = sum((x - ma) ** 2 for x in a) / (na - 1)
+    vb = sum((x - mb) ** 2 for x in b) / (nb - 1)
+    sa, sb = va / na, vb / nb
+    if sa + sb == 0.0:  # no spread in either: equal means are one value, unequal ones surely differ
+        return (0.0 if ma == mb else math.copysign(math.inf, ma - mb)), float(na + nb - 2)
+    t = (ma - mb) / math.sqrt(sa + sb)
+    df = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1))
+    return t, df
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2)."""
+    if math.isnan(t):
+        return 1.0
+    if math.isinf(t):
+        return 0.0
+    return regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+
+
+def regularized_beta(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified Lentz's
+    method, as in Numerical Recipes' betai/betacf), using the symmetry I_x(a,b) = 1 - I_{1-x}(b,a)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(x, a, b) / a
+    return 1.0 - front * _beta_fraction(1.0 - x, b, a) / b
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def metric_name(records: Sequence[RunRecord]) -> str:
+    """What the groups are ranked on, in words: "test accuracy", "best valid loss", "test/best valid accuracy"."""
+    measured = [r for r in records if metric_value(r) is not None]
+    kinds = sorted({"test" if headline(r)[0] == "test" else "best valid" for r in measured}, reverse=True)
+    accuracy = all(isinstance((headline(r)[1] or {}).get("accuracy"), (int, float)) for r in measured)
+    return f"{'/'.join(kinds) or 'test'} {'accuracy' if accuracy else 'loss'}"
+
+
+def fmt_metric(value: float | None, accuracy: bool, spread: bool = False) -> str:
+    if value is None:
+        return "-"
+    if accuracy:
+        return f"{100 * value:.2f}" + ("pp" if spread else "%")
+    return f"{value:.4g}"
+
+
+def _seeds(a: Group, b: Group) -> str:
+    def runs(n: int) -> str:
+        return "1 seed" if n == 1 else f"{n} seeds"
+
+    return runs(a.n) if a.n == b.n else f"{runs(a.n)} and {runs(b.n)}"
+
+
+def verdict_line(above: Group, below: Group) -> str:
+    """One sentence on two adjacent groups: tied (cannot be told apart) or which is ahead, and why."""
+    verdict = below.verdict or {}
+    seeds = _seeds(above, below)
+    if verdict.get("rule") == "welch":
+        why = f"Welch's t-test p={verdict['p']:.3g}"
+        if verdict["tied"]:
+            return f"{above.label} and {below.label} cannot be told apart with {seeds} ({why} >= {ALPHA:g})"
+        return f"{above.label} ranks above {below.label}, beyond seed noise ({why} < {ALPHA:g}, {seeds})"
+    if verdict.get("tied"):
+        return (
+            f"{above.label} and {below.label} cannot be told apart with {seeds} "
+            "(their min-max ranges overlap; a group of 1 run: no t-test)"
+        )
+    return (
+        f"{above.label} ranks above {below.label} with {seeds} (their min-max ranges do not overlap; "
+        "a group of 1 run: no t-test, more seeds (--seeds N) would say whether it is beyond noise)"
+    )
+
+
+def group_table(records: Sequence[RunRecord]) -> list[str]:
+    """The groups ranked: rank (`=` where tied), label, n, mean, std, min, max of the metric; then a
+    sentence per adjacent pair saying whether their difference is beyond the seeds' noise."""
+    groups = make_groups(records)
+    accuracy = groups[0].higher_better if groups else True
+    head = f"groups ranked on mean {metric_name(records)}"
+    table = [("#", "GROUP", "N", "MEAN", "STD", "MIN", "MAX", "RUNS FAILED")]
+    for g in groups:
+        table.append(
+            (
+                f"={g.rank}" if g.tied else str(g.rank),
+                escape(g.label),
+                str(g.n),
+                fmt_metric(g.mean, accuracy),
+                fmt_metric(g.std, accuracy, spread=True),
+                fmt_metric(g.low, accuracy),
+                fmt_metric(g.high, accuracy),
+                escape(g.failure_note() or "-"),
+            )
+        )
+    lines = [f"{head} (= : within seed noise; Welch's t-test at 5% for n >= 2, else min-max overlap):", *align(table)]
+    for above, below in zip(groups, groups[1:]):
+        if below.verdict is not None:
+            lines.append(escape(verdict_line(above, below)))
+    return lines

@@ -17,7 +17,19 @@ from textual.widgets import Footer, Static
 from tuitrain.runs import compare
 from tuitrain.tui.screens.dialogs import Confirm, HelpScreen, key_rows
 from tuitrain.tui.widgets.charts import TimedPlot
-from tuitrain.tui.widgets.overlay import AXES, AXIS_LABEL, Overlaid, diff_lines, legend, overlay_charts
+from tuitrain.tui.widgets.overlay import (
+    AXES,
+    AXIS_LABEL,
+    Overlaid,
+    OverlaidGroup,
+    diff_lines,
+    group_charts,
+    group_diff_lines,
+    group_legend,
+    legend,
+    overlay_charts,
+    overlay_groups,
+)
 
 POLL = 1.0  # seconds between looks at the runs' files (live runs keep growing)
 
@@ -47,6 +59,7 @@ class ComparisonScreen(Screen[None]):
         self.axis_index = 0
         self.log_y = False
         self.heading = title
+        self.groups: list[OverlaidGroup] = [OverlaidGroup(run.label, [run], run.index) for run in self.runs]
         self.race = race  # the app's own race (`train` with comma lists): leaving it stops the race
 
     def compose(self) -> ComposeResult:
@@ -102,16 +115,34 @@ class ComparisonScreen(Screen[None]):
             title += f"  ({training} training, {queued} queued)" if queued else f"  ({training} training)"
         title += f"  x: {AXIS_LABEL[self.axis]}  (x switches, l log-y, d differences, esc back)"
         self.query_one("#compare-title", Static).update(Text(title, no_wrap=True, overflow="ellipsis"))
-        ranks = {r.run_dir: i for i, r in enumerate(compare.ranked(records), 1) if compare.headline(r)[1]}
-        self.query_one("#compare-legend", Static).update(legend(self.runs, width, not no_color(), ranks))
-        body = "\n".join([*notes(self.runs, records), *diff_lines(self.runs)])
+        # runs differing only by seed are one group: a mean curve in a min-max band, one legend line
+        ranked = compare.make_groups(records)
+        groups = overlay_groups(self.runs, ranked)
+        regrouped = [[id(r) for r in g.runs] for g in groups] != [[id(r) for r in g.runs] for g in self.groups]
+        self.groups = groups
+        if self.seed_groups:
+            shown = group_legend(self.groups, width, not no_color())
+            body = "\n".join([*notes(self.runs, records), *verdicts(ranked), *group_diff_lines(self.groups)])
+        else:  # single runs: a line and a legend line each, ranked one by one as `tuitrain compare` lists them
+            ranks = {r.run_dir: i for i, r in enumerate(compare.ranked(records), 1) if compare.headline(r)[1]}
+            shown = legend(self.runs, width, not no_color(), ranks)
+            body = "\n".join([*notes(self.runs, records), *diff_lines(self.runs)])
+        self.query_one("#compare-legend", Static).update(shown)
         self.query_one("#compare-diff", Static).update(Text(body, no_wrap=True, overflow="ellipsis"))
-        if changed:
+        if changed or regrouped:
             self.draw()
         self.post_message(self.Updated(self.runs))
 
+    @property
+    def seed_groups(self) -> bool:
+        """Whether some runs differ only by seed (drawn as bands); otherwise every run is its own line."""
+        return any(len(g.runs) > 1 for g in self.groups)
+
     def draw(self) -> None:
-        loss, valid = overlay_charts(self.runs, self.axis, self.log_y)  # type: ignore[arg-type]
+        if self.seed_groups:
+            loss, valid = group_charts(self.groups, self.axis, self.log_y)  # type: ignore[arg-type]
+        else:
+            loss, valid = overlay_charts(self.runs, self.axis, self.log_y)  # type: ignore[arg-type]
         self.query_one("#compare-loss", TimedPlot).show(loss)
         self.query_one("#compare-valid", TimedPlot).show(valid)
 
@@ -162,6 +193,13 @@ def notes(runs: list[Overlaid], records: list[compare.RunRecord]) -> list[str]:
                 f"{compare.lost_range(record.lost)} lost"
             )
     return lines
+
+
+def verdicts(ranked: list[compare.Group]) -> list[str]:
+    """For groups of seeds (best first): whether each one's difference from the one above it is beyond noise."""
+    if not any(g.n > 1 for g in ranked):
+        return []
+    return [compare.verdict_line(a, b) for a, b in zip(ranked, ranked[1:]) if b.verdict is not None]
 
 
 def no_color() -> bool:

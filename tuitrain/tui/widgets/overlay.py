@@ -164,3 +164,157 @@ def diff_lines(runs: Sequence[Overlaid]) -> list[str]:
     table = [("differs", *(r.style[2] * 2 for r in runs if r.record is not None))]
     table += [(key, *(compare.fmt_value(rec.config.get(key, "-")) for rec in records)) for key in keys]
     return compare.align(table)
+
+
+# ----------------------------------------------------------------------------- seed groups as bands
+#
+# Runs that differ only by seed are one group: drawn as the mean curve (the group's marker) between
+# two thin lines, the min and max over its runs at each point (`BAND_MARKER`), all in the group's
+# colour; a group of one run stays its plain line. Two lines, not a shaded fill: the charts draw
+# lines, scatters and bars (tuitrain.tui.widgets.charts.draw_chart), and a fill would hide the other
+# groups' curves beneath it.
+
+BAND_MARKER = "·"
+
+
+@dataclass
+class OverlaidGroup:
+    """Runs of one seed group in an overlay, with the group's label, rank and colour."""
+
+    label: str
+    runs: list[Overlaid]
+    index: int  # its place in PALETTE
+    group: compare.Group | None = None
+
+    @property
+    def style(self) -> tuple[str, str, str]:
+        return PALETTE[self.index % len(PALETTE)]
+
+
+def overlay_groups(runs: Sequence[Overlaid], groups: Sequence[compare.Group]) -> list[OverlaidGroup]:
+    """The runs gathered into their seed groups (in the order the runs come); a run without a record yet,
+    or in no group, stands alone under its own label."""
+    where = {r.run_dir: g for g in groups for r in g.records}
+    found: dict[int, OverlaidGroup] = {}
+    alone: list[OverlaidGroup] = []
+    order: list[OverlaidGroup] = []
+    for run in runs:
+        group = where.get(run.record.run_dir) if run.record is not None else None
+        if group is None:
+            entry = OverlaidGroup(run.label, [run], 0)
+            alone.append(entry)
+            order.append(entry)
+            continue
+        if id(group) not in found:
+            found[id(group)] = OverlaidGroup(group.label, [], 0, group)
+            order.append(found[id(group)])
+        found[id(group)].runs.append(run)
+    for i, entry in enumerate(order):
+        entry.index = entry.runs[0].index if len(entry.runs) == 1 and len(order) == len(runs) else i
+    return order
+
+
+Points = tuple[list[float], list[float]]
+
+
+def band(points: Sequence[Points]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(x, mean, min, max) over several runs' curves, point by point (the i-th point of each: runs
+    differing only by seed record the same epochs and steps); x is the runs' mean x there (seconds differ)."""
+    xs, means, lows, highs = [], [], [], []
+    for i in range(max((len(x) for x, _ in points), default=0)):
+        here = [(x[i], y[i]) for x, y in points if i < len(x)]
+        values = [y for _, y in here]
+        xs.append(sum(x for x, _ in here) / len(here))
+        means.append(sum(values) / len(values))
+        lows.append(min(values))
+        highs.append(max(values))
+    return xs, means, lows, highs
+
+
+def group_lines(entry: OverlaidGroup, points: Sequence[Points]) -> tuple[list[Line], Line]:
+    """(the band's two lines, the mean's line) of a group; a group of one: no band, its own line."""
+    colour, _, marker = entry.style
+    if len(points) == 1:
+        xs, ys = thin_points(*points[0])
+        return [], Line("", xs, ys, marker, colour)
+    x, mean, low, high = band(points)
+    bands = [Line("", *thin_points(x, edge), BAND_MARKER, colour) for edge in (low, high)]
+    return bands, Line("", *thin_points(x, mean), marker, colour)
+
+
+def group_charts(groups: Sequence[OverlaidGroup], axis: Axis, log_y: bool = False) -> tuple[Chart, Chart]:
+    """(training loss, validation accuracy or loss): each group its mean curve inside a min-max band,
+    the bands drawn first so every mean is on top."""
+    runs = [run for g in groups for run in g.runs]
+    accuracy = has_accuracy(runs)
+    loss_bands: list[Line] = []
+    loss_means: list[Line] = []
+    valid_bands: list[Line] = []
+    valid_means: list[Line] = []
+    for entry in groups:
+        bands, mean = group_lines(entry, [train_points(r.curves, axis) for r in entry.runs])
+        loss_bands += bands
+        loss_means.append(mean)
+        bands, mean = group_lines(entry, [valid_points(r.curves, axis, accuracy) for r in entry.runs])
+        valid_bands += bands
+        valid_means.append(mean)
+    integer = axis != "time"
+    notes = ("band: min-max over seeds",) if loss_bands else ()
+    loss = Chart(
+        "train loss", AXIS_LABEL[axis], (*loss_bands, *loss_means), log_y=log_y, x_integer=integer, notes=notes
+    )
+    lines = (*valid_bands, *valid_means)
+    if accuracy:
+        valid = Chart("valid accuracy %", AXIS_LABEL[axis], lines, x_integer=integer, y_clamp=(0.0, 100.0), notes=notes)
+    else:
+        valid = Chart("valid loss", AXIS_LABEL[axis], lines, log_y=log_y, x_integer=integer, notes=notes)
+    return loss, valid
+
+
+def group_legend(groups: Sequence[OverlaidGroup], width: int, colour: bool = True) -> Text:
+    """One line per group: its marker, its label, then for a group of seeds n, the band and the mean ±
+    std of the ranking metric with its rank (`=2`: within seed noise of its neighbour); a single run's
+    line is as `legend` writes it."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, entry in enumerate(groups):
+        _, rich_colour, marker = entry.style
+        if len(entry.runs) == 1:
+            run = entry.runs[0]
+            single = Overlaid(entry.label, run.curves, entry.index, run.record)
+            line = legend([single], width, colour)
+            if entry.group is not None and entry.group.n:
+                line.append(f"  {'=' if entry.group.tied else '#'}{entry.group.rank}", style="dim")
+                line.truncate(max(8, width), overflow="ellipsis")
+        else:
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append(f"{marker}{marker} ", style=f"bold {rich_colour}" if colour else "bold")
+            line.append(entry.label, style="bold")
+            line.append(f"  {len(entry.runs)} seeds: mean {marker}, band {BAND_MARKER} min-max", style="dim")
+            group = entry.group
+            if group is not None and group.n:
+                accuracy = group.higher_better
+                stats = f"  {compare.fmt_metric(group.mean, accuracy)}"
+                if group.std is not None:
+                    stats += f" ± {compare.fmt_metric(group.std, accuracy, spread=True)}"
+                stats += f" (n={group.n})  {'=' if group.tied else '#'}{group.rank}"
+                line.append(stats, style="dim")
+                if group.failed:
+                    line.append(f"  {group.failure_note()}", style="dim")
+            line.truncate(max(8, width), overflow="ellipsis")
+        if i:
+            text.append("\n")
+        text.append_text(line)
+    return text
+
+
+def group_diff_lines(groups: Sequence[OverlaidGroup]) -> list[str]:
+    """The settings that differ between the groups (the seed left out), a column per group headed by its marker."""
+    shown = [g for g in groups if g.runs[0].record is not None]
+    records = [g.runs[0].record for g in shown if g.runs[0].record is not None]
+    seeds = any(len(g.runs) > 1 for g in shown)  # groups of seeds: the seed is what a band spans
+    keys = [k for k in compare.differing_keys(records) if not (seeds and k in compare.SEED_KEYS)]
+    if not keys:
+        return []
+    table = [("differs", *(g.style[2] * 2 for g in shown))]
+    table += [(key, *(compare.fmt_value(rec.config.get(key, "-")) for rec in records)) for key in keys]
+    return compare.align(table)
