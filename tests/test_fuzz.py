@@ -38,7 +38,7 @@ COLOUR_MODES = {
 if os.environ.get("TUITRAIN_FUZZ_TERM"):  # by hand, e.g. TUITRAIN_FUZZ_TERM=xterm for 16 colours
     COLOUR_MODES = {os.environ["TUITRAIN_FUZZ_TERM"]: {"TERM": os.environ["TUITRAIN_FUZZ_TERM"]}}
 ANSI = re.compile(r"\x1b(\[[0-9;?<>]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78MDEc])")
-QUITTING = {"q", "ctrl+q", "ctrl+c"}  # these end the app: never sent during the random phase
+QUITTING = {"q", "ctrl+q", "ctrl+c", "N"}  # these end the app (N leaves the dashboard): never sent at random
 
 # The help's key names (Textual's format_key) → tmux send-keys arguments; one character goes literally (-l).
 TMUX_KEYS = {
