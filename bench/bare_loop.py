@@ -80,7 +80,7 @@ class LeNet(nn.Module):
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> tuple[float, float]:
     model.eval()
     loss, hits = torch.zeros(()), torch.zeros((), dtype=torch.long)
-    for xb, yb in zip(x.split(8192), y.split(8192)):
+    for xb, yb in zip(x.split(8192), y.split(8192), strict=True):
         logits = model(xb)
         loss += loss_fn(logits, yb) * xb.shape[0]
         hits += (logits.argmax(1) == yb).sum()

@@ -94,7 +94,7 @@ def measure(case: str, rounds: int, out_dir: Path) -> dict[str, Any]:
     finally:
         writer.close()
         printer.close()
-    pairs = list(zip(bare.tuitrain_s, bare.bare_s))[1:]  # the first round warms both up
+    pairs = list(zip(bare.tuitrain_s, bare.bare_s, strict=True))[1:]  # the first round warms both up
     ratios = [b / t for t, b in pairs]  # time ratio = c/a speed ratio
     return {
         "case": case,

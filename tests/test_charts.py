@@ -364,7 +364,7 @@ def test_class_legend_is_in_each_class_colour(depth):
     if depth == "none":
         assert all(
             f"{char} region, {k} point: {name}" in legend.plain
-            for k, (char, name) in enumerate(zip("·░▒", ("inner", "middle", "outer")))
+            for k, (char, name) in enumerate(zip("·░▒", ("inner", "middle", "outer"), strict=True))
         )
         return
     colours = {
@@ -418,7 +418,7 @@ def test_confusion_matrix_fits_without_cut_names(width):
         [str(i) for i in range(10)],
         ["T-shirt", "Trouser", "Pullov", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
     )
-    assert all(name in line.split() for name, line in zip(FASHION, lines[1:]))  # row names whole
+    assert all(name in line.split() for name, line in zip(FASHION, lines[1:], strict=True))  # row names whole
     title = fit_phrases(
         [
             ("confusion matrix", "bold"),

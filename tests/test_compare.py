@@ -170,7 +170,7 @@ def test_a_branch_from_epoch_3_is_bit_identical_to_the_straight_run(tmp_path, op
     end = branch.run()
     assert writer.run_dir.parent == parent_writer.run_dir.parent and writer.run_dir != parent_writer.run_dir
     assert end.status == "completed" and end.test == end6.test and end.step == end6.step
-    assert all(torch.equal(a, b) for a, b in zip(params(branch), params(straight)))
+    assert all(torch.equal(a, b) for a, b in zip(params(branch), params(straight), strict=True))
     summary = json.loads((writer.run_dir / "summary.json").read_text())
     assert summary["parent"] == {"run_dir": str(parent_writer.run_dir), "checkpoint": "last", "epoch": 3, "step": 27}
     events, _ = runs.read_events(writer.run_dir / "metrics.jsonl")

@@ -17,6 +17,7 @@ from tuitrain.runs.remote import RemoteTrainer, off_the_main_thread
 from tuitrain.training.control import (
     Close,
     ControlCommand,
+    FindLr,
     Inspect,
     LoopCommand,
     Pause,
@@ -89,6 +90,7 @@ EXAMPLES = {
     SetLr: SetLr(0.5),
     RequestInspection: RequestInspection(),
     SetHistories: SetHistories(False),
+    FindLr: FindLr(30),
 }
 
 
@@ -115,6 +117,7 @@ def test_the_named_controls_are_loop_commands():
     control = Recording(long_rings())
     control.pause(), control.resume(), control.stop("completed"), control.step_once()
     control.set_lr(2), control.request_inspection(), control.set_histories(False)
+    control.find_lr(30), control.cancel_find_lr()
     assert sent == [
         Pause(),
         Resume(),
@@ -123,6 +126,8 @@ def test_the_named_controls_are_loop_commands():
         SetLr(2.0),
         RequestInspection(),
         SetHistories(False),
+        FindLr(30),
+        FindLr(cancel=True),
     ]
 
 

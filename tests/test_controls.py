@@ -271,7 +271,7 @@ def footer_pairs(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     assert footer.rstrip().endswith("^p palette"), footer
     words = footer[: footer.rindex("^p palette")].rstrip(" ▏│|").split()
     assert len(words) % 2 == 0, footer  # a key without its label, or a label in two parts
-    return list(zip(words[::2], words[1::2]))
+    return list(zip(words[::2], words[1::2], strict=True))
 
 
 @pytest.mark.parametrize("size", [(40, 12), (60, 20), (100, 30)])

@@ -92,7 +92,7 @@ def test_same_seed_same_numbers_on_cpu():
     config = load_preset(TINY)
     first, second = run_summary(config), run_summary(config)
     assert first[0] == second[0] and first[1] == second[1]
-    for a, b in zip(first[2], second[2]):
+    for a, b in zip(first[2], second[2], strict=True):
         assert torch.equal(a, b)
     other = run_summary(apply_overrides(config, seed=2))
     assert other[1] != first[1]

@@ -44,7 +44,7 @@ async def test_two_groups_of_three_seeds_draw_one_band_each(tmp_path):
             assert len({line.colour for line in means}) == 2
             for mean in means:
                 low, high = [b for b in bands if b.colour == mean.colour]
-                assert all(lo <= m <= hi for lo, m, hi in zip(low.y, mean.y, high.y))
+                assert all(lo <= m <= hi for lo, m, hi in zip(low.y, mean.y, high.y, strict=True))
         text = screen_text(app)
         legend = [line for line in text.splitlines() if "3 seeds: mean" in line]
         assert len(legend) == 2, text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -42,8 +43,8 @@ def histogram_std(t: TensorRecord) -> float:
     width = (t.high - t.low) / BINS
     centres = [t.low + (i + 0.5) * width for i in range(BINS)]
     n = sum(t.counts)
-    mean = sum(c * k for c, k in zip(centres, t.counts)) / n
-    return math.sqrt(sum(k * (c - mean) ** 2 for c, k in zip(centres, t.counts)) / n)
+    mean = sum(c * k for c, k in zip(centres, t.counts, strict=True)) / n
+    return math.sqrt(sum(k * (c - mean) ** 2 for c, k in zip(centres, t.counts, strict=True)) / n)
 
 
 def fake_record(step: int, rng: random.Random) -> HistoryRecord:
@@ -82,7 +83,7 @@ def test_a_run_records_the_start_its_widening_weights_and_the_end(tmp_path):
     assert steps[0] == 0 and steps[-1] == trainer.step and steps == sorted(set(steps)) and len(steps) > 20
     first, last = records[0].tensors[0], records[-1].tensors[0]
     assert first.name == "layers.1.weight" and first.grad_counts is None and first.update_ratio is None
-    assert all(sum(t.counts) == p.numel() for t, p in zip(records[-1].tensors, trainer.model.parameters()))
+    assert all(sum(t.counts) == p.numel() for t, p in zip(records[-1].tensors, trainer.model.parameters(), strict=True))
     assert last.grad_counts is not None and sum(last.grad_counts) == 200 and last.grad_norm > 0
     weights = trainer.model.layers[1].weight.detach()
     assert math.isclose(last.std, weights.std().item(), rel_tol=1e-4)
@@ -129,7 +130,7 @@ def test_the_history_file_stays_bounded_over_a_long_run(tmp_path):
     assert len(records) == len(log) <= MAX_RECORDS and len(records) > MAX_RECORDS // 2
     assert steps[0] == 0 and steps[-1] == 99_980 and steps == sorted(steps)
     recent = steps[-MAX_RECORDS // 4 :]
-    assert all(b - a == 20 for a, b in zip(recent, recent[1:]))  # recent records all kept, older ones thinned
+    assert all(b - a == 20 for a, b in itertools.pairwise(recent))  # recent records all kept, older ones thinned
     assert not list(tmp_path.glob(".*tmp*"))  # every rewrite renamed its temporary file into place
 
 

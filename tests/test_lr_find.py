@@ -73,7 +73,8 @@ def test_rules_on_a_known_curve() -> None:
     # the rules disagree, and minimum / 10 wins
     noisy = [1.0 - (0.05 if abs(math.log10(lr) + 6) < 0.05 else 0.0) for lr in lrs]
     noisy = [
-        n - 0.05 * min(max(math.log10(lr) + 3, 0.0), 2.0) + max(0.0, math.log10(lr) + 1) for n, lr in zip(noisy, lrs)
+        n - 0.05 * min(max(math.log10(lr) + 3, 0.0), 2.0) + max(0.0, math.log10(lr) + 1)
+        for n, lr in zip(noisy, lrs, strict=True)
     ]
     flat = suggest(lrs, noisy)
     assert flat.steepest_lr == pytest.approx(1e-6, rel=0.3) and flat.min_loss_lr == pytest.approx(0.1, rel=0.25)

@@ -3,6 +3,7 @@ value first became NaN or infinite; the end event, summary.json and the headless
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -176,7 +177,7 @@ def test_recover_continues_at_the_lr_the_advice_names(tmp_path: Path) -> None:
     args = ("run", "square", "--lr", "1.2", "--epochs", "40", "--on-diverge", "recover", "--json")
     result = run_cli(*args, "--out", str(tmp_path / "out"))
     lines = [json.loads(line) for line in result.out.splitlines()]
-    pairs = [(a, b) for a, b in zip(lines, lines[1:]) if a["event"] == "end" and b["event"] == "recovery"]
+    pairs = [(a, b) for a, b in itertools.pairwise(lines) if a["event"] == "end" and b["event"] == "recovery"]
     assert pairs, result.out
     for ended, recovery in pairs:
         assert ended["status"] == "diverged"

@@ -69,7 +69,7 @@ def test_resume_3_then_6_is_bit_identical_to_6_straight(tmp_path, optimizer):
     assert end.status == "completed" and end.epoch == 6 and end.step == end6.step
     assert end.test == end6.test  # exact float equality
     assert [(e.train, e.valid) for e in rec.epochs()] == [(e.train, e.valid) for e in rec6.epochs()[3:]]
-    assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight)))
+    assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight), strict=True))
     events, _ = read_events(writer.run_dir / "metrics.jsonl")
     assert [e["event"] for e in events].count("start") == 2
     history = runs.epoch_history(events)
@@ -98,7 +98,7 @@ def test_stop_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch, stop_at):
     resumed, _, end = resume(writer.run_dir)
     assert end.status == "completed" and end.epoch == 5 and end.step == end5.step
     assert end.test == end5.test
-    assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight)))
+    assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight), strict=True))
 
 
 def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):

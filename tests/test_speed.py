@@ -157,7 +157,7 @@ def test_bf16_trains_close_to_fp32_and_resumes_exactly(tmp_path):
     resumed, _, end = resume(writer.run_dir, epochs=6)  # the precision comes back from the checkpoint
     assert resumed.config.train.precision == "bf16"
     assert end.test == end6.test
-    assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight)))
+    assert all(torch.equal(a, b) for a, b in zip(params(resumed), params(straight), strict=True))
 
 
 async def test_the_footer_stays_put_as_training_begins(monkeypatch):

@@ -562,7 +562,9 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
         from tuitrain.runs import compare
 
         found = compare.grouped(compare.load_run_records(run_dirs))
-        seed_groups = [(label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found)]
+        seed_groups = [
+            (label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found, strict=True)
+        ]
     for line in run_export(list(run_dirs), fmt, output, which, steps, note=note, groups=seed_groups):
         if output != "-":  # standard output carries the export itself
             click.echo(line)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tuitrain.checks import is_count, is_diagnosis, is_number
+from tuitrain.checks import is_count, is_diagnosis, is_finite, is_number
 
 # The run's vocabulary, defined once for the engine, the run files and the app.
 TrainerState = Literal["idle", "running", "paused", "testing", "finished"]  # testing: the final test evaluation
@@ -159,8 +159,34 @@ class HistoryRecord:
     event: str = "history"
 
 
-Event = RunStarted | StepProgress | EpochEnded | StateChanged | Inspection | RunEnded | Recovery | HistoryRecord
-URGENT = (RunStarted, StateChanged, Inspection, RunEnded)  # shown at once; the rest may wait for the next flush
+@dataclass
+class LrFound:
+    """The LR range test from a paused run's state (RunControl.find_lr), run on a copy of its network and
+    optimizer: sent while it runs (done false: the curve so far, at most a few times a second) and once
+    when it ends (done true, with the suggestion). The run itself is left exactly as it was."""
+
+    step: int  # the run's step it started from
+    curve: list[tuple[float, float]]  # (lr, smoothed loss), finite points only, in the ramp's order
+    taken: int  # ramp steps done so far (of `steps`)
+    steps: int  # the ramp's length
+    suggested_lr: float | None = None  # None: nothing to suggest (`message` says why)
+    rule: str = ""  # which rule made the suggestion (tuitrain.training.lr_find)
+    stop: str = ""  # once done: end, exploded, nan, stopped (cancelled, resumed or stopped), refused, failed
+    message: str = ""  # once done: the notes on the curve, or why there is none
+    done: bool = True
+    event: str = "lr_found"
+
+
+Event = (
+    RunStarted | StepProgress | EpochEnded | StateChanged | Inspection | RunEnded | Recovery | HistoryRecord | LrFound
+)
+URGENT = (
+    RunStarted,
+    StateChanged,
+    Inspection,
+    RunEnded,
+    LrFound,
+)  # shown at once; the rest may wait for the next flush
 Consumer = Callable[[Event], None]
 
 
@@ -226,6 +252,13 @@ def _field_value(kind: str, value: Any) -> tuple[bool, Any]:
         numbers = all(is_number(train[k]) for k in ("lr", "momentum", "weight_decay") if k in train)
         counts = all(is_count(train[k]) for k in ("batch_size", "epochs", "seed") if k in train)
         return sections and numbers and counts, value
+    if kind == "list[tuple[float, float]]":  # LrFound.curve: [lr, loss] pairs of finite numbers
+        pairs = isinstance(value, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(is_finite(v) for v in p) for p in value
+        )
+        return pairs, [(float(p[0]), float(p[1])) for p in value] if pairs else value
+    if kind == "bool":
+        return isinstance(value, bool), value
     if kind.startswith("list"):
         return isinstance(value, list), value
     return True, value
@@ -244,6 +277,7 @@ def event_from_dict(data: Any) -> Event | None:
         "state": StateChanged,
         "recovery": Recovery,
         "end": RunEnded,
+        "lr_found": LrFound,
     }
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         return None

@@ -123,7 +123,7 @@ def _read(path: str, mtime_ns: int, size: int) -> Table:
         where = f"{name} line {line}"
         if len(row) != width:
             raise UsageError(f"{where}: {len(row)} values, expected {width} ({','.join(header)})")
-        xs.append(tuple(_number(cell, column, where) for cell, column in zip(row[:-1], header)))
+        xs.append(tuple(_number(cell, column, where) for cell, column in zip(row[:-1], header, strict=False)))
         if task == "regression":
             _number(row[-1], header[-1], where)
             targets.append(row[-1].strip())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def parameter_estimate(config: Config) -> int:
         body = sum(fan_in * units + units for fan_in, units in LENET_LAYERS)
         return body + 84 * outputs + outputs + (4 if prelu else 0)
     widths = [inputs, *model.hidden, outputs]
-    return sum(a * b + b for a, b in zip(widths, widths[1:])) + (len(model.hidden) if prelu else 0)
+    return sum(a * b + b for a, b in pairwise(widths)) + (len(model.hidden) if prelu else 0)
 
 
 def _activations_per_sample(config: Config) -> int:

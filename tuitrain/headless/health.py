@@ -73,10 +73,10 @@ def health_table(health: Health) -> list[str]:
         for layer in health.layers
     ]
     right = {1, 3, 6, 7, 8, 9}
-    widths = [max(len(c) for c in column) for column in zip(COLUMNS, *rows)]
+    widths = [max(len(c) for c in column) for column in zip(COLUMNS, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
         return "  ".join(padded).rstrip()
 
     low, high = UPDATE_BAND

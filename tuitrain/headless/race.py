@@ -153,12 +153,12 @@ def combinations(overrides: dict[str, Any]) -> list[dict[str, Any]]:
     values = [overrides[k] for k in listed]
     count = math.prod(len(v) for v in values)
     if count > MAX_COMBINATIONS:
-        sizes = " x ".join(f"{len(v)} --{k.replace('_', '-')}" for k, v in zip(listed, values))
+        sizes = " x ".join(f"{len(v)} --{k.replace('_', '-')}" for k, v in zip(listed, values, strict=True))
         raise UsageError(
             f"a race of {count} runs ({sizes}) is more than the {MAX_COMBINATIONS} one race may train: "
             "shorten the comma lists, or run several races"
         )
-    return [{**fixed, **dict(zip(listed, combo))} for combo in itertools.product(*values)]
+    return [{**fixed, **dict(zip(listed, combo, strict=True))} for combo in itertools.product(*values)]
 
 
 def _fmt(value: Any) -> str:
@@ -182,7 +182,7 @@ def plan(
     stamp = datetime.fromtimestamp(now).strftime("%Y%m%d-%H%M%S")
     taken: set[str] = set()
     entries = []
-    for combo, config in zip(combos, configs):
+    for combo, config in zip(combos, configs, strict=True):
         suffix = "-".join(f"{SUFFIX[k]}{_fmt(combo[k])}" for k in listed)
         label = " ".join(f"{LABEL[k]}{_fmt(combo[k])}" for k in listed)
         base = f"{config.name}-{suffix}"
@@ -524,7 +524,7 @@ def planned(run_dirs: list[str]) -> list[Entry]:
 
     paths = [check_run_dir(d) for d in run_dirs]
     records = compare.load_run_records(paths)
-    return [Entry(label, load_run_config(p), p) for p, label in zip(paths, compare.labels(records))]
+    return [Entry(label, load_run_config(p), p) for p, label in zip(paths, compare.labels(records), strict=True)]
 
 
 def run_race(preset: str, overrides: dict[str, Any], out: str | None, json_mode: bool, parallel: int = 1) -> int:

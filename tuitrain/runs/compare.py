@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,7 @@ def labels(records: Sequence[RunRecord]) -> list[str]:
     counts: dict[str, int] = {}
     for n in names:
         counts[n] = counts.get(n, 0) + 1
-    return [f"{n} ({r.name})" if counts[n] > 1 and n != r.name else n for n, r in zip(names, records)]
+    return [f"{n} ({r.name})" if counts[n] > 1 and n != r.name else n for n, r in zip(names, records, strict=True)]
 
 
 # ----------------------------------------------------------------------------- ranking
@@ -326,7 +327,9 @@ def ranking_table(records: Sequence[RunRecord], now: float | None = None) -> lis
     """The ranked runs as aligned lines: rank, label, status, epochs, best/last validation, test, age."""
     now = time.time() if now is None else now
     order = ranked(records)
-    names = dict(zip((r.run_dir for r in records), labels(records) if len(records) > 1 else ["-"] * len(records)))
+    names = dict(
+        zip((r.run_dir for r in records), labels(records) if len(records) > 1 else ["-"] * len(records), strict=True)
+    )
     table = [("#", "RUN", "WHAT DIFFERS", "STATUS", "EPOCHS", "BEST VALID", "LAST VALID", "TEST", "AGE")]
     for rank, r in enumerate(order, 1):
         table.append(
@@ -371,7 +374,7 @@ def diff_table(records: Sequence[RunRecord]) -> list[str]:
 
 def align(table: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in table]
 
 
 def comparison(records: Sequence[RunRecord]) -> dict[str, Any]:
@@ -383,7 +386,7 @@ def comparison(records: Sequence[RunRecord]) -> dict[str, Any]:
         "event": "compare",
         "runs": [
             {"rank": i, "label": name, **r.to_dict(), "ranked_on": headline(r)[0]}
-            for i, (r, name) in enumerate(zip(order, names), 1)
+            for i, (r, name) in enumerate(zip(order, names, strict=False), 1)
         ],
         "differs": {key: [r.config.get(key) for r in order] for key in keys},
         "note": mixed(order),
@@ -506,7 +509,10 @@ def group_labels(groups: Sequence[Sequence[RunRecord]]) -> list[str]:
     ]
     if len(heads) < 2:
         return [_label_of(h) for h in heads]
-    return [name if name != h.name or len(g) == 1 else _label_of(h) for name, h, g in zip(labels(heads), heads, groups)]
+    return [
+        name if name != h.name or len(g) == 1 else _label_of(h)
+        for name, h, g in zip(labels(heads), heads, groups, strict=True)
+    ]
 
 
 def make_groups(records: Sequence[RunRecord]) -> list[Group]:
@@ -517,7 +523,7 @@ def make_groups(records: Sequence[RunRecord]) -> list[Group]:
         for r in records
     )  # accuracy everywhere: higher is better; a regression's loss: lower
     groups = []
-    for label, members in zip(group_labels(found), found):
+    for label, members in zip(group_labels(found), found, strict=True):
         measured = [r for r in members if r.status not in FAILED and metric_value(r) is not None]
         values = [v for v in (metric_value(r) for r in measured) if v is not None]
         failed = [r for r in members if r not in measured]
@@ -673,7 +679,7 @@ def group_table(records: Sequence[RunRecord]) -> list[str]:
             )
         )
     lines = [f"{head} (= : within seed noise; Welch's t-test at 5% for n >= 2, else min-max overlap):", *align(table)]
-    for above, below in zip(groups, groups[1:]):
+    for above, below in pairwise(groups):
         if below.verdict is not None:
             lines.append(escape(verdict_line(above, below)))
     return lines

@@ -55,7 +55,7 @@ class GracefulStop:
         self.signum: int | None = None
         self.previous: dict[int, Any] = {}
 
-    def install(self) -> "GracefulStop":
+    def install(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             for name in STOP_SIGNALS:
                 sig = getattr(signal, name, None)

@@ -249,7 +249,7 @@ def mismatch(trainer: Any, state: dict[str, Any]) -> str | None:
     ids = [i for group in groups for i in group["params"]]
     if len(ids) != len(params) or len(groups) != len(trainer.optimizer.param_groups):
         return f"checkpoint's optimizer state covers {len(ids)} tensors, this network has {len(params)}"
-    for i, param in zip(ids, params):
+    for i, param in zip(ids, params, strict=False):
         entry = state["optimizer"]["state"].get(i, {})
         lacking = [k for k in OPTIMIZER_STATE[kind] if entry and k not in entry]
         if lacking:

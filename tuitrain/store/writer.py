@@ -18,6 +18,7 @@ from tuitrain.events import (
     Event,
     HistoryRecord,
     Inspection,
+    LrFound,
     RunEnded,
     RunStarted,
     RunStatus,
@@ -180,7 +181,7 @@ class RunWriter:
             self.close()
         elif isinstance(event, HistoryRecord):
             self._record(event)
-        elif not isinstance(event, Inspection):  # inspections are large and for live viewers only
+        elif not isinstance(event, Inspection | LrFound):  # large, and for live viewers only (the run is unchanged)
             self._line(event)
 
     # -------------------------------------------------------------- writing

@@ -60,6 +60,16 @@ class SetHistories:
 
 
 @dataclass(frozen=True)
+class FindLr:
+    """While paused: the LR range test (tuitrain.training.lr_find) from the run's current state, on a copy of
+    its network and optimizer, answered with LrFound events (the run itself is left exactly as it was).
+    `cancel`: end a test in progress (or one asked for and not yet started) early."""
+
+    steps: int = 100  # tuitrain.training.lr_find.STEPS (not imported: this module stays free of torch)
+    cancel: bool = False
+
+
+@dataclass(frozen=True)
 class Inspect:
     """Answered with one Inspection event from the finished run's network."""
 
@@ -69,7 +79,7 @@ class Close:
     """The app is done with the child: it may exit once its run has been saved."""
 
 
-LoopCommand: TypeAlias = Pause | Resume | Stop | StepOnce | SetLr | RequestInspection | SetHistories
+LoopCommand: TypeAlias = Pause | Resume | Stop | StepOnce | SetLr | RequestInspection | SetHistories | FindLr
 """What the training loop carries out (`LoopControl.apply`); a child process forwards these unread."""
 
 ControlCommand: TypeAlias = LoopCommand | Inspect | Close
@@ -131,6 +141,14 @@ class RunControl(Protocol):
         """Record weight and gradient histories from the next step on, or stop recording them."""
         ...
 
+    def find_lr(self, steps: int = 100) -> None:
+        """While paused: the LR range test from the run's current state, on a copy (LrFound events answer)."""
+        ...
+
+    def cancel_find_lr(self) -> None:
+        """End the LR range test in progress early (its curve so far still comes, as a last LrFound)."""
+        ...
+
     def inspect(self) -> Inspection | None:
         """Parameters and predictions now, for a run that is not stepping (None if it cannot say)."""
         ...
@@ -176,6 +194,15 @@ class RunControlBase(ABC):
     def set_histories(self, enabled: bool) -> None:
         """Record weight and gradient histories, or not, from the next step on (before the run: at once)."""
         self.send(SetHistories(bool(enabled)))
+
+    def find_lr(self, steps: int = 100) -> None:
+        """While paused: the LR range test from the run's current state, on a copy of its network and
+        optimizer; LrFound events bring the curve as it grows and the suggestion. The run is left as it was."""
+        self.send(FindLr(int(steps)))
+
+    def cancel_find_lr(self) -> None:
+        """End the LR range test in progress early (a last LrFound still brings its curve so far)."""
+        self.send(FindLr(cancel=True))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -22,6 +23,7 @@ from tuitrain.events import (
     Event,
     HistoryRecord,
     Inspection,
+    LrFound,
     Metrics,
     RunEnded,
     RunStarted,
@@ -31,7 +33,7 @@ from tuitrain.events import (
 from tuitrain.training import dynamo_standin, inspection
 from tuitrain.training.control import LoopCommand
 from tuitrain.training.flight import FlightRecorder
-from tuitrain.training.loop_control import LoopControl
+from tuitrain.training.loop_control import ENDED, LoopControl
 from tuitrain.training.models import build_model, parameter_count
 from tuitrain.training.recorder import DEAD_SAMPLES, Recorder
 from tuitrain.training.step import LOSSES, autocast, build_optimizer, check_precision, correct_count, resolve_device
@@ -40,8 +42,13 @@ from tuitrain.training.vitals import ProcessVitals, Vitals
 
 log = logging.getLogger(__name__)
 
+SEVERAL_PROCESSES = (
+    "not for a run trained by several processes: `tuitrain lr-find --branch RUN_DIR` tests its checkpoint"
+)
+
 PROGRESS_INTERVAL = 0.1  # seconds between step events (each one reads the device once)
 EVAL_BATCH = 8192  # samples per forward pass when evaluating
+FIND_LR_INTERVAL = 0.25  # seconds between the LR range test's progress events (each one carries its curve so far)
 
 
 class Trainer(LoopControl):
@@ -130,6 +137,75 @@ class Trainer(LoopControl):
         )
         found.seconds = time.perf_counter() - start
         return found
+
+    def find_lr_branch(self, steps: int) -> None:
+        """The LR range test (tuitrain.training.lr_find) from the state now, as a side branch: on a copy of
+        the network and the optimizer (its momentum or moments too) and a copy of the shuffling generator,
+        with the global RNG (dropout) restored afterwards, so the run's weights, optimizer state, step,
+        shuffle and metrics stay exactly as they were. Tells LrFound events: the curve as it grows, then
+        the suggestion (or why there is none). It ends early once `finding_lr_ends()` says so."""
+        from tuitrain.training.lr_find import RangeSettings, range_test
+
+        start, settings, tc = self.step, RangeSettings(steps=steps), self.config.train
+        if self.world_size > 1:
+            self._emit(LrFound(start, [], 0, steps, stop="refused", message=SEVERAL_PROCESSES))
+            return
+        try:
+            settings.check()
+        except UsageError as exc:
+            self._emit(LrFound(start, [], 0, steps, stop="refused", message=str(exc)))
+            return
+        curve: list[tuple[float, float]] = []
+        last = time.perf_counter()
+
+        def progress(taken: int, lr: float, loss: float, smoothed: float) -> None:
+            nonlocal last
+            curve.append((lr, smoothed))  # range_test tells finite losses only
+            now = time.perf_counter()
+            if now - last >= FIND_LR_INTERVAL and taken < steps:
+                last = now
+                self._emit(LrFound(start, list(curve), taken, steps, done=False))
+
+        cuda = self.device.type == "cuda"
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if cuda else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                model, optimizer = self._copies()
+                generator = torch.Generator(device=self.device)
+                generator.set_state(self.generator.get_state())
+                result = range_test(
+                    model,
+                    optimizer,
+                    self.loss_fn,
+                    self.data.train.x,
+                    self.data.train.y,
+                    batch_size=tc.batch_size,
+                    settings=settings,
+                    generator=generator,
+                    precision=tc.precision,
+                    progress=progress,
+                    stop=self.finding_lr_ends,
+                )
+                del model, optimizer
+        except Exception as exc:  # out of memory, say: the test failed, the run goes on
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            message = f"the test failed: {type(exc).__name__}" + (f": {first}" if first else "")
+            self._emit(LrFound(start, curve, len(curve), steps, stop="failed", message=message))
+            return
+        found = result.suggestion
+        finite = [(lr, loss) for lr, loss in zip(result.lrs, result.smoothed, strict=True) if math.isfinite(loss)]
+        notes = "; ".join(found.notes)
+        self._emit(LrFound(start, finite, len(result.lrs), steps, found.lr, found.rule, result.stop, notes))
+
+    def _copies(self) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """A new network and optimizer in this run's state (the optimizer's state deep-copied: loading it
+        would otherwise share the run's momentum tensors)."""
+        tc = self.config.train
+        model = build_model(self.config.model, self.data.input_shape, self.data.num_outputs).to(self.device)
+        model.load_state_dict(self.model.state_dict())
+        optimizer = build_optimizer(tc.optimizer, model.parameters(), self.lr, tc.momentum, tc.weight_decay)
+        optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        return model, optimizer
 
     # ------------------------------------------------------------------ the loop
     def run(self, consumer: Consumer | None = None) -> RunEnded:
@@ -241,6 +317,8 @@ class Trainer(LoopControl):
             self._emit(record)
 
     def _finish(self, ended: RunEnded) -> RunEnded:
+        with self._lock:  # an LR range test asked for and never started: answered, so no one waits for it
+            self.refuse_find_lr(ENDED)
         if ended.status != "failed":  # the end, so the history reaches it (not after running out of memory)
             self._record(self.recorder.record(self.step, ended.epoch))
         self.state = "finished"
@@ -356,7 +434,7 @@ class Trainer(LoopControl):
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        for xb, yb in zip(split.x.split(EVAL_BATCH), split.y.split(EVAL_BATCH)):
+        for xb, yb in zip(split.x.split(EVAL_BATCH), split.y.split(EVAL_BATCH), strict=True):
             with autocast(self.config.train.precision, self.device):  # measured as it trains
                 logits = self.model(xb).float()
             loss_sum += self.loss_fn(logits, yb) * xb.shape[0]

@@ -154,7 +154,7 @@ class FlightRecorder:
         steps, data = self.rows()
         found: list[dict[str, Any]] = []
         for column, name in enumerate(self.names()):
-            series = [(s, float(v)) for s, v in zip(steps, data[:, column].tolist()) if math.isfinite(v)]
+            series = [(s, float(v)) for s, v in zip(steps, data[:, column].tolist(), strict=False) if math.isfinite(v)]
             start = next((i for i, (_, v) in enumerate(series) if v > 0), None)  # a dead layer's norm is 0
             if start is None or start == len(series) - 1:
                 continue
@@ -172,7 +172,7 @@ class FlightRecorder:
         """Without a replay: the first step the ring holds with a NaN or infinite loss or gradient norm."""
         steps, data = self.rows()
         names = self.names()
-        for s, row in zip(steps, data.tolist()):
+        for s, row in zip(steps, data.tolist(), strict=False):
             bad = [i for i, v in enumerate(row) if not math.isfinite(v)]
             if bad:
                 grads = [i for i in bad if i < len(names) - 1]

@@ -132,7 +132,7 @@ def class_accuracy(matrix: torch.Tensor) -> list[float | None]:
     """Per true class (row): the share predicted right; None for a class with no test samples."""
     rows = matrix.sum(1).tolist()
     right = matrix.diagonal().tolist()
-    return [r / n if n else None for r, n in zip(right, rows)]
+    return [r / n if n else None for r, n in zip(right, rows, strict=True)]
 
 
 def confused_pairs(matrix: torch.Tensor, top: int = 5) -> list[tuple[int, int, int]]:

@@ -9,8 +9,9 @@ from typing import assert_never
 
 import torch
 
-from tuitrain.events import EndStatus, Event, Inspection, StateChanged, TrainerState
+from tuitrain.events import EndStatus, Event, Inspection, LrFound, StateChanged, TrainerState
 from tuitrain.training.control import (
+    FindLr,
     LoopCommand,
     Pause,
     RequestInspection,
@@ -23,16 +24,19 @@ from tuitrain.training.control import (
 )
 from tuitrain.training.recorder import Recorder
 
+ENDED = "the run has ended: `tuitrain lr-find --branch RUN_DIR` tests from its checkpoint"
+
 
 class LoopControl(RunControlBase):
     """The control half of `engine.Trainer`: pause, resume, stop, single steps, the learning rate,
-    inspections and history recording, requested from any thread as `LoopCommand`s (`apply`). The loop
-    reads one flag a step (`_attention`) and calls `_handle_controls` when it is set; a pause blocks
-    there, on a condition, not in a spin."""
+    inspections, history recording and the LR range test from the paused state, requested from any
+    thread as `LoopCommand`s (`apply`). The loop reads one flag a step (`_attention`) and calls
+    `_handle_controls` when it is set; a pause blocks there, on a condition, not in a spin."""
 
     optimizer: torch.optim.Optimizer
     recorder: Recorder
     state: TrainerState
+    step: int  # optimizer steps in all
     world_size: int  # ranks stop together (tuitrain.runs.distributed), at an agreed step
 
     def __init__(self) -> None:
@@ -44,12 +48,18 @@ class LoopControl(RunControlBase):
         self._single_steps = 0
         self._inspect_requested = False
         self._histories_request: bool | None = None
+        self._find_lr_steps: int | None = None  # an LR range test asked for, served while paused
+        self._find_lr_cancelled = False  # the test in progress (or asked for) is to end early
         self.stop_wanted: EndStatus | None = None  # a rank's stop request, until the ranks agree on it
 
     def _emit(self, event: Event) -> None:
         raise NotImplementedError
 
     def inspect(self, before: dict[str, torch.Tensor] | None = None) -> Inspection:
+        raise NotImplementedError
+
+    def find_lr_branch(self, steps: int) -> None:
+        """The LR range test from the current state on copies, telling its LrFound events (the engine's)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ any thread
@@ -93,6 +103,14 @@ class LoopControl(RunControlBase):
                 else:
                     with self._signalling():
                         self._histories_request = enabled
+            case FindLr(steps, cancel):  # served while paused, at the next step boundary; on a copy
+                with self._signalling():
+                    if cancel:
+                        self._find_lr_cancelled = True
+                    else:
+                        self._find_lr_steps, self._find_lr_cancelled = steps, False
+                    if self.state == "finished":  # no loop to serve it: answered now
+                        self.refuse_find_lr(ENDED)
             case _:
                 assert_never(command)
 
@@ -116,6 +134,25 @@ class LoopControl(RunControlBase):
         return self.recorder.enabled if wanted is None else wanted and self.recorder.available
 
     # ------------------------------------------------------------------ the loop's side
+    @contextmanager
+    def _unlocked(self) -> Iterator[None]:
+        """Inside `_handle_controls`: let other threads' requests in meanwhile (a long task while paused)."""
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+
+    def finding_lr_ends(self) -> bool:
+        """Whether an LR range test in progress is to end now: cancelled, resumed or stopped meanwhile."""
+        return self._find_lr_cancelled or not self._paused or self._stop_status is not None
+
+    def refuse_find_lr(self, why: str) -> None:
+        """Answer an LR range test that was asked for and cannot run, so no one waits for it."""
+        steps, self._find_lr_steps = self._find_lr_steps, None
+        if steps is not None:
+            self._emit(LrFound(self.step, [], 0, steps, stop="refused", message=why))
+
     def _handle_controls(self) -> bool:
         """Apply pending requests; block while paused. False means stop now."""
         with self._lock:
@@ -130,6 +167,7 @@ class LoopControl(RunControlBase):
                 if self._stop_status is not None:
                     return False
                 if not self._paused:
+                    self.refuse_find_lr("the run was resumed before the test started: pause it, then ask again")
                     self._attention = False
                     if self.state == "paused":
                         self.state = "running"
@@ -144,5 +182,11 @@ class LoopControl(RunControlBase):
                 if self._inspect_requested:
                     self._inspect_requested = False
                     self._emit(self.inspect())
+                    continue
+                if self._find_lr_steps is not None:  # seconds of work: other requests may come meanwhile
+                    steps, self._find_lr_steps = self._find_lr_steps, None
+                    with self._unlocked():
+                        self.find_lr_branch(steps)
+                    self._find_lr_cancelled = False
                     continue
                 self._lock.wait()

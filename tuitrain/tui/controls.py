@@ -47,6 +47,20 @@ def paused(steering: Steering) -> str | None:
     return reason
 
 
+def finder_ready(steering: Steering) -> str | None:
+    """The LR finder starts from the paused weights of a run that trains (not after its end)."""
+    h = steering.history
+    if not steering.steerable:
+        return WATCHED
+    if h.ended:
+        return f"the run has ended ({h.state}): `tuitrain lr-find --branch RUN_DIR` tests from its checkpoint"
+    if not steering.training():
+        return STARTING
+    if h.state != "paused":
+        return "pause first (space): the finder starts from the paused weights"
+    return None
+
+
 def startable(steering: Steering) -> str | None:
     if not steering.steerable:
         return WATCHED
@@ -131,6 +145,15 @@ CONTROLS: tuple[Control, ...] = (  # footer order: the most needed first, so nar
     Control("panel_back", "shift+tab", "", "previous panel", "Panel: previous", view="panel(-1)", priority=True),
     Control(
         "step", "n", "Step", "one optimizer step (while paused)", "Single step (while paused)", paused, Steering.step
+    ),
+    Control(
+        "lr_find",
+        "f",
+        "FindLR",
+        "LR range test from the paused weights, on a copy: pick a learning rate on its curve",
+        "LR finder: range test from the paused weights, pick a learning rate",
+        finder_ready,
+        view="lr_find",
     ),
     Control(
         "lr_up",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from pathlib import Path
 
 from rich.text import Text
@@ -94,8 +95,8 @@ class ComparisonScreen(Screen[None]):
                 records.append(None)  # type: ignore[arg-type]
         known = [r for r in records if r is not None]
         names = compare.labels(known) if known else []
-        by_dir = dict(zip((r.run_dir for r in known), names))
-        for run, record in zip(self.runs, records):
+        by_dir = dict(zip((r.run_dir for r in known), names, strict=True))
+        for run, record in zip(self.runs, records, strict=False):
             run.record = record
             if record is not None:
                 run.label = by_dir.get(record.run_dir, run.label)
@@ -199,7 +200,7 @@ def verdicts(ranked: list[compare.Group]) -> list[str]:
     """For groups of seeds (best first): whether each one's difference from the one above it is beyond noise."""
     if not any(g.n > 1 for g in ranked):
         return []
-    return [compare.verdict_line(a, b) for a, b in zip(ranked, ranked[1:]) if b.verdict is not None]
+    return [compare.verdict_line(a, b) for a, b in pairwise(ranked) if b.verdict is not None]
 
 
 def no_color() -> bool:

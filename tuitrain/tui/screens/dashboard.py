@@ -22,7 +22,7 @@ from textual.widgets._footer import FooterKey  # what Footer.compose yields (not
 from textual.worker import Worker, WorkerState
 
 from tuitrain.errors import TuitrainError
-from tuitrain.events import URGENT, Event, HistoryRecord, Inspection, RunEnded, RunStarted, StepProgress
+from tuitrain.events import URGENT, Event, HistoryRecord, Inspection, LrFound, RunEnded, RunStarted, StepProgress
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.training.threads import usable_cpus
 from tuitrain.training.vitals import Vitals
@@ -33,6 +33,7 @@ from tuitrain.tui.screens import steering as steering_rules
 from tuitrain.tui.screens.branch import OpenSetup
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit, HelpScreen, KeyRow, key_label, key_rows
 from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
+from tuitrain.tui.screens.lr_finder import LrFinder
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.palette import PaletteCommand, ScreenCommands
 from tuitrain.tui.screens.steering import Reply, Steering, typed_number
@@ -157,6 +158,7 @@ class Dashboard(Screen[None]):
         self._silence_reported = False
         self.vitals: Vitals | None = None
         self._footer_keys: tuple[bool, ...] | None = None  # what refresh_footer last showed
+        self.finder: LrFinder | None = None  # the LR finder's screen while it is open: LrFound events go there
 
     @property
     def history(self) -> RunHistory:
@@ -266,6 +268,10 @@ class Dashboard(Screen[None]):
                 continue
             if isinstance(event, HistoryRecord):
                 recorded = True
+                continue
+            if isinstance(event, LrFound):
+                if self.finder is not None:
+                    self.finder.show(event)
                 continue
             if isinstance(event, RunStarted) and event.threads:
                 self.pacer.set_cores(event.threads * event.world_size, usable_cpus())
@@ -440,16 +446,14 @@ class Dashboard(Screen[None]):
     @classmethod
     def key_rows(cls) -> list[KeyRow]:
         """Every key of the dashboard, its panels and the tensor drill-down (the help and README's table)."""
-        return (
-            key_rows(cls.BINDINGS)
-            + [("enter", "(parameters) open the selected tensor")]
-            + key_rows(ParamDetail.BINDINGS, "tensor")
-            + key_rows(PredictionPanel.BINDINGS, "predictions")
-            + [
-                ("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
-                ("ctrl+q", "quit (asks first while training)"),
-            ]
-        )
+        return [
+            *key_rows(cls.BINDINGS),
+            ("enter", "(parameters) open the selected tensor"),
+            *key_rows(ParamDetail.BINDINGS, "tensor"),
+            *key_rows(PredictionPanel.BINDINGS, "predictions"),
+            ("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
+            ("ctrl+q", "quit (asks first while training)"),
+        ]
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.key_rows(), "Dashboard keys"))
@@ -503,7 +507,7 @@ class Dashboard(Screen[None]):
         steerable = self.steering.steerable
         offered = [
             (c, binding)
-            for c, binding in zip(CONTROLS, self.BINDINGS)
+            for c, binding in zip(CONTROLS, self.BINDINGS, strict=True)
             if c.palette and isinstance(binding, Binding) and (steerable or c.steer is None)
         ]
         offered.sort(key=lambda pair: (pair[0].steer is not None, bool(pair[0].label)))  # the footer's last
@@ -538,6 +542,23 @@ class Dashboard(Screen[None]):
                 )
             )
         return commands
+
+    def action_lr_find(self) -> None:
+        """f: the LR range test from the paused weights, on a copy; enter on its curve sets the rate on the run."""
+        controls = self.steering.controls
+        if controls is None:
+            return
+        finder = self.finder = LrFinder(self.history.step, controls.lr)
+
+        def chosen(lr: float | None) -> None:
+            self.finder = None
+            if lr is not None:
+                self.tell(self.steering.set_lr(lr))
+            elif not finder.finished:
+                controls.cancel_find_lr()
+
+        self.app.push_screen(finder, chosen)
+        controls.find_lr()
 
     def action_overlay(self) -> None:
         self.linking.overlay()

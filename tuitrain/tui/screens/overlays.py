@@ -68,7 +68,7 @@ class RunPicker(ModalScreen[list[str] | None]):
                 r.run_dir,
                 r.run_dir in self.chosen,
             )
-            for r, label in zip(records, labels)
+            for r, label in zip(records, labels, strict=True)
         ]
         with Vertical(id="picker"):
             yield Label(f"Overlay runs from {escape(self.out_dir)} (space selects, enter overlays, esc cancels)")
@@ -149,7 +149,7 @@ class Linking:
         except Exception:  # a run deleted meanwhile: keep the curves already read
             records, mine = [], []
         labels = compare.labels([*mine, *records])[len(mine) :]  # named by how they differ from this run too
-        for run, record, label in zip(runs, records, labels):
+        for run, record, label in zip(runs, records, labels, strict=False):
             run.record, run.label = record, label
         app.call_from_thread(self.changed)
 

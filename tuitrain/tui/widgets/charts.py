@@ -207,7 +207,7 @@ def draw_chart(plt: Any, chart: Chart, width: int, height: int) -> None:
     series, dropped = [], 0
     for line in chart.lines:
         xs, ys = [], []
-        for x, y in zip(line.x, line.y):
+        for x, y in zip(line.x, line.y, strict=False):
             if x is None or y is None or not (_finite(x) and _finite(y)) or (chart.log_y and y <= 0):
                 dropped += 1
                 continue

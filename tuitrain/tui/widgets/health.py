@@ -98,7 +98,7 @@ class HealthBoard(DataTable[Any]):
                 self.add_row(*self.cells(layer, depth), key=layer.name)
         else:
             for layer in health.layers:
-                for (key, _), cell in zip(COLUMNS, self.cells(layer, depth)):
+                for (key, _), cell in zip(COLUMNS, self.cells(layer, depth), strict=True):
                     self.update_cell(layer.name, key, cell)
         self._sort()
 

@@ -265,7 +265,7 @@ class ParamDetail(VerticalScroll, can_focus=True):
             pts, labels = pred.inputs.tolist(), pred.targets.reshape(-1).tolist()
             names = list(getattr(pred, "class_names", None) or [])
             for cls, colour, marker in ((0, "blue", "•"), (1, "orange", "+")):
-                chosen = [p for p, t in zip(pts, labels) if round(t) == cls]
+                chosen = [p for p, t in zip(pts, labels, strict=False) if round(t) == cls]
                 lines.append(
                     Line(
                         label(names, cls),  # the class names the Predictions panel uses

@@ -87,7 +87,7 @@ def history_heatmap(
     for r in range(rows - 1, -1, -1):
         edge = hi if r == rows - 1 else lo if r == 0 else (lo + hi) / 2 if r == rows // 2 else None
         out.append(_label(edge) if edge is not None else " " * AXIS, "dim")
-        for col, peak in zip(bands, peaks):
+        for col, peak in zip(bands, peaks, strict=False):
             for _ in range(stretch):
                 out.append_text(heat_cell(col[r] / peak, depth))
         out.append("\n")

@@ -101,10 +101,10 @@ class ParamTable(DataTable[Any]):
         names = {p.name for p in params}
         if {str(k.value) for k in self.rows} != names:
             self.clear()
-            for p, row in zip(params, cells):
+            for p, row in zip(params, cells, strict=True):
                 self.add_row(*row, key=p.name)
             self._rows_added = True
             return
-        for p, row in zip(params, cells):
-            for column, cell in zip(COLUMNS[3:], row[3:]):
+        for p, row in zip(params, cells, strict=True):
+            for column, cell in zip(COLUMNS[3:], row[3:], strict=True):
                 self.update_cell(p.name, column, cell)

@@ -213,7 +213,7 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         elif pred.kind == "image":
             shown, pages, columns = self.visible_indices()
             cls, _ = predicted(pred)
-            wrong = sum(c != t for c, t in zip(cls, truth(pred)))
+            wrong = sum(c != t for c, t in zip(cls, truth(pred), strict=True))
             info.update(
                 fit_phrases(
                     [
@@ -318,7 +318,10 @@ class PredictionPanel(VerticalScroll, can_focus=True):
             marks: list[Point] = [(x, y, row, row != column) for x, y in xy]
             confidence = pred.confusion_confidence.float()
             listed = fit_phrases(
-                [f"({x:.2f}, {y:.2f}) {float(confidence[i]):.0%}" for i, (x, y) in zip(shown, inputs[shown].tolist())],
+                [
+                    f"({x:.2f}, {y:.2f}) {float(confidence[i]):.0%}"
+                    for i, (x, y) in zip(shown, inputs[shown].tolist(), strict=True)
+                ],
                 width,
             )
             room = self.size.height - 3 - len(listed.split("\n")) - self.matrix_height()

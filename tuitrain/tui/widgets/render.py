@@ -237,7 +237,7 @@ def characters(rows: list[list[float]], pick: Any) -> Text:
     for top_index in range(0, len(rows), 2):
         top = rows[top_index]
         bottom = rows[top_index + 1] if top_index + 1 < len(rows) else top
-        text.append("".join(pick((a + b) / 2) for a, b in zip(top, bottom)))
+        text.append("".join(pick((a + b) / 2) for a, b in zip(top, bottom, strict=False)))
         if top_index + 2 < len(rows):
             text.append("\n")
     return text

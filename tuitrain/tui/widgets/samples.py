@@ -41,7 +41,7 @@ def predicted(pred: Any) -> tuple[list[int], list[float]]:
 
 
 def truth(pred: Any) -> list[int]:
-    return [int(round(float(v))) for v in pred.targets.reshape(-1).tolist()]
+    return [round(float(v)) for v in pred.targets.reshape(-1).tolist()]
 
 
 def image_cell(image: Any, depth: Depth = "truecolor") -> list[Text]:
