@@ -507,7 +507,9 @@ class Dashboard(Screen[None]):
         steerable = self.steering.steerable
         offered = [
             (c, binding)
-            for c, binding in zip(CONTROLS, self.BINDINGS, strict=True)
+            for c, binding in zip(
+                CONTROLS, self.BINDINGS[: len(CONTROLS)], strict=True
+            )  # each control's own binding first
             if c.palette and isinstance(binding, Binding) and (steerable or c.steer is None)
         ]
         offered.sort(key=lambda pair: (pair[0].steer is not None, bool(pair[0].label)))  # the footer's last
