@@ -119,3 +119,14 @@ def make_idx_set(folder: Path, train: int = 120, test: int = 40, compress: bool 
 @pytest.fixture
 def idx_dir(tmp_path):
     return make_idx_set(tmp_path / "digits")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker trains with one torch thread: two workers on two cores would
+    otherwise run four spinning threads, and every in-process run waits for the other worker's."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

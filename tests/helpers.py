@@ -238,7 +238,12 @@ def check_snapshot(name: str, text: str) -> None:
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
     assert path.exists(), f"{path} is missing: run with UPDATE_SNAPSHOTS=1 and review it"
-    assert text == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_SNAPSHOTS=1 to accept)"
+    expected = path.read_text(encoding="utf-8")
+    if text != expected:
+        import difflib
+
+        diff = "\n".join(difflib.unified_diff(expected.split("\n"), text.split("\n"), "snapshot", "screen", lineterm=""))
+        raise AssertionError(f"{path} differs (UPDATE_SNAPSHOTS=1 to accept):\n{diff}")
 
 
 async def until_running(pilot, condition, what: str, timeout: float = TIMEOUT) -> None:

@@ -223,6 +223,8 @@ async def test_an_unavailable_key_says_why_live_and_watched() -> None:
             "n steps once while paused: press space first",
             "stop the run first (s): a branch starts from a saved checkpoint",
         ]
+        await pilot.press("space")  # paused: a training thread in this process slows every redraw (GIL)
+        await until(pilot, lambda: dash.history.state == "paused", what="paused")
         await pilot.press("question_mark")  # the help lists h, from the table
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         assert ("h", "weight and gradient histories on/off (recorded from the next step)") in app.screen.rows

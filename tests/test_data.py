@@ -84,6 +84,7 @@ def test_lenet_and_mlp_learn_the_written_digits(idx_dir):
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+@pytest.mark.slow  # an accuracy figure: a full epoch of real data
 def test_fashion_mnist_mlp_one_epoch_reaches_80_percent():
     assert data_status("fashion-mnist") == "ready"
     config = apply_overrides(load_preset("mlp"), dataset="fashion-mnist", epochs=1)

@@ -32,6 +32,7 @@ def test_single_neuron_separates_blobs():
     assert end.test.accuracy >= 0.95
 
 
+@pytest.mark.slow  # the preset's full 1000 epochs: the acceptance figure, not the edit loop
 def test_rings_preset_reaches_seed_accuracy():
     _, end, events = train(load_preset("rings"))
     assert end.test.accuracy >= 0.975
@@ -39,6 +40,7 @@ def test_rings_preset_reaches_seed_accuracy():
     assert len(epochs) == 1000 and epochs[-1].valid.accuracy >= 0.975
 
 
+@pytest.mark.slow  # the acceptance figure at the preset's full length, not the edit loop
 def test_square_preset_reaches_seed_mse():
     _, end, _ = train(load_preset("square"))
     assert end.test.accuracy is None

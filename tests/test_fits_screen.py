@@ -113,6 +113,8 @@ async def test_the_fitted_curve_says_plainly_what_its_units_are(preset: str, sta
         await pilot.press("3")
         await until(pilot, lambda: dash.history.ended, what="run end")
         await until(pilot, lambda: "fitted curve" in screen_text(app), what="the fitted curve")
+        if standardized:  # the caption's second line is laid out a refresh after its first
+            await until(pilot, lambda: "standardized (mean 0, std 1)" in screen_text(app), what="the units")
         text = screen_text(app)
         assert ("standardized (mean 0, std 1)" in text) is standardized, text
         assert "where the preset says so" not in text

@@ -115,6 +115,7 @@ def test_dead_relu_units_are_those_never_positive_on_the_fixed_batch():
     assert record is not None and record.dead == {"0": 0.0, "2": 0.5}
 
 
+@pytest.mark.slow  # a long run on purpose
 def test_the_history_file_stays_bounded_over_a_long_run(tmp_path):
     """A 100,000-step LeNet run recording every 20 steps: 5,000 records, a file of at most MAX_RECORDS."""
     path, rng = tmp_path / HISTORIES, random.Random(0)

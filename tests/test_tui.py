@@ -411,6 +411,8 @@ async def test_help_lists_every_key_and_scrolls_at_80x24():
     async with app.run_test(size=(80, 24)) as pilot:
         dash = app.screen
         await until(pilot, lambda: dash.history.step > 0, what="training")
+        await pilot.press("space")  # paused: a training thread in this process slows every redraw (GIL)
+        await until(pilot, lambda: dash.history.state == "paused", what="paused")
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         await pilot.pause()
