@@ -242,7 +242,8 @@ def check_snapshot(name: str, text: str) -> None:
     if text != expected:
         import difflib
 
-        diff = "\n".join(difflib.unified_diff(expected.split("\n"), text.split("\n"), "snapshot", "screen", lineterm=""))
+        lines = difflib.unified_diff(expected.split("\n"), text.split("\n"), "snapshot", "screen", lineterm="")
+        diff = "\n".join(lines)
         raise AssertionError(f"{path} differs (UPDATE_SNAPSHOTS=1 to accept):\n{diff}")
 
 
