@@ -39,8 +39,9 @@ def _activation(layer: LayerHealth) -> str:
     return f"{_number(layer.activation_mean)}±{_number(layer.activation_std)}"
 
 
-COLUMNS = [
+COLUMNS = [  # the verdict second, as in the app: a narrow terminal still shows the answer
     "layer",
+    "verdict",
     "grad norm",
     "trend",  # of the gradient norm
     "update/weight",
@@ -50,7 +51,6 @@ COLUMNS = [
     "dead",
     "sat",
     "nan/inf",
-    "verdict",
 ]
 
 
@@ -59,6 +59,7 @@ def health_table(health: Health) -> list[str]:
     rows = [
         [
             layer.name or "(model)",
+            layer.verdict,
             _number(layer.grad_norm),
             sparkline(layer.grad_norms, TREND_WIDTH),
             _ratio(layer.update_ratio),
@@ -68,11 +69,10 @@ def health_table(health: Health) -> list[str]:
             _share(layer.dead_fraction),
             _share(layer.saturated_fraction),
             str(layer.nonfinite) if health.probed else "-",
-            layer.verdict,
         ]
         for layer in health.layers
     ]
-    right = {1, 3, 6, 7, 8, 9}
+    right = {2, 4, 7, 8, 9, 10}
     widths = [max(len(c) for c in column) for column in zip(COLUMNS, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
