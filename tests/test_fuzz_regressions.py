@@ -44,6 +44,7 @@ async def restart_held_at_its_start(pilot, spy: Spy):
     return dash
 
 
+@pytest.mark.slow  # a race against a live training thread, replayed as the fuzz found it
 async def test_ctrl_p_queued_while_the_last_palette_is_being_removed():
     """A palette that closes itself (it ran a command) is removed a few ticks later; a ctrl+p already
     queued used to open Textual's palette with the same fixed id: DuplicateIds, the app crashed."""
@@ -61,6 +62,7 @@ async def test_ctrl_p_queued_while_the_last_palette_is_being_removed():
         assert app.is_running and app.return_code is None
 
 
+@pytest.mark.slow  # a race against a live training thread, replayed as the fuzz found it
 async def test_a_palette_selection_on_its_way_when_escape_closed_it():
     """Enter then escape in the palette, both handled before the selection's message arrived: the
     palette was dismissed twice, the second time popping the dashboard (a blank app), and the selected
@@ -108,6 +110,7 @@ async def test_a_palette_search_that_starts_after_the_palette_closed():
 
 
 @pytest.mark.parametrize("key", ["pageup", "pagedown"])
+@pytest.mark.slow  # a race against a live training thread, replayed as the fuzz found it
 async def test_page_keys_in_the_palette_before_its_list_is_laid_out(key):
     """PageUp/PageDown just as the first results arrive (options there, list not yet sized) used to
     raise KeyError in Textual's OptionList._move_page; now they do nothing until the list is drawn."""
@@ -149,6 +152,7 @@ async def test_restart_keys_while_a_run_starts_start_it_once(spy):
     assert app.return_code == 0 and spy.calls == 2
 
 
+@pytest.mark.slow  # a race against a live training thread, replayed as the fuzz found it
 async def test_quitting_closes_each_run_once_after_it_ended(spy):
     """Quitting closed a run's controls three times (the quit, the dashboard's unmount, the launcher),
     and once while its follow thread still read the pipe: with a child process, two threads read one

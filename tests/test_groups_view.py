@@ -45,9 +45,14 @@ async def test_two_groups_of_three_seeds_draw_one_band_each(tmp_path):
             for mean in means:
                 low, high = [b for b in bands if b.colour == mean.colour]
                 assert all(lo <= m <= hi for lo, m, hi in zip(low.y, mean.y, high.y, strict=True))
+
+        def legend_lines() -> list[str]:
+            return [line for line in screen_text(app).splitlines() if "3 seeds: mean" in line]
+
+        # the legend's height follows its text a refresh later (under load, one line showed first)
+        await until(pilot, lambda: len(legend_lines()) == 2, what="both groups in the legend")
         text = screen_text(app)
-        legend = [line for line in text.splitlines() if "3 seeds: mean" in line]
-        assert len(legend) == 2, text
+        legend = legend_lines()
         assert any(line.split()[1] == "sgd" for line in legend) and any(line.split()[1] == "adam" for line in legend)
         assert all(f"band {BAND_MARKER} min-max" in line for line in legend)
         assert BAND_MARKER in text  # drawn on the charts too
