@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,29 @@ class CommaList(click.ParamType):  # type: ignore[type-arg]
         head, _, last = incomplete.rpartition(",")
         found = self.inner.shell_complete(ctx, param, last)
         return [click.shell_completion.CompletionItem(f"{head},{c.value}" if head else c.value) for c in found]
+
+
+def branch_options(what: str) -> Callable[[Any], Any]:
+    """`--branch RUN_DIR` (what it does: `what`) and `--checkpoint last|best`, as `run` and `lr-find` take them."""
+
+    def add(func: Any) -> Any:
+        func = click.option(
+            "--checkpoint",
+            "which",
+            type=click.Choice(["last", "best"]),
+            default="last",
+            show_default=True,
+            help="--branch: which checkpoint of RUN_DIR to start from.",
+        )(func)
+        return click.option(
+            "--branch",
+            type=click.Path(file_okay=False),
+            metavar="RUN_DIR",
+            shell_complete=complete_run_dir,
+            help=what,
+        )(func)
+
+    return add
 
 
 def training_options(func: Any) -> Any:
@@ -217,21 +241,7 @@ def show(preset: str, **overrides: Any) -> None:
     type=click.IntRange(min=1),
     help="Train with N processes (DistributedDataParallel under torchrun; the batch is split between them).",
 )
-@click.option(
-    "--branch",
-    type=click.Path(file_okay=False),
-    metavar="RUN_DIR",
-    shell_complete=complete_run_dir,
-    help="Start a new run from RUN_DIR's checkpoint, exactly where it was (with --lr, --epochs, --optimizer).",
-)
-@click.option(
-    "--checkpoint",
-    "which",
-    type=click.Choice(["last", "best"]),
-    default="last",
-    show_default=True,
-    help="--branch: which checkpoint of RUN_DIR to start from.",
-)
+@branch_options("Start a new run from RUN_DIR's checkpoint, exactly where it was (with --lr, --epochs, --optimizer).")
 @click.option(
     "--parallel",
     type=click.IntRange(min=1),
@@ -406,20 +416,8 @@ def eval_run(run_dir: str, which: str, json_mode: bool) -> None:
 @training_options
 @click.option("--json", "json_mode", is_flag=True, help="One JSON object per line; the last is the lr_find result.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for the test's directory (default ./runs).")
-@click.option(
-    "--branch",
-    type=click.Path(file_okay=False),
-    metavar="RUN_DIR",
-    shell_complete=complete_run_dir,
-    help="Test from RUN_DIR's checkpoint (weights and optimizer state) instead of fresh weights; RUN_DIR is only read.",
-)
-@click.option(
-    "--checkpoint",
-    "which",
-    type=click.Choice(["last", "best"]),
-    default="last",
-    show_default=True,
-    help="--branch: which checkpoint of RUN_DIR to start from.",
+@branch_options(
+    "Test from RUN_DIR's checkpoint (weights and optimizer state) instead of fresh weights; RUN_DIR is only read."
 )
 @click.option(
     "--steps", "ramp_steps", type=click.IntRange(10, 10_000), default=100, show_default=True, help="Steps of the ramp."
