@@ -102,7 +102,7 @@ def start_lr_find(
     (None for fresh weights). The folder is made before any data loads; it is gone again on failure."""
     from tuitrain.config import apply_overrides, resolve_config
     from tuitrain.store import checkpoints
-    from tuitrain.store.run_dir import CHECKPOINTS, DEFAULT_OUT, check_run_dir, load_run_config
+    from tuitrain.store.run_dir import DEFAULT_OUT, check_run_dir, chosen_checkpoint, load_run_config
 
     if branch is None:
         config = resolve_config(preset or "csv", **overrides)
@@ -110,14 +110,8 @@ def start_lr_find(
         state, parent, source = None, None, path
     else:
         run = check_run_dir(branch)
-        if which not in CHECKPOINTS:
-            raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{which}'")
-        if not (run / CHECKPOINTS[which]).is_file():
-            other = "last" if which == "best" else "best"
-            hint = f"; try --checkpoint {other}" if (run / CHECKPOINTS[other]).is_file() else ""
-            raise UsageError(f"{escape(branch)}: no {CHECKPOINTS[which]} to start from{hint}")
+        source = chosen_checkpoint(run, which, escape(branch), "start from")
         config = apply_overrides(load_run_config(run), threads=overrides.get("threads"))
-        source = run / CHECKPOINTS[which]
         state = checkpoints.load(source)  # before the folder is made: a damaged checkpoint fails first
         path = new_folder(out if out is not None else run.parent, config)
         parent = {"run_dir": str(run), "checkpoint": which, "epoch": state["epoch"], "step": state["step"]}

@@ -26,6 +26,7 @@ from tuitrain.store.run_dir import (
     HISTORIES,
     METRICS,
     check_run_dir,
+    chosen_checkpoint,
     create_run_dir,
     load_run_config,
     read_events,
@@ -178,14 +179,9 @@ def branch_run(
         flag = "--" + unknown[0].replace("_", "-")
         raise UsageError(f"a branch may change only --epochs, --lr, --optimizer and --threads, not {flag}")
     parent = check_run_dir(parent_dir)
-    if which not in CHECKPOINTS:
-        raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{which}'")
-    if not (parent / CHECKPOINTS[which]).exists():
-        other = "last" if which == "best" else "best"
-        hint = f"; try --checkpoint {other}" if (parent / CHECKPOINTS[other]).exists() else ""
-        raise UsageError(f"{parent_dir}: no {CHECKPOINTS[which]} to branch from{hint}")
+    checkpoint = chosen_checkpoint(parent, which, str(parent_dir), "branch from")
     config = apply_overrides(load_run_config(parent), **changes)  # checked before anything loads
-    state = checkpoints.load(parent / CHECKPOINTS[which])
+    state = checkpoints.load(checkpoint)
     if state["epoch"] >= config.train.epochs and not state["epoch_step"]:
         raise UsageError(
             f"the {which} checkpoint is at epoch {state['epoch']} of {config.train.epochs}; "

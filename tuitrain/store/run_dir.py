@@ -99,6 +99,18 @@ def create_run_dir(out_dir: str | os.PathLike[str], preset: str, now: float | No
     raise RunDirError(f"cannot create a run directory in --out {out}: too many runs named {base}")
 
 
+def chosen_checkpoint(run: Path, which: str, shown_as: str, purpose: str) -> Path:
+    """RUN's `which` checkpoint file ("last"/"best"); UsageError (exit 2) naming the other one when it
+    exists and this one does not (`shown_as`: the run as the user typed it; `purpose`: "branch from")."""
+    if which not in CHECKPOINTS:
+        raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{which}'")
+    if not (run / CHECKPOINTS[which]).is_file():
+        other = "last" if which == "best" else "best"
+        hint = f"; try --checkpoint {other}" if (run / CHECKPOINTS[other]).is_file() else ""
+        raise UsageError(f"{shown_as}: no {CHECKPOINTS[which]} to {purpose}{hint}")
+    return run / CHECKPOINTS[which]
+
+
 def check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     path = Path(run_dir).expanduser()
     if not path.is_dir():
