@@ -188,6 +188,24 @@ class Recorder:
         return [e for e in self.events if isinstance(e, EpochEnded)]
 
 
+class EventWaiter:
+    """Collects a run's events from the thread that delivers them and lets the test wait for one."""
+
+    def __init__(self, timeout: float = 60.0):  # seconds; only reached when something is broken
+        self.events, self.cond, self.timeout = [], threading.Condition(), timeout
+
+    def __call__(self, event):
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def wait_for(self, predicate, start=0):
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(predicate(e) for e in self.events[start:]), self.timeout)
+        assert ok, f"timed out; last events: {self.events[-3:]}"
+        return next(e for e in self.events[start:] if predicate(e))
+
+
 def train(tmp_path, config, **writer_args):
     trainer, writer = session.new_run(config, tmp_path / "out", **writer_args)
     rec = Recorder()

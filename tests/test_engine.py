@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import EventWaiter as Recorder
 
 from tuitrain.config import OPTIMIZERS, apply_overrides, load_preset
 from tuitrain.events import EpochEnded, HistoryRecord, Inspection, RunEnded, StateChanged, StepProgress
@@ -105,24 +106,6 @@ def test_divergence_stops_with_advice():
     assert end.status == "diverged"
     assert "lower learning rate" in end.message and "--lr" in end.message
     assert end.test is None
-
-
-class Recorder:
-    """Collects events from the training thread and lets the test wait for one."""
-
-    def __init__(self):
-        self.events, self.cond = [], threading.Condition()
-
-    def __call__(self, event):
-        with self.cond:
-            self.events.append(event)
-            self.cond.notify_all()
-
-    def wait_for(self, predicate, start=0):
-        with self.cond:
-            ok = self.cond.wait_for(lambda: any(predicate(e) for e in self.events[start:]), TIMEOUT)
-        assert ok, f"timed out; last events: {self.events[-3:]}"
-        return next(e for e in self.events[start:] if predicate(e))
 
 
 def test_pause_step_lr_inspect_stop_from_another_thread():

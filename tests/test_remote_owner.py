@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import EventWaiter as Events
 
 from tuitrain.config import load_preset, resolve_config
 from tuitrain.errors import TuitrainError
@@ -19,24 +20,6 @@ from tuitrain.runs.remote import RemoteTrainer, WarmChild
 
 TINY = str(Path(__file__).parent / "data" / "tiny_rings.toml")
 TIMEOUT = 60.0
-
-
-class Events:
-    """Collects the run's events (the reader thread) and lets the test wait for one."""
-
-    def __init__(self):
-        self.events, self.cond = [], threading.Condition()
-
-    def __call__(self, event):
-        with self.cond:
-            self.events.append(event)
-            self.cond.notify_all()
-
-    def wait_for(self, predicate, start=0):
-        with self.cond:
-            ok = self.cond.wait_for(lambda: any(predicate(e) for e in self.events[start:]), TIMEOUT)
-        assert ok, f"timed out; last events: {self.events[-3:]}"
-        return next(e for e in self.events[start:] if predicate(e))
 
 
 def test_every_thread_of_the_module_is_named_tuitrain():
