@@ -1,4 +1,5 @@
-"""Provides `tuitrain export`: a run's metrics as CSV or TensorBoard events, its network as safetensors or ONNX.
+"""Provides `tuitrain export`: runs' metrics (or a confusion matrix) as CSV, runs as TensorBoard events
+(scalars, weight and gradient histograms, HParams), a network as safetensors or ONNX.
 
 Each format is written by the library made for it (csv, torch.utils.tensorboard, safetensors,
 torch.onnx + onnx.checker + onnxruntime); the optional ones are extras, and a missing one is a
@@ -81,14 +82,29 @@ def write_group_csv(groups: list[tuple[str, list[Path]]], out: Path | str) -> st
 EXPORT_SUFFIX = ".tuitrain-export"  # ends the event files an export writes (a live run's have none)
 
 
-def write_tensorboard(run_dir: Path, out: Path) -> Path:
-    """Event files TensorBoard reads: step and epoch scalars, the test result (no duplicated steps).
+def write_tensorboard(run_dirs: list[Path], out: Path, hparams: list[dict[str, Any]] | None = None) -> Path:
+    """Event files TensorBoard reads: step and epoch scalars, the test result (no duplicated steps), the
+    recorded weight and gradient histories as histograms, and the run's settings and results for the
+    HParams dashboard. One run is written into `out` itself; several, each into `out/<its folder's name>`
+    (one TensorBoard run each). `hparams`: per run, the settings to show (tensorboard_files.choose_hparams;
+    None: each run's main settings).
 
     Built in a folder beside `out`, then moved in, then the previous export's files removed: a
     failing export leaves the old one whole, and a re-export replaces, never doubles, the curves.
     """
     from torch.utils.tensorboard import SummaryWriter
 
+    from tuitrain.exports import tensorboard_files as tb
+
+    names = [d.name for d in run_dirs] if len(run_dirs) > 1 else [""]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(
+            f"two runs are named {escape(twice[0])}: each becomes a folder of that name; export them apart"
+        )
+    if hparams is None:
+        hparams = tb.choose_hparams([tb.flat_settings(d) for d in run_dirs], [])
+    domains = tb.text_domains(hparams)
     out = resolve_output(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"cannot write {escape(out)}: it is not a folder (TensorBoard writes a folder)")
@@ -97,35 +113,44 @@ def write_tensorboard(run_dir: Path, out: Path) -> Path:
     build = temporary_for(out)
     build.mkdir()
     try:
-        with SummaryWriter(log_dir=str(build), filename_suffix=EXPORT_SUFFIX) as board:
-            for row in step_rows(run_dir):
-                board.add_scalar("step/train_loss", row["train_loss"], row["step"])
-                if row["train_accuracy"] is not None:
-                    board.add_scalar("step/train_accuracy", row["train_accuracy"], row["step"])
-                board.add_scalar("step/lr", row["lr"], row["step"])
-            for row in epoch_rows(run_dir):
-                for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr"):
-                    if row[key] is not None:
-                        board.add_scalar(f"epoch/{key}", row[key], row["epoch"])
-            end = None
-            for _, event in iter_events(run_dir / METRICS, b'"end"'):
-                if event.get("event") == "end" and event.get("test"):
-                    end = event
-            if end is not None:
-                for key, value in end["test"].items():
-                    if value is not None:
-                        board.add_scalar(f"test/{key}", value, end.get("epoch", 0))
-        out.mkdir(exist_ok=True)
-        # the lock is held: no process writes here, so every older event file is an earlier export
-        # or a finished run's live record, both replaced by this export
-        old = [p for p in out.glob("events.out.tfevents.*") if p.is_file()]
-        for new in build.iterdir():
-            os.replace(new, out / new.name)
-        for path in old:
-            path.unlink(missing_ok=True)
+        for run_dir, name, settings in zip(run_dirs, names, hparams, strict=True):
+            with SummaryWriter(log_dir=str(build / name), filename_suffix=EXPORT_SUFFIX) as board:
+                _write_scalars(board, run_dir)
+                tb.add_histories(board, run_dir)
+                tb.add_run_hparams(board, run_dir, settings, domains)
+        for name in names:
+            folder = out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            # the lock is held: no process writes here, so every older event file is an earlier export
+            # or a finished run's live record, both replaced by this export
+            old = [p for p in folder.glob("events.out.tfevents.*") if p.is_file()]
+            for new in (build / name).iterdir():
+                os.replace(new, folder / new.name)
+            for path in old:
+                path.unlink(missing_ok=True)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return out
+
+
+def _write_scalars(board: Any, run_dir: Path) -> None:
+    for row in step_rows(run_dir):
+        board.add_scalar("step/train_loss", row["train_loss"], row["step"])
+        if row["train_accuracy"] is not None:
+            board.add_scalar("step/train_accuracy", row["train_accuracy"], row["step"])
+        board.add_scalar("step/lr", row["lr"], row["step"])
+    for row in epoch_rows(run_dir):
+        for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr"):
+            if row[key] is not None:
+                board.add_scalar(f"epoch/{key}", row[key], row["epoch"])
+    end = None
+    for _, event in iter_events(run_dir / METRICS, b'"end"'):
+        if event.get("event") == "end" and event.get("test"):
+            end = event
+    if end is not None:
+        for key, value in end["test"].items():
+            if value is not None:
+                board.add_scalar(f"test/{key}", value, end.get("epoch", 0))
 
 
 def checkpoint_model(run_dir: Path, which: str) -> tuple[Any, Any, dict[str, Any], tuple[int, ...]]:
@@ -235,13 +260,15 @@ def write_onnx(run_dir: Path, out: Path | str, which: str) -> tuple[str, float]:
     return where, found[0]
 
 
-def default_output(run_dirs: list[Path], fmt: str, which: str, steps: bool) -> Path:
+def default_output(run_dirs: list[Path], fmt: str, which: str, steps: bool, confusion: bool = False) -> Path:
     first = run_dirs[0]
+    if fmt == "csv" and confusion:
+        return first / f"confusion-{which}.csv"
     if fmt == "csv":
         name = "steps.csv" if steps else "epochs.csv"
         return Path(name) if len(run_dirs) > 1 else first / name
     if fmt == "tensorboard":
-        return first / "tensorboard"
+        return Path("tensorboard") if len(run_dirs) > 1 else first / "tensorboard"
     return first / f"model-{which}.{'safetensors' if fmt == 'safetensors' else 'onnx'}"
 
 
@@ -249,34 +276,45 @@ def export(
     run_dirs: list[str],
     fmt: str,
     output: str | None = None,
-    which: str = "best",
+    which: str | None = None,
     steps: bool = False,
     note: Callable[[str], None] = lambda line: None,
     groups: list[tuple[str, list[str]]] | None = None,
+    confusion: bool = False,
+    hparams: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Export; returns one line per file written, for the user (`note` hears what they should know).
 
+    `which`: the checkpoint (best or last); None: best for safetensors and ONNX, last (the final
+    network, whose test metrics the run reported) for the confusion matrix.
     `groups`: the runs as seed groups, (label, run directories) each (tuitrain.runs.compare finds
-    them): a CSV of one row per group and epoch instead of one per run and epoch."""
+    them): a CSV of one row per group and epoch instead of one per run and epoch.
+    `confusion`: a CSV of the confusion matrix over the test split instead (one classification run).
+    `hparams`: tensorboard, the settings each run shows in the HParams dashboard
+    (tensorboard_files.choose_hparams); None: each run's main settings."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
-    if which not in CHECKPOINTS:
+    if which is not None and which not in CHECKPOINTS:
         raise UsageError(f"--checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{which}'")
     require_extra(fmt)
     dirs = [check_run_dir(d) for d in run_dirs]
-    if len(dirs) > 1 and fmt != "csv":
-        raise UsageError(f"--format {fmt} exports one run at a time (csv takes several)")
+    if len(dirs) > 1 and fmt not in ("csv", "tensorboard"):
+        raise UsageError(f"--format {fmt} exports one run at a time (csv and tensorboard take several)")
     if groups is not None and (fmt != "csv" or steps):
         raise UsageError("--groups is for --format csv, per epoch (without --steps)")
+    if confusion and (fmt != "csv" or steps or groups is not None or len(dirs) > 1):
+        raise UsageError("--confusion is for --format csv of one run (without --steps or --groups)")
     if output == STDOUT and fmt == "tensorboard":
         raise UsageError("--format tensorboard writes a folder: -o - (standard output) is not possible")
-    if fmt in ("safetensors", "onnx") and which == "best":
+    which = which or ("last" if confusion else "best")
+    if (fmt in ("safetensors", "onnx") or confusion) and which == "best":
         which = _checkpoint_or_last(dirs[0], note)
     if groups is not None and not (output and output != STDOUT):
         default = Path("groups.csv") if len(dirs) > 1 else dirs[0] / "groups.csv"
         out = Path(output).expanduser() if output else default
     else:
-        out = Path(output).expanduser() if output and output != STDOUT else default_output(dirs, fmt, which, steps)
+        chosen = Path(output).expanduser() if output and output != STDOUT else None
+        out = chosen or default_output(dirs, fmt, which, steps, confusion)
     target: Path | str = STDOUT if output == STDOUT else out
     try:
         run_dir = enclosing_run(resolve_output(out).parent if fmt != "tensorboard" else resolve_output(out))
@@ -284,10 +322,14 @@ def export(
             if fmt == "csv" and groups is not None:
                 checked = [(label, [check_run_dir(d) for d in members]) for label, members in groups]
                 return [f"{write_group_csv(checked, target)}"]
+            if fmt == "csv" and confusion:
+                from tuitrain.exports.confusion import write_confusion_csv
+
+                return [f"{write_confusion_csv(dirs[0], target, which)}"]
             if fmt == "csv":
                 return [f"{write_csv(dirs, target, steps)}"]
             if fmt == "tensorboard":
-                return [f"{write_tensorboard(dirs[0], out)}  (tensorboard --logdir {out})"]
+                return [f"{write_tensorboard(dirs, out, hparams)}  (tensorboard --logdir {out})"]
             if fmt == "safetensors":
                 return [f"{write_safetensors(dirs[0], target, which)}"]
             path, difference = write_onnx(dirs[0], target, which)

@@ -1,16 +1,21 @@
-"""Provides `run --tensorboard`: a consumer that writes the run's scalars as TensorBoard events while it trains."""
+"""Provides `run --tensorboard`: a consumer that writes the run's scalars and weight and gradient
+histograms as TensorBoard events while it trains."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tuitrain.events import EpochEnded, Event, RunEnded, RunStarted, StepProgress
+from tuitrain.events import EpochEnded, Event, HistoryRecord, RunEnded, RunStarted, StepProgress
+from tuitrain.exports.tensorboard_files import add_history
 from tuitrain.training.engine import Trainer
 
 
 class TensorBoardLog:
-    """Writes RUN_DIR/tensorboard/ (the same tags as `tuitrain export --format tensorboard`).
+    """Writes RUN_DIR/tensorboard/ (the same scalar and histogram tags as `tuitrain export --format
+    tensorboard`; the HParams entry only the export writes, once the results are known).
 
+    Histograms come with each history record as it is recorded: the live file keeps them all, where
+    histories.jsonl (and so an export) thins a long run's older records.
     A resumed run purges the steps after its checkpoint, so TensorBoard draws one timeline.
     """
 
@@ -32,6 +37,8 @@ class TensorBoardLog:
             if event.accuracy is not None:
                 self.board.add_scalar("step/train_accuracy", event.accuracy, event.step)
             self.board.add_scalar("step/lr", event.lr, event.step)
+        elif isinstance(event, HistoryRecord):
+            add_history(self.board, event)
         elif isinstance(event, EpochEnded):
             for split, metrics in (("train", event.train), ("valid", event.valid)):
                 self.board.add_scalar(f"epoch/{split}_loss", metrics.loss, event.epoch)
