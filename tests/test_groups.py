@@ -145,6 +145,24 @@ def test_seeds_with_seed_is_a_one_line_error():
     ]
 
 
+def test_train_takes_seeds_too_and_checks_it_before_the_app_opens():
+    result = run_cli("train", TINY, "--seeds", "2", "--seed", "1")
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "Error: --seeds N is short for --seed 0,...,N-1: give one or the other (see 'tuitrain train --help')"
+    ]
+    served = run_cli("serve", "--", "train", TINY, "--seeds", "2", "--seed", "1")
+    assert served.code == 2 and "--seeds N is short for" in served.err
+
+
+def test_train_seeds_n_is_a_race_of_seeds_0_to_n_minus_1(monkeypatch):
+    opened = {}
+    monkeypatch.setattr("tuitrain.tui.launch.open_race", lambda preset, overrides, out: opened.update(overrides))
+    result = run_cli("train", TINY, "--seeds", "3", "--optimizer", "sgd,adam")
+    assert result.code == 0, result.err
+    assert opened["seed"] == (0, 1, 2) and opened["optimizer"] == ("sgd", "adam")
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
     """`--seeds 3` over two optimizers of the tiny preset (a race in this process, one at a time)."""

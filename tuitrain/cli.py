@@ -141,6 +141,23 @@ class StdoutGone(Exception):
     """Standard output's reader left before the command finished (`tuitrain runs --json | head -1`)."""
 
 
+seeds_option = click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Train every configuration with seeds 0..N-1 (short for --seed 0,1,...,N-1): a race ranked by seed groups.",
+)
+
+
+def apply_seeds(seeds: int | None, overrides: dict[str, Any]) -> None:
+    """--seeds N becomes --seed 0,...,N-1 (one seed: a single run)."""
+    if seeds is None:
+        return
+    if overrides.get("seed") is not None:
+        raise click.UsageError("--seeds N is short for --seed 0,...,N-1: give one or the other")
+    overrides["seed"] = tuple(range(seeds)) if seeds > 1 else 0
+
+
 def stdout_reader_gone() -> bool:
     """Whether standard output is a pipe or socket that nobody reads any more (poll says POLLERR/POLLHUP)."""
     import select
@@ -249,12 +266,7 @@ def show(preset: str, **overrides: Any) -> None:
     show_default=True,
     help="A race (comma lists): train this many of its runs at once, in child processes sharing the CPUs.",
 )
-@click.option(
-    "--seeds",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Train every configuration with seeds 0..N-1 (short for --seed 0,1,...,N-1): a race ranked by seed groups.",
-)
+@seeds_option
 @click.option("--run-dir", "run_dir", type=click.Path(file_okay=False), hidden=True)  # a race's child: its folder
 def run(
     preset: str | None,
@@ -292,10 +304,7 @@ def run(
     """
     from tuitrain.headless.race import is_race
 
-    if seeds is not None:
-        if overrides.get("seed") is not None:
-            raise click.UsageError("--seeds N is short for --seed 0,...,N-1: give one or the other")
-        overrides["seed"] = tuple(range(seeds)) if seeds > 1 else 0
+    apply_seeds(seeds, overrides)
     if run_dir is not None:  # a race's child: it stops when the race's process dies
         from tuitrain.runs.signals import follow_parent
 
@@ -466,15 +475,18 @@ def lr_find(
 @click.option(
     "--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run directory."
 )
-def train(preset: str | None, out: str, tensorboard: bool, **overrides: Any) -> None:
+@seeds_option
+def train(preset: str | None, out: str, tensorboard: bool, seeds: int | None, **overrides: Any) -> None:
     """Train PRESET in the live dashboard (charts, parameters, predictions; ? lists the keys).
 
     Takes the same overrides as `run`; bad input fails here with exit code 2. The run is saved
     to OUT/<YYYYmmdd-HHMMSS>-<preset>/ like a headless one (`s` or `q` save a checkpoint).
 
     Comma lists (`--optimizer sgd,adam --lr 0.01,0.1`) race every combination: they train one
-    after another in the background while the comparison screen follows all of them live.
+    after another in the background while the comparison screen follows all of them live;
+    --seeds N repeats each with seeds 0..N-1, drawn as one band per seed group.
     """
+    apply_seeds(seeds, overrides)
     config = check_train(preset, tensorboard, overrides)
     if config is None:  # comma lists: train them all headless, follow them in the comparison screen
         from tuitrain.tui.launch import open_race
@@ -521,17 +533,24 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
     "fmt",
     type=click.Choice(["csv", "tensorboard", "safetensors", "onnx"]),
     required=True,
-    help="csv: metrics per epoch (--steps: per recorded step); tensorboard: event files; "
+    help="csv: metrics per epoch (--steps: per recorded step; --confusion: the confusion matrix); "
+    "tensorboard: event files (scalars, weight and gradient histograms, HParams); "
     "safetensors: the weights; onnx: the network.",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(allow_dash=True),
-    help="File (folder for tensorboard), - for standard output; default inside the run. A symlink is "
-    "written at its target, a device or FIFO written through.",
+    help="File (folder for tensorboard), - for standard output; default inside the run (several runs: "
+    "./epochs.csv, ./tensorboard). A symlink is written at its target, a device or FIFO written through.",
 )
-@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option(
+    "--checkpoint",
+    "which",
+    type=click.Choice(["best", "last"]),
+    help="The checkpoint for safetensors, onnx and --confusion [default: best; --confusion: last, the "
+    "network the run's test metrics are of].",
+)
 @click.option("--steps", is_flag=True, help="csv: one row per recorded step instead of per epoch.")
 @click.option(
     "--groups",
@@ -539,15 +558,36 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
     help="csv: the runs as seed groups (runs differing only by seed): one row per group and epoch, "
     "with n and each metric's mean, std, min and max.",
 )
-def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, steps: bool, groups: bool) -> None:
+@click.option(
+    "--confusion",
+    is_flag=True,
+    help="csv: one classification run's confusion matrix over the test split: a row per true class, a "
+    "column per predicted class, then per_class_accuracy.",
+)
+def export(
+    run_dirs: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    which: str | None,
+    steps: bool,
+    groups: bool,
+    confusion: bool,
+) -> None:
     """Export runs for other tools: metrics as CSV or TensorBoard events, weights as safetensors, the network as ONNX.
+
+    TensorBoard gets the scalars, the recorded weight and gradient histories as histograms
+    (weights/<tensor>, gradients/<tensor>) and an HParams entry: several runs (a race) become one
+    TensorBoard run each, in folders named as theirs, showing the settings that differ between them
+    and their test and best validation metrics; one run shows its main settings.
 
     \b
     Examples:
       tuitrain export runs/20261123-153135-rings --format csv
       tuitrain export runs/* --format csv -o all.csv          one file, a `run` column
       tuitrain export runs/* --format csv --groups -o g.csv   seed groups: mean, std, min, max per epoch
+      tuitrain export RUN_DIR --format csv --confusion -o -   the test confusion matrix, class names as headers
       tuitrain export RUN_DIR --format tensorboard && tensorboard --logdir RUN_DIR/tensorboard
+      tuitrain export runs/*-rings-* --format tensorboard -o tb && tensorboard --logdir tb   a race in HParams
       tuitrain export RUN_DIR --format onnx --checkpoint last -o net.onnx
 
     tensorboard, safetensors and onnx need extras: pip install 'tuitrain[tensorboard,safetensors,onnx]'.
@@ -556,14 +596,23 @@ def export(run_dirs: tuple[str, ...], fmt: str, output: str | None, which: str, 
 
     note = functools.partial(click.echo, err=True)
     seed_groups = None
-    if groups:
+    hparams = None
+    if groups or fmt == "tensorboard":
         from tuitrain.runs import compare
 
-        found = compare.grouped(compare.load_run_records(run_dirs))
-        seed_groups = [
-            (label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found, strict=True)
-        ]
-    for line in run_export(list(run_dirs), fmt, output, which, steps, note=note, groups=seed_groups):
+        records = compare.load_run_records(run_dirs)
+        if groups:
+            found = compare.grouped(records)
+            seed_groups = [
+                (label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found, strict=True)
+            ]
+        else:
+            from tuitrain.exports.tensorboard_files import choose_hparams
+
+            hparams = choose_hparams([r.config for r in records], compare.differing_keys(records))
+    for line in run_export(
+        list(run_dirs), fmt, output, which, steps, note=note, groups=seed_groups, confusion=confusion, hparams=hparams
+    ):
         if output != "-":  # standard output carries the export itself
             click.echo(line)
 
@@ -605,6 +654,7 @@ def check_app_args(ctx: click.Context, args: list[str]) -> None:
     if command is train:
         preset, tensorboard = params.pop("preset"), params.pop("tensorboard")
         params.pop("out")
+        apply_seeds(params.pop("seeds"), params)
         check_train(preset, tensorboard, params)
     elif command is watch:
         from tuitrain.store.run_dir import check_run_dir
