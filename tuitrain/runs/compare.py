@@ -27,6 +27,7 @@ from tuitrain.store.run_dir import (
 IGNORED_KEYS = ("description", "train.threads", "train.device", "data.data_dir", "train.histories")
 SHORT_NAMES = {"train.optimizer": "", "name": "", "train.batch_size": "batch", "model.hidden": "hidden"}
 FAILED = ("diverged", "failed", "crashed", "aborted", "damaged", "unreadable")  # ranked after the rest
+PENDING = ("running", "queued")  # not finished: a group's numbers (and bands) wait for them
 
 
 @dataclass
@@ -430,7 +431,8 @@ def metric_value(record: RunRecord) -> float | None:
 
 @dataclass
 class Group:
-    """Runs differing only by seed, with their ranking metric's statistics (failed runs left out)."""
+    """Runs differing only by seed, with their ranking metric's statistics (failed runs, and runs still
+    queued or training, left out: a live group's numbers grow as its runs finish)."""
 
     label: str
     records: list[RunRecord]
@@ -440,6 +442,7 @@ class Group:
     rank: int = 0
     tied: bool = False  # shares its rank with the group above it
     verdict: dict[str, Any] | None = None  # against the group above: {"rule", "p", "tied"}
+    pending: list[RunRecord] = field(default_factory=list)  # runs still queued or training
 
     @property
     def n(self) -> int:
@@ -466,11 +469,16 @@ class Group:
         return max(self.values) if self.values else None
 
     def failure_note(self) -> str | None:
-        """ "1 of 3 runs diverged" (left out of the numbers), or None when every run was measured."""
-        if not self.failed:
-            return None
-        statuses = sorted({r.status for r in self.failed})
-        return f"{len(self.failed)} of {len(self.records)} runs {'/'.join(statuses)}, left out of the numbers"
+        """ "1 of 3 runs diverged" (left out of the numbers), "2 of 3 runs still training or queued", or
+        None when every run was measured."""
+        notes = []
+        if self.failed:
+            statuses = sorted({r.status for r in self.failed})
+            notes.append(f"{len(self.failed)} of {len(self.records)} runs {'/'.join(statuses)}")
+        if self.pending:
+            statuses = sorted({"training" if r.status == "running" else r.status for r in self.pending})
+            notes.append(f"{len(self.pending)} of {len(self.records)} runs still {' or '.join(statuses)}")
+        return f"{'; '.join(notes)}, left out of the numbers" if notes else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -485,6 +493,7 @@ class Group:
             "tied": self.tied,
             "verdict": self.verdict,
             "failed": [r.run_dir for r in self.failed],
+            "pending": [r.run_dir for r in self.pending],
             "note": self.failure_note(),
         }
 
@@ -524,10 +533,11 @@ def make_groups(records: Sequence[RunRecord]) -> list[Group]:
     )  # accuracy everywhere: higher is better; a regression's loss: lower
     groups = []
     for label, members in zip(group_labels(found), found, strict=True):
-        measured = [r for r in members if r.status not in FAILED and metric_value(r) is not None]
+        pending = [r for r in members if r.status in PENDING]
+        measured = [r for r in members if r.status not in (*FAILED, *PENDING) and metric_value(r) is not None]
         values = [v for v in (metric_value(r) for r in measured) if v is not None]
-        failed = [r for r in members if r not in measured]
-        groups.append(Group(label, list(members), values, failed, higher))
+        failed = [r for r in members if r not in measured and r not in pending]
+        groups.append(Group(label, list(members), values, failed, higher, pending=pending))
 
     def key(g: Group) -> tuple[int, float]:
         if g.mean is None:

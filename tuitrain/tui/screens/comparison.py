@@ -21,8 +21,11 @@ from tuitrain.tui.widgets.charts import TimedPlot
 from tuitrain.tui.widgets.overlay import (
     AXES,
     AXIS_LABEL,
+    SPREAD_NAME,
+    SPREADS,
     Overlaid,
     OverlaidGroup,
+    Spread,
     diff_lines,
     group_charts,
     group_diff_lines,
@@ -30,6 +33,7 @@ from tuitrain.tui.widgets.overlay import (
     legend,
     overlay_charts,
     overlay_groups,
+    pending,
 )
 
 POLL = 1.0  # seconds between looks at the runs' files (live runs keep growing)
@@ -43,6 +47,7 @@ class ComparisonScreen(Screen[None]):
         Binding("x", "axis", "X axis", tooltip="x axis: step, epoch or seconds of training"),
         Binding("l", "log_y", "Log-y", tooltip="log scale on the loss charts"),
         Binding("d", "toggle_diff", "Differences", tooltip="show or hide the settings that differ"),
+        Binding("s", "spread", "Band", tooltip="seed groups' band: min-max or mean ± std over the seeds"),
         Binding("question_mark", "help", "Keys", tooltip="this list of keys"),
     ]
 
@@ -59,6 +64,7 @@ class ComparisonScreen(Screen[None]):
         self.runs = [Overlaid(Path(d).name, compare.Curves([], []), i) for i, d in enumerate(self.run_dirs)]
         self.axis_index = 0
         self.log_y = False
+        self.spread_index = 0  # the seed groups' band: min-max, or mean ± std (`s`)
         self.heading = title
         self.groups: list[OverlaidGroup] = [OverlaidGroup(run.label, [run], run.index) for run in self.runs]
         self.race = race  # the app's own race (`train` with comma lists): leaving it stops the race
@@ -114,15 +120,22 @@ class ComparisonScreen(Screen[None]):
         title = self.heading or f"Comparing {len(self.runs)} runs"
         if training or queued:
             title += f"  ({training} training, {queued} queued)" if queued else f"  ({training} training)"
-        title += f"  x: {AXIS_LABEL[self.axis]}  (x switches, l log-y, d differences, esc back)"
-        self.query_one("#compare-title", Static).update(Text(title, no_wrap=True, overflow="ellipsis"))
-        # runs differing only by seed are one group: a mean curve in a min-max band, one legend line
+        # runs differing only by seed are one group: a mean curve in a band, one legend line; its runs
+        # still training are their own lines until they finish (then the band takes them in)
         ranked = compare.make_groups(records)
         groups = overlay_groups(self.runs, ranked)
-        regrouped = [[id(r) for r in g.runs] for g in groups] != [[id(r) for r in g.runs] for g in self.groups]
-        self.groups = groups
+        regrouped = membership(groups) != membership(self.groups)
+        had_groups, self.groups = self.seed_groups, groups
+        if self.seed_groups != had_groups:
+            self.refresh_bindings()  # `s` (the band) shows while there are seed groups
+        title += f"  x: {AXIS_LABEL[self.axis]}"
         if self.seed_groups:
-            shown = group_legend(self.groups, width, not no_color())
+            title += f"  band: {SPREAD_NAME[self.spread]}  (x switches, l log-y, s band, d differences, esc back)"
+        else:
+            title += "  (x switches, l log-y, d differences, esc back)"
+        self.query_one("#compare-title", Static).update(Text(title, no_wrap=True, overflow="ellipsis"))
+        if self.seed_groups:
+            shown = group_legend(self.groups, width, not no_color(), self.spread)
             body = "\n".join([*notes(self.runs, records), *verdicts(ranked), *group_diff_lines(self.groups)])
         else:  # single runs: a line and a legend line each, ranked one by one as `tuitrain compare` lists them
             ranks = {r.run_dir: i for i, r in enumerate(compare.ranked(records), 1) if compare.headline(r)[1]}
@@ -135,13 +148,17 @@ class ComparisonScreen(Screen[None]):
         self.post_message(self.Updated(self.runs))
 
     @property
+    def spread(self) -> Spread:
+        return SPREADS[self.spread_index]
+
+    @property
     def seed_groups(self) -> bool:
         """Whether some runs differ only by seed (drawn as bands); otherwise every run is its own line."""
         return any(len(g.runs) > 1 for g in self.groups)
 
     def draw(self) -> None:
         if self.seed_groups:
-            loss, valid = group_charts(self.groups, self.axis, self.log_y)  # type: ignore[arg-type]
+            loss, valid = group_charts(self.groups, self.axis, self.log_y, self.spread)  # type: ignore[arg-type]
         else:
             loss, valid = overlay_charts(self.runs, self.axis, self.log_y)  # type: ignore[arg-type]
         self.query_one("#compare-loss", TimedPlot).show(loss)
@@ -155,6 +172,17 @@ class ComparisonScreen(Screen[None]):
     def action_log_y(self) -> None:
         self.log_y = not self.log_y
         self.draw()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "spread":
+            return self.seed_groups  # no seed groups, no band: the key leaves the footer
+        return True
+
+    def action_spread(self) -> None:
+        """The seed groups' band: min-max over the runs, or the mean ± their standard deviation."""
+        self.spread_index = (self.spread_index + 1) % len(SPREADS)
+        self.draw()
+        self.poll()  # the title and the legend say which band
 
     def action_toggle_diff(self) -> None:
         diff = self.query_one("#compare-diff")
@@ -201,6 +229,11 @@ def verdicts(ranked: list[compare.Group]) -> list[str]:
     if not any(g.n > 1 for g in ranked):
         return []
     return [compare.verdict_line(a, b) for a, b in pairwise(ranked) if b.verdict is not None]
+
+
+def membership(groups: list[OverlaidGroup]) -> list[list[tuple[int, bool]]]:
+    """Which runs each group holds and which of them are still pending (a change redraws the charts)."""
+    return [[(id(r), pending(r)) for r in g.runs] for g in groups]
 
 
 def no_color() -> bool:

@@ -22,10 +22,31 @@ from tuitrain.store.run_dir import BranchSpec
 from tuitrain.tui.screens.branch import BranchDialog, OpenBranch, OpenRuns
 from tuitrain.tui.screens.steering import Steering
 from tuitrain.tui.widgets.charts import Line
-from tuitrain.tui.widgets.overlay import Overlaid, legend, thin_points, train_points, valid_points
+from tuitrain.tui.widgets.overlay import (
+    Overlaid,
+    OverlaidGroup,
+    group_chart_lines,
+    group_legend,
+    legend,
+    overlay_groups,
+    thin_points,
+    train_points,
+    valid_points,
+)
 
 FIRST_COLOUR = 2  # PALETTE index of the first overlaid run: cyan and orange are the live run's own
 POLL = 2.0  # seconds between reads of the overlaid runs' files (they may still be training)
+GROUP = "group:"  # a picker row standing for a seed group: GROUP, then its runs' directories, a line each
+
+
+def expand(values: list[str]) -> list[str]:
+    """The run directories the picker's checked rows stand for (a group's row: all its runs), once each."""
+    dirs: list[str] = []
+    for value in values:
+        for d in value.removeprefix(GROUP).split("\n") if value.startswith(GROUP) else [value]:
+            if d not in dirs:
+                dirs.append(d)
+    return dirs
 
 
 class Checklist(SelectionList[str]):
@@ -49,8 +70,9 @@ class Checklist(SelectionList[str]):
 class RunPicker(ModalScreen[list[str] | None]):
     """Pick runs (space toggles, enter confirms) from a folder; dismissed with their directories.
 
-    Enter with nothing checked overlays the highlighted run when none was overlaid before (else it clears
-    the overlays, and says so)."""
+    Runs that differ only by seed are also offered as one row for their group (first, `adam (3 seeds)`):
+    checking it overlays them all, drawn as the group's band. Enter with nothing checked overlays the
+    highlighted run (or group) when none was overlaid before (else it clears the overlays, and says so)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "done", "Overlay", priority=True)]
 
@@ -62,11 +84,21 @@ class RunPicker(ModalScreen[list[str] | None]):
         records = [r for r in compare.load_records(self.out_dir) if r.run_dir != self.exclude]
         records.sort(key=lambda r: -r.updated_at)
         labels = compare.labels(records) if len(records) > 1 else [r.name for r in records]
+        groups = [g for g in compare.make_groups(records) if len(g.records) > 1] if len(records) > 1 else []
+        whole = {r.run_dir for g in groups if all(r.run_dir in self.chosen for r in g.records) for r in g.records}
         options = [
+            (
+                Text(f"{escape(g.label)} ({len(g.records)} seeds)  {group_numbers(g)}"),
+                GROUP + "\n".join(r.run_dir for r in g.records),
+                all(r.run_dir in whole for r in g.records),
+            )
+            for g in groups
+        ]
+        options += [
             (
                 Text(f"{escape(label)}  {r.status}  best {fmt_score(r.best_valid)}  ({escape(r.name)})"),
                 r.run_dir,
-                r.run_dir in self.chosen,
+                r.run_dir in self.chosen and r.run_dir not in whole,  # a whole group: its row is checked
             )
             for r, label in zip(records, labels, strict=True)
         ]
@@ -78,7 +110,7 @@ class RunPicker(ModalScreen[list[str] | None]):
 
     def action_done(self) -> None:
         picker = self.query_one(Checklist)
-        chosen = list(picker.selected)
+        chosen = expand(list(picker.selected))
         if not chosen and not self.chosen:
             if picker.option_count == 0:
                 self.notify("no other runs to overlay here", timeout=3)
@@ -87,7 +119,7 @@ class RunPicker(ModalScreen[list[str] | None]):
             if picker.highlighted is None:
                 self.notify("space checks a run, enter overlays the checked ones", timeout=4)
                 return
-            chosen = [picker.get_option_at_index(picker.highlighted).value]
+            chosen = expand([picker.get_option_at_index(picker.highlighted).value])
         if not chosen:
             self.notify("overlays removed", timeout=3)
         self.dismiss(chosen)
@@ -96,13 +128,30 @@ class RunPicker(ModalScreen[list[str] | None]):
         self.dismiss(None)
 
 
+def group_numbers(group: compare.Group) -> str:
+    """ "mean 97.10% ± 0.40pp (n=3)" of a group's ranking metric, or what it is waiting for."""
+    if not group.n:
+        return group.failure_note() or "no numbers yet"
+    accuracy = group.higher_better
+    text = f"mean {compare.fmt_metric(group.mean, accuracy)}"
+    if group.std is not None:
+        text += f" ± {compare.fmt_metric(group.std, accuracy, spread=True)}"
+    return f"{text} (n={group.n})"
+
+
 class Linking:
     """A dashboard's links to other runs: earlier runs overlaid on its charts (`redraw` draws them), the
-    runs screen, branching. `screen` is the dashboard (its legend, dialogs and workers)."""
+    runs screen, branching. `screen` is the dashboard (its legend, dialogs and workers).
+
+    Overlaid runs that differ only by seed — from each other or from this run — are drawn as their
+    group: the mean of its finished runs between min and max lines (tuitrain.tui.widgets.overlay), this
+    run taking its place in the band once it has finished (its own live line stays the dashboard's)."""
 
     def __init__(self, screen: Screen[None], steering: Steering, redraw: Callable[[], None]) -> None:
         self.screen, self.steering, self.redraw = screen, steering, redraw
         self.overlays: list[Overlaid] = []
+        self.groups: list[OverlaidGroup] = []  # the overlays in their seed groups (as last read)
+        self.own: Overlaid | None = None  # this run's curves from its files, for the band of its group
         self._overlaid = False  # overlays drawn on the charts last time
 
     def out_dir(self) -> str:
@@ -125,6 +174,7 @@ class Linking:
                 kept.get(d) or Overlaid(Path(d).name, compare.Curves([], []), FIRST_COLOUR + i, curves_dir=d)
                 for i, d in enumerate(dirs)
             ]
+            self.groups = []  # plain lines until the runs' records say which share a group
             self.poll()
 
         current = [o.curves_dir for o in self.overlays if o.curves_dir]
@@ -138,7 +188,7 @@ class Linking:
         runs = list(self.overlays)
         app = self.screen.app
         if not runs:
-            app.call_from_thread(self.changed)
+            app.call_from_thread(self.changed, [])
             return
         for run in runs:
             run.curves.update(run.curves_dir or "")
@@ -151,24 +201,58 @@ class Linking:
         labels = compare.labels([*mine, *records])[len(mine) :]  # named by how they differ from this run too
         for run, record, label in zip(runs, records, labels, strict=False):
             run.record, run.label = record, label
-        app.call_from_thread(self.changed)
+        app.call_from_thread(self.changed, self._group(runs, records, mine))
 
-    def changed(self) -> None:
+    def _group(
+        self, runs: list[Overlaid], records: list[compare.RunRecord], mine: list[compare.RunRecord]
+    ) -> list[OverlaidGroup]:
+        """In the worker thread: the overlaid runs in their seed groups, this run in its group's band."""
+        if len(records) != len(runs):
+            return []  # some run unreadable this time: plain lines
+        own = None
+        if mine:
+            if self.own is None or self.own.curves_dir != mine[0].run_dir:  # a restart is a new run
+                self.own = Overlaid("this run", compare.Curves([], []), 0, curves_dir=mine[0].run_dir)
+            own = self.own
+            own.record = mine[0]
+            own.curves.update(mine[0].run_dir)
+        entries = overlay_groups([*runs, *([own] if own else [])], compare.make_groups([*mine, *records]), FIRST_COLOUR)
+        kept = []
+        for entry in entries:
+            if own is not None and any(r is own for r in entry.runs):
+                if len(entry.runs) == 1:
+                    continue  # this run alone: the dashboard's own lines
+                entry.label += " (with this run)"
+            kept.append(entry)
+        return kept if any(len(e.runs) > 1 for e in kept) else []
+
+    def changed(self, groups: list[OverlaidGroup] | None = None) -> None:
         screen = self.screen
         if not screen.is_attached:
             return
+        if groups is not None:
+            current = {id(o) for o in self.overlays}  # the overlays may have been chosen again meanwhile
+            self.groups = groups if all(id(r) in current or r is self.own for g in groups for r in g.runs) else []
         if not self.overlays and not self._overlaid:
             return  # none now and none drawn: a redraw would cost the training for nothing (polled every few s)
         self._overlaid = bool(self.overlays)
         box = screen.query_one("#overlay-legend", Static)
         box.display = bool(self.overlays)
-        if self.overlays:
+        if self.groups:
+            box.update(group_legend(self.groups, max(20, screen.size.width - 2), ranks=False))
+        elif self.overlays:
             box.update(legend(self.overlays, max(20, screen.size.width - 2)))
         self.redraw()
 
     def lines(self, accuracy: bool) -> tuple[tuple[Line, ...], tuple[Line, ...]]:
         """The overlaid runs' lines for the live charts: training loss by step; validation accuracy
-        (or loss, for regression) by epoch, the live charts' own axes."""
+        (or loss, for regression) by epoch, the live charts' own axes; seed groups as their bands."""
+        if self.groups:
+            hidden = [self.own] if self.own is not None else []
+            return (
+                group_chart_lines(self.groups, lambda c: train_points(c, "step"), hidden=hidden),
+                group_chart_lines(self.groups, lambda c: valid_points(c, "epoch", accuracy), hidden=hidden),
+            )
         loss, epoch = [], []
         for run in self.overlays:
             colour, _, marker = run.style

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,12 +170,21 @@ def diff_lines(runs: Sequence[Overlaid]) -> list[str]:
 # ----------------------------------------------------------------------------- seed groups as bands
 #
 # Runs that differ only by seed are one group: drawn as the mean curve (the group's marker) between
-# two thin lines, the min and max over its runs at each point (`BAND_MARKER`), all in the group's
-# colour; a group of one run stays its plain line. Two lines, not a shaded fill: the charts draw
-# lines, scatters and bars (tuitrain.tui.widgets.charts.draw_chart), and a fill would hide the other
-# groups' curves beneath it.
+# two thin lines (`BAND_MARKER`), all in the group's colour: the min and max over its runs at each
+# point, or (`Spread` "std") the mean ± the runs' standard deviation there; a group of one run stays its
+# plain line. Two lines, not a shaded fill: the charts draw lines, scatters and bars
+# (tuitrain.tui.widgets.charts.draw_chart), and a fill would hide the other groups' curves beneath it.
+#
+# A live group (a race still training) is drawn from its finished runs: the mean and band grow as runs
+# finish; a run still training is its own thin line (`LIVE_MARKER`, the group's colour) until it ends,
+# so the mean never jumps where a partial run's curve stops. A group with no finished run yet shows its
+# runs as plain lines.
 
 BAND_MARKER = "·"
+LIVE_MARKER = "~"
+Spread = Literal["range", "std"]
+SPREADS: tuple[Spread, ...] = ("range", "std")
+SPREAD_NAME = {"range": "min-max", "std": "± std"}
 
 
 @dataclass
@@ -190,91 +200,156 @@ class OverlaidGroup:
     def style(self) -> tuple[str, str, str]:
         return PALETTE[self.index % len(PALETTE)]
 
+    @property
+    def finished(self) -> list[Overlaid]:
+        """Its runs that ended (what the mean and the band are drawn from)."""
+        return [r for r in self.runs if not pending(r)]
 
-def overlay_groups(runs: Sequence[Overlaid], groups: Sequence[compare.Group]) -> list[OverlaidGroup]:
+    @property
+    def live(self) -> list[Overlaid]:
+        """Its runs still queued or training (their own lines until they end)."""
+        return [r for r in self.runs if pending(r)]
+
+
+def pending(run: Overlaid) -> bool:
+    """Not finished: still queued or training, or not read yet."""
+    return run.record is None or run.record.status in compare.PENDING
+
+
+def overlay_groups(runs: Sequence[Overlaid], groups: Sequence[compare.Group], first: int = 0) -> list[OverlaidGroup]:
     """The runs gathered into their seed groups (in the order the runs come); a run without a record yet,
-    or in no group, stands alone under its own label."""
+    or in no group, stands alone under its own label. Colours: each run keeps its own while no two runs
+    share a group, else PALETTE from `first` on, one per group."""
     where = {r.run_dir: g for g in groups for r in g.records}
     found: dict[int, OverlaidGroup] = {}
-    alone: list[OverlaidGroup] = []
     order: list[OverlaidGroup] = []
     for run in runs:
         group = where.get(run.record.run_dir) if run.record is not None else None
         if group is None:
-            entry = OverlaidGroup(run.label, [run], 0)
-            alone.append(entry)
-            order.append(entry)
+            order.append(OverlaidGroup(run.label, [run], 0))
             continue
         if id(group) not in found:
             found[id(group)] = OverlaidGroup(group.label, [], 0, group)
             order.append(found[id(group)])
         found[id(group)].runs.append(run)
     for i, entry in enumerate(order):
-        entry.index = entry.runs[0].index if len(entry.runs) == 1 and len(order) == len(runs) else i
+        entry.index = entry.runs[0].index if len(entry.runs) == 1 and len(order) == len(runs) else first + i
     return order
 
 
 Points = tuple[list[float], list[float]]
 
 
-def band(points: Sequence[Points]) -> tuple[list[float], list[float], list[float], list[float]]:
-    """(x, mean, min, max) over several runs' curves, point by point (the i-th point of each: runs
-    differing only by seed record the same epochs and steps); x is the runs' mean x there (seconds differ)."""
+def band(
+    points: Sequence[Points], spread: Spread = "range"
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(x, mean, low, high) over several runs' curves, point by point (the i-th point of each: runs
+    differing only by seed record the same epochs and steps); x is the runs' mean x there (seconds
+    differ). low and high: the min and max there, or (`spread` "std") the mean ± the sample standard
+    deviation (n - 1; zero where one run reached that point)."""
     xs, means, lows, highs = [], [], [], []
     for i in range(max((len(x) for x, _ in points), default=0)):
         here = [(x[i], y[i]) for x, y in points if i < len(x)]
         values = [y for _, y in here]
+        mean = sum(values) / len(values)
         xs.append(sum(x for x, _ in here) / len(here))
-        means.append(sum(values) / len(values))
-        lows.append(min(values))
-        highs.append(max(values))
+        means.append(mean)
+        if spread == "std":
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            lows.append(mean - std)
+            highs.append(mean + std)
+        else:
+            lows.append(min(values))
+            highs.append(max(values))
     return xs, means, lows, highs
 
 
-def group_lines(entry: OverlaidGroup, points: Sequence[Points]) -> tuple[list[Line], Line]:
-    """(the band's two lines, the mean's line) of a group; a group of one: no band, its own line."""
+def group_lines(entry: OverlaidGroup, points: Sequence[Points], spread: Spread = "range") -> tuple[list[Line], Line]:
+    """(the band's two lines, the mean's line) of a group's curves; one curve: no band, its own line."""
     colour, _, marker = entry.style
     if len(points) == 1:
         xs, ys = thin_points(*points[0])
         return [], Line("", xs, ys, marker, colour)
-    x, mean, low, high = band(points)
+    x, mean, low, high = band(points, spread)
     bands = [Line("", *thin_points(x, edge), BAND_MARKER, colour) for edge in (low, high)]
     return bands, Line("", *thin_points(x, mean), marker, colour)
 
 
-def group_charts(groups: Sequence[OverlaidGroup], axis: Axis, log_y: bool = False) -> tuple[Chart, Chart]:
-    """(training loss, validation accuracy or loss): each group its mean curve inside a min-max band,
-    the bands drawn first so every mean is on top."""
+def group_chart_lines(
+    groups: Sequence[OverlaidGroup],
+    curve: Callable[[Curves], Points],
+    spread: Spread = "range",
+    hidden: Sequence[Overlaid] = (),
+) -> tuple[Line, ...]:
+    """One chart's lines for the groups (`curve`: a run's points): the bands first, then the runs still
+    training (`LIVE_MARKER`), then the means on top; `hidden` runs count in their band once finished but
+    get no line of their own (the dashboard draws its own run)."""
+    bands: list[Line] = []
+    lives: list[Line] = []
+    means: list[Line] = []
+    for entry in groups:
+        colour, _, marker = entry.style
+        done = entry.finished
+        shown = [r for r in (entry.live if done else entry.runs) if not any(r is h for h in hidden)]
+        for run in shown:
+            xs, ys = thin_points(*curve(run.curves))
+            if not xs:
+                continue  # queued: nothing to draw yet
+            lives.append(Line("", xs, ys, LIVE_MARKER if done else marker, colour))
+        if done:
+            edges, mean = group_lines(entry, [curve(r.curves) for r in done], spread)
+            bands += edges
+            means.append(mean)
+    return (*bands, *lives, *means)
+
+
+def group_charts(
+    groups: Sequence[OverlaidGroup], axis: Axis, log_y: bool = False, spread: Spread = "range"
+) -> tuple[Chart, Chart]:
+    """(training loss, validation accuracy or loss): each group its mean curve inside a band (min-max,
+    or mean ± std), the bands drawn first so every mean is on top."""
     runs = [run for g in groups for run in g.runs]
     accuracy = has_accuracy(runs)
-    loss_bands: list[Line] = []
-    loss_means: list[Line] = []
-    valid_bands: list[Line] = []
-    valid_means: list[Line] = []
-    for entry in groups:
-        bands, mean = group_lines(entry, [train_points(r.curves, axis) for r in entry.runs])
-        loss_bands += bands
-        loss_means.append(mean)
-        bands, mean = group_lines(entry, [valid_points(r.curves, axis, accuracy) for r in entry.runs])
-        valid_bands += bands
-        valid_means.append(mean)
+    loss_lines = group_chart_lines(groups, lambda c: train_points(c, axis), spread)
+    valid_lines = group_chart_lines(groups, lambda c: valid_points(c, axis, accuracy), spread)
     integer = axis != "time"
-    notes = ("band: min-max over seeds",) if loss_bands else ()
-    loss = Chart(
-        "train loss", AXIS_LABEL[axis], (*loss_bands, *loss_means), log_y=log_y, x_integer=integer, notes=notes
-    )
-    lines = (*valid_bands, *valid_means)
+    notes = (f"band: {SPREAD_NAME[spread]} over seeds",) if any(len(g.finished) > 1 for g in groups) else ()
+    loss = Chart("train loss", AXIS_LABEL[axis], loss_lines, log_y=log_y, x_integer=integer, notes=notes)
     if accuracy:
-        valid = Chart("valid accuracy %", AXIS_LABEL[axis], lines, x_integer=integer, y_clamp=(0.0, 100.0), notes=notes)
+        valid = Chart(
+            "valid accuracy %", AXIS_LABEL[axis], valid_lines, x_integer=integer, y_clamp=(0.0, 100.0), notes=notes
+        )
     else:
-        valid = Chart("valid loss", AXIS_LABEL[axis], lines, log_y=log_y, x_integer=integer, notes=notes)
+        valid = Chart("valid loss", AXIS_LABEL[axis], valid_lines, log_y=log_y, x_integer=integer, notes=notes)
     return loss, valid
 
 
-def group_legend(groups: Sequence[OverlaidGroup], width: int, colour: bool = True) -> Text:
+def seeds_note(entry: OverlaidGroup, spread: Spread = "range") -> str:
+    """ "3 seeds: mean •, band · min-max"; live: "3 seeds (1 finished, 1 training, 1 queued): mean •, ~ training"."""
+    _, _, marker = entry.style
+    done = len(entry.finished)
+    training = sum(1 for r in entry.live if r.record is not None and r.record.status == "running")
+    waiting = len(entry.live) - training
+    counts = [f"{done} finished"] if done else []
+    counts += [f"{training} training"] if training else []
+    counts += [f"{waiting} queued"] if waiting else []
+    text = f"{len(entry.runs)} seeds" + (f" ({', '.join(counts)})" if entry.live else "")
+    if not done:
+        return f"{text}: {marker} each"
+    text += f": mean {marker}"
+    if done > 1:
+        text += f", band {BAND_MARKER} {SPREAD_NAME[spread]}"
+    if entry.live:
+        text += f", {LIVE_MARKER} training"
+    return text
+
+
+def group_legend(
+    groups: Sequence[OverlaidGroup], width: int, colour: bool = True, spread: Spread = "range", ranks: bool = True
+) -> Text:
     """One line per group: its marker, its label, then for a group of seeds n, the band and the mean ±
-    std of the ranking metric with its rank (`=2`: within seed noise of its neighbour); a single run's
-    line is as `legend` writes it."""
+    std of the ranking metric with its rank (`=2`: within seed noise of its neighbour; `ranks` False:
+    none); a single run's line is as `legend` writes it."""
     text = Text(no_wrap=True, overflow="ellipsis")
     for i, entry in enumerate(groups):
         _, rich_colour, marker = entry.style
@@ -282,24 +357,28 @@ def group_legend(groups: Sequence[OverlaidGroup], width: int, colour: bool = Tru
             run = entry.runs[0]
             single = Overlaid(entry.label, run.curves, entry.index, run.record)
             line = legend([single], width, colour)
-            if entry.group is not None and entry.group.n:
+            if ranks and entry.group is not None and entry.group.n:
                 line.append(f"  {'=' if entry.group.tied else '#'}{entry.group.rank}", style="dim")
                 line.truncate(max(8, width), overflow="ellipsis")
         else:
             line = Text(no_wrap=True, overflow="ellipsis")
             line.append(f"{marker}{marker} ", style=f"bold {rich_colour}" if colour else "bold")
             line.append(entry.label, style="bold")
-            line.append(f"  {len(entry.runs)} seeds: mean {marker}, band {BAND_MARKER} min-max", style="dim")
+            line.append(f"  {seeds_note(entry, spread)}", style="dim")
             group = entry.group
             if group is not None and group.n:
                 accuracy = group.higher_better
                 stats = f"  {compare.fmt_metric(group.mean, accuracy)}"
                 if group.std is not None:
                     stats += f" ± {compare.fmt_metric(group.std, accuracy, spread=True)}"
-                stats += f" (n={group.n})  {'=' if group.tied else '#'}{group.rank}"
+                stats += f" (n={group.n})"
+                if ranks:
+                    stats += f"  {'=' if group.tied else '#'}{group.rank}"
                 line.append(stats, style="dim")
-                if group.failed:
-                    line.append(f"  {group.failure_note()}", style="dim")
+            if group is not None and group.failed:
+                statuses = "/".join(sorted({r.status for r in group.failed}))
+                failed = f"  {len(group.failed)} of {len(group.records)} runs {statuses}, left out of the numbers"
+                line.append(failed, style="dim")
             line.truncate(max(8, width), overflow="ellipsis")
         if i:
             text.append("\n")
