@@ -394,7 +394,7 @@ class ReplaySource:
     def recover(self, lr: float) -> None:
         pass
 
-    def inspect(self):
+    def inspect(self, units: bool = False, sample: int = 0):
         return None
 
     def close(self) -> None:

@@ -92,13 +92,15 @@ class StateChanged:
 
 @dataclass
 class Inspection:
-    """Answer to Trainer.request_inspection(); see tuitrain.training.inspection for the payloads."""
+    """Answer to Trainer.request_inspection(); see tuitrain.training.inspection and .units for the payloads."""
 
     epoch: int
     step: int
     params: list[Any]
     predictions: Any
     seconds: float = 0.0  # what it cost the training process: viewers pace their requests by it
+    # asked with units=True: a tuitrain.training.units.Units (then params is [] and predictions None)
+    units: Any = None
     event: str = "inspection"
 
 

@@ -334,11 +334,12 @@ class RemoteTrainer(RunControlBase):
             if isinstance(event, RunEnded):
                 return event
 
-    def inspect(self) -> Inspection | None:
-        """After the run: parameters and predictions of the final network (the child stays up for this)."""
+    def inspect(self, *, units: bool = False, sample: int = 0) -> Inspection | None:
+        """After the run: parameters and predictions of the final network, or with `units` what each unit
+        learned (the child stays up for this)."""
         if self._state != "finished" or not self.process.is_alive():
             return None
-        self._pipe(Inspect())
+        self._pipe(Inspect(bool(units), int(sample)))
         while True:
             event = self._receive()
             if isinstance(event, Inspection):
@@ -442,8 +443,8 @@ class Child:
                 match command:
                     case Close():
                         return self.done.set()
-                    case Inspect():
-                        batcher(trainer.inspect())
+                    case Inspect(units, sample):
+                        batcher(trainer.inspect(units=units, sample=sample))
                     case _:  # every loop command, unread: the Trainer's own control carries it out
                         trainer.send(command)
 

@@ -49,7 +49,11 @@ class SetLr:
 
 @dataclass(frozen=True)
 class RequestInspection:
-    pass
+    """An Inspection event at the next step boundary: parameters and predictions, or with `units` the
+    Units panel's look instead (tuitrain.training.units; `sample`: the test image it steps through)."""
+
+    units: bool = False
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,11 @@ class FindLr:
 
 @dataclass(frozen=True)
 class Inspect:
-    """Answered with one Inspection event from the finished run's network."""
+    """Answered with one Inspection event from the finished run's network (`units`, `sample`: as
+    RequestInspection's)."""
+
+    units: bool = False
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,9 @@ class RunControl(Protocol):
 
     def set_lr(self, lr: float) -> None: ...
 
-    def request_inspection(self) -> None:
-        """Ask for an Inspection event at the next step boundary (served while paused too)."""
+    def request_inspection(self, units: bool = False, sample: int = 0) -> None:
+        """Ask for an Inspection event at the next step boundary (served while paused too): parameters and
+        predictions, or with `units` what each unit learned (for images: test sample `sample` stepped through)."""
         ...
 
     def set_histories(self, enabled: bool) -> None:
@@ -149,8 +158,9 @@ class RunControl(Protocol):
         """End the LR range test in progress early (its curve so far still comes, as a last LrFound)."""
         ...
 
-    def inspect(self) -> Inspection | None:
-        """Parameters and predictions now, for a run that is not stepping (None if it cannot say)."""
+    def inspect(self, *, units: bool = False, sample: int = 0) -> Inspection | None:
+        """Parameters and predictions now (with `units`: what each unit learned instead), for a run that is
+        not stepping (None if it cannot say)."""
         ...
 
     def close(self) -> None:
@@ -187,9 +197,10 @@ class RunControlBase(ABC):
         """Takes effect at the next step boundary; at once before the run starts."""
         self.send(SetLr(float(lr)))
 
-    def request_inspection(self) -> None:
-        """Ask for an Inspection event at the next step boundary (also served while paused)."""
-        self.send(RequestInspection())
+    def request_inspection(self, units: bool = False, sample: int = 0) -> None:
+        """Ask for an Inspection event at the next step boundary (also served while paused); with `units`,
+        what each unit learned instead of parameters and predictions (images: test sample `sample`)."""
+        self.send(RequestInspection(bool(units), int(sample)))
 
     def set_histories(self, enabled: bool) -> None:
         """Record weight and gradient histories, or not, from the next step on (before the run: at once)."""

@@ -31,13 +31,14 @@ from tuitrain.events import (
     TrainerState,
 )
 from tuitrain.training import dynamo_standin, inspection
-from tuitrain.training.control import LoopCommand
+from tuitrain.training.control import LoopCommand, RequestInspection
 from tuitrain.training.flight import FlightRecorder
 from tuitrain.training.loop_control import ENDED, LoopControl
 from tuitrain.training.models import build_model, parameter_count
 from tuitrain.training.recorder import DEAD_SAMPLES, Recorder
 from tuitrain.training.step import LOSSES, autocast, build_optimizer, check_precision, correct_count, resolve_device
 from tuitrain.training.threads import ThreadGovernor
+from tuitrain.training.units import compute_units
 from tuitrain.training.vitals import ProcessVitals, Vitals
 
 log = logging.getLogger(__name__)
@@ -124,17 +125,24 @@ class Trainer(LoopControl):
         for consumer in self.consumers:
             consumer(event)
 
-    def inspect(self, before: dict[str, torch.Tensor] | None = None) -> Inspection:
-        """Parameter statistics and predictions now; safe while the loop is not stepping."""
+    def inspect(
+        self, before: dict[str, torch.Tensor] | None = None, *, units: bool = False, sample: int = 0
+    ) -> Inspection:
+        """Parameter statistics and predictions now, or with `units` what each unit learned instead (test
+        image `sample` stepped through: tuitrain.training.units); safe while the loop is not stepping."""
         start = time.perf_counter()
-        found = Inspection(
-            self.epoch + 1 if self.epoch_step else self.epoch,
-            self.step,
-            inspection.param_stats(self.model, before),
-            inspection.predictions(
-                self.model, self.data, self._sample, self.epoch, self.step, paused=self.state == "paused"
-            ),
-        )
+        epoch = self.epoch + 1 if self.epoch_step else self.epoch
+        if units:  # the Units panel's look alone: its refreshes must cost training little
+            found = Inspection(epoch, self.step, [], None, units=compute_units(self.model, self.data, sample))
+        else:
+            found = Inspection(
+                epoch,
+                self.step,
+                inspection.param_stats(self.model, before),
+                inspection.predictions(
+                    self.model, self.data, self._sample, self.epoch, self.step, paused=self.state == "paused"
+                ),
+            )
         found.seconds = time.perf_counter() - start
         return found
 
@@ -352,7 +360,8 @@ class Trainer(LoopControl):
                 if not self._handle_controls():
                     return None
                 tick = time.perf_counter()
-            before = self._snapshot_if_inspecting()
+            asked = self.take_inspections() if self._inspections else None
+            before = self._snapshot(asked) if asked else None
             self.recorder.before_step()
             idx = self.shard(order[i * bs : (i + 1) * bs], self.step)
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
@@ -374,8 +383,9 @@ class Trainer(LoopControl):
             self.epoch_step = i + 1
             self.samples_seen += min(bs, n - i * bs)  # every rank's share of the batch
             epoch_samples += b
-            if before is not None:
-                self._emit(self.inspect(before))
+            if asked:
+                for request in asked:
+                    self._emit(self.inspect(before, units=request.units, sample=request.sample))
             now = time.perf_counter()
             self._record(self.recorder.after_step(self.step, self.epoch + 1, now))
             if self.world_size > 1:  # ranks report (and agree to stop) together, at the same steps
@@ -422,10 +432,10 @@ class Trainer(LoopControl):
         train = Metrics(loss_sum.item() / total, correct.item() / total if task != "regression" else None)
         return train, epoch_seconds, epoch_samples
 
-    def _snapshot_if_inspecting(self) -> dict[str, torch.Tensor] | None:
-        if not self._inspect_requested:
+    def _snapshot(self, asked: list[RequestInspection]) -> dict[str, torch.Tensor] | None:
+        """The weights before the step, for the update ratios of a parameters inspection (none for units)."""
+        if all(request.units for request in asked):
             return None
-        self._inspect_requested = False
         return {name: p.detach().float().clone() for name, p in self.model.named_parameters()}
 
     @torch.inference_mode()

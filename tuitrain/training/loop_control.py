@@ -46,7 +46,7 @@ class LoopControl(RunControlBase):
         self._stop_status: EndStatus | None = None
         self._lr_request: float | None = None
         self._single_steps = 0
-        self._inspect_requested = False
+        self._inspections: list[RequestInspection] = []  # asked for, each answered once (a repeat once)
         self._histories_request: bool | None = None
         self._find_lr_steps: int | None = None  # an LR range test asked for, served while paused
         self._find_lr_cancelled = False  # the test in progress (or asked for) is to end early
@@ -55,7 +55,9 @@ class LoopControl(RunControlBase):
     def _emit(self, event: Event) -> None:
         raise NotImplementedError
 
-    def inspect(self, before: dict[str, torch.Tensor] | None = None) -> Inspection:
+    def inspect(
+        self, before: dict[str, torch.Tensor] | None = None, *, units: bool = False, sample: int = 0
+    ) -> Inspection:
         raise NotImplementedError
 
     def find_lr_branch(self, steps: int) -> None:
@@ -96,7 +98,8 @@ class LoopControl(RunControlBase):
                         self._lr_request = float(lr)
             case RequestInspection():  # an Inspection event at the next step boundary (also served while paused)
                 with self._signalling():
-                    self._inspect_requested = True
+                    if command not in self._inspections:  # two panels' asks are both answered, a repeat once
+                        self._inspections.append(command)
             case SetHistories(enabled):  # from the next step boundary; at once before the run starts
                 if self.state == "idle":
                     self.recorder.switch(enabled)
@@ -147,6 +150,12 @@ class LoopControl(RunControlBase):
         """Whether an LR range test in progress is to end now: cancelled, resumed or stopped meanwhile."""
         return self._find_lr_cancelled or not self._paused or self._stop_status is not None
 
+    def take_inspections(self) -> list[RequestInspection]:
+        """The inspections asked for since the last look, for the caller to answer."""
+        with self._lock:  # a Condition's lock is reentrant: _handle_controls holds it already
+            asked, self._inspections = self._inspections, []
+        return asked
+
     def refuse_find_lr(self, why: str) -> None:
         """Answer an LR range test that was asked for and cannot run, so no one waits for it."""
         steps, self._find_lr_steps = self._find_lr_steps, None
@@ -179,9 +188,9 @@ class LoopControl(RunControlBase):
                 if self._single_steps > 0:
                     self._single_steps -= 1
                     return True  # _attention stays set: the step is reported, and the loop comes back here
-                if self._inspect_requested:
-                    self._inspect_requested = False
-                    self._emit(self.inspect())
+                if self._inspections:
+                    for request in self.take_inspections():
+                        self._emit(self.inspect(units=request.units, sample=request.sample))
                     continue
                 if self._find_lr_steps is not None:  # seconds of work: other requests may come meanwhile
                     steps, self._find_lr_steps = self._find_lr_steps, None

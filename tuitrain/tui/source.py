@@ -61,8 +61,9 @@ class Source(Protocol):
         """Make the next `follow` continue the last run from its last good checkpoint at `lr` (steerable only)."""
         ...
 
-    def inspect(self) -> Inspection | None:
-        """Parameters and predictions of a run that is not stepping (None when there is nothing new)."""
+    def inspect(self, units: bool = False, sample: int = 0) -> Inspection | None:
+        """Parameters and predictions of a run that is not stepping, or with `units` what each unit learned
+        (images: test sample `sample` stepped through); None when there is nothing new."""
         ...
 
     def close(self) -> None:
@@ -101,8 +102,10 @@ class Followed:
     def recover(self, lr: float) -> None:
         pass
 
-    def inspect(self) -> Inspection | None:
-        inspection: Inspection | None = self.source.inspect()
+    def inspect(self, units: bool = False, sample: int = 0) -> Inspection | None:
+        # a stand-in that only looks at parameters may take no arguments
+        asked = self.source.inspect(units=units, sample=sample) if units or sample else self.source.inspect()
+        inspection: Inspection | None = asked
         return inspection
 
     def close(self) -> None:
@@ -202,10 +205,12 @@ class LiveRun:
         """Make the next `follow` continue the last run from its last good checkpoint at `lr`."""
         self._resume_lr = lr
 
-    def inspect(self) -> Inspection | None:
+    def inspect(self, units: bool = False, sample: int = 0) -> Inspection | None:
         with self._reading:
             controls = self._controls
-            return None if controls is None or controls is self._closed_controls else controls.inspect()
+            if controls is None or controls is self._closed_controls:
+                return None
+            return controls.inspect(units=units, sample=sample)
 
     def close(self) -> None:
         """Let the run's process go; idempotent. While a run is followed, its thread does it after the end."""
@@ -269,6 +274,7 @@ class WatchedRun:
         self._stop = threading.Event()
         self._checkpoint_mtime = 0.0
         self._last_reload = 0.0
+        self._answered: tuple[bool, int] | None = None  # the last inspect's (units, sample), on this checkpoint
 
     @property
     def title(self) -> str:
@@ -355,8 +361,9 @@ class WatchedRun:
             resume += f"; {span} lost"
         return RunEnded("crashed", epoch, step, None, seconds, 0.0, f"{why}; {resume}")
 
-    def inspect(self) -> Inspection | None:
-        """Inspect the latest checkpoint; None when there is none yet or it has not changed."""
+    def inspect(self, units: bool = False, sample: int = 0) -> Inspection | None:
+        """Inspect the latest checkpoint (Inspection.epoch: its epoch), reloaded at most every RELOAD
+        seconds; None when there is none yet, or this look at it was given already."""
         from tuitrain.runs.start import trainer_from_run
         from tuitrain.store import checkpoints
         from tuitrain.store.run_dir import CHECKPOINTS
@@ -366,15 +373,18 @@ class WatchedRun:
             return None
         mtime = path.stat().st_mtime
         now = time.monotonic()
-        if mtime == self._checkpoint_mtime or now - self._last_reload < self.RELOAD:
-            return None
-        self._last_reload = now
-        if self.trainer is None:
-            self.trainer = trainer_from_run(self.path, "last")
-        else:
-            checkpoints.restore(self.trainer, checkpoints.load(path), path)
-        self._checkpoint_mtime = mtime
-        return self.trainer.inspect()
+        asked = (bool(units), int(sample))
+        if mtime != self._checkpoint_mtime and (self.trainer is None or now - self._last_reload >= self.RELOAD):
+            self._last_reload = now
+            if self.trainer is None:
+                self.trainer = trainer_from_run(self.path, "last")
+            else:
+                checkpoints.restore(self.trainer, checkpoints.load(path), path)
+            self._checkpoint_mtime = mtime
+        elif self.trainer is None or asked == self._answered:
+            return None  # another look (the Units panel's, another sample) is answered from the loaded one
+        self._answered = asked
+        return self.trainer.inspect(units=units, sample=sample)
 
     def close(self) -> None:
         self._stop.set()
