@@ -199,7 +199,7 @@ def cli(ctx: click.Context) -> None:
       tuitrain run rings             train headless, progress on the terminal
       tuitrain run mlp --dataset fashion-mnist --epochs 1 --json
       tuitrain run --data examples/moons.csv   your own CSV (x1,x2,label or x,y)
-      tuitrain export RUN_DIR --format onnx   for other tools (csv, tensorboard, safetensors)
+      tuitrain export RUN_DIR --format onnx   for other tools (csv, tensorboard, safetensors, png)
       tuitrain serve                 the app in a web browser
     """
     if ctx.invoked_subcommand is None:
@@ -531,11 +531,12 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "tensorboard", "safetensors", "onnx"]),
+    type=click.Choice(["csv", "tensorboard", "safetensors", "onnx", "png"]),
     required=True,
     help="csv: metrics per epoch (--steps: per recorded step; --confusion: the confusion matrix); "
     "tensorboard: event files (scalars, weight and gradient histograms, HParams); "
-    "safetensors: the weights; onnx: the network.",
+    "safetensors: the weights; onnx: the network; png: pictures of what each unit learned and the "
+    "decision regions, with an index.html (a folder).",
 )
 @click.option(
     "-o",
@@ -589,6 +590,7 @@ def export(
       tuitrain export RUN_DIR --format tensorboard && tensorboard --logdir RUN_DIR/tensorboard
       tuitrain export runs/*-rings-* --format tensorboard -o tb && tensorboard --logdir tb   a race in HParams
       tuitrain export RUN_DIR --format onnx --checkpoint last -o net.onnx
+      tuitrain export RUN_DIR --format png -o slides/   unit maps, curves, feature maps + index.html
 
     tensorboard, safetensors and onnx need extras: pip install 'tuitrain[tensorboard,safetensors,onnx]'.
     """

@@ -32,7 +32,8 @@ from tuitrain.store.run_dir import (
     timeline,
 )
 
-FORMATS = ("csv", "tensorboard", "safetensors", "onnx")
+FORMATS = ("csv", "tensorboard", "safetensors", "onnx", "png")
+FOLDERS = ("tensorboard", "png")  # formats that write a folder rather than one file
 EXTRAS = {"tensorboard": ("tensorboard",), "safetensors": ("safetensors",), "onnx": ("onnx", "onnxruntime")}
 STEP_COLUMNS = ("step", "epoch", "wall_seconds", "train_loss", "train_accuracy", "lr")
 
@@ -269,6 +270,8 @@ def default_output(run_dirs: list[Path], fmt: str, which: str, steps: bool, conf
         return Path(name) if len(run_dirs) > 1 else first / name
     if fmt == "tensorboard":
         return Path("tensorboard") if len(run_dirs) > 1 else first / "tensorboard"
+    if fmt == "png":
+        return first / "pictures"
     return first / f"model-{which}.{'safetensors' if fmt == 'safetensors' else 'onnx'}"
 
 
@@ -304,10 +307,10 @@ def export(
         raise UsageError("--groups is for --format csv, per epoch (without --steps)")
     if confusion and (fmt != "csv" or steps or groups is not None or len(dirs) > 1):
         raise UsageError("--confusion is for --format csv of one run (without --steps or --groups)")
-    if output == STDOUT and fmt == "tensorboard":
-        raise UsageError("--format tensorboard writes a folder: -o - (standard output) is not possible")
+    if output == STDOUT and fmt in FOLDERS:
+        raise UsageError(f"--format {fmt} writes a folder: -o - (standard output) is not possible")
     which = which or ("last" if confusion else "best")
-    if (fmt in ("safetensors", "onnx") or confusion) and which == "best":
+    if (fmt in ("safetensors", "onnx", "png") or confusion) and which == "best":
         which = _checkpoint_or_last(dirs[0], note)
     if groups is not None and not (output and output != STDOUT):
         default = Path("groups.csv") if len(dirs) > 1 else dirs[0] / "groups.csv"
@@ -317,7 +320,7 @@ def export(
         out = chosen or default_output(dirs, fmt, which, steps, confusion)
     target: Path | str = STDOUT if output == STDOUT else out
     try:
-        run_dir = enclosing_run(resolve_output(out).parent if fmt != "tensorboard" else resolve_output(out))
+        run_dir = enclosing_run(resolve_output(out) if fmt in FOLDERS else resolve_output(out).parent)
         with _owning_for_export(run_dir if output != STDOUT else None):
             if fmt == "csv" and groups is not None:
                 checked = [(label, [check_run_dir(d) for d in members]) for label, members in groups]
@@ -332,6 +335,10 @@ def export(
                 return [f"{write_tensorboard(dirs, out, hparams)}  (tensorboard --logdir {out})"]
             if fmt == "safetensors":
                 return [f"{write_safetensors(dirs[0], target, which)}"]
+            if fmt == "png":
+                from tuitrain.exports.pictures import write_pictures  # torchvision: imported only when asked
+
+                return write_pictures(dirs[0], out, which)
             path, difference = write_onnx(dirs[0], target, which)
             return [f"{path}  (onnx.checker passed; ONNX Runtime matches PyTorch within {difference:.1g})"]
     except OSError as exc:
