@@ -235,6 +235,14 @@ CONTROLS: tuple[Control, ...] = (  # footer order: the most needed first, so nar
     Control("params", "2", "", "parameters panel", "Panel: parameters", view="show_panel('params')"),
     Control("predictions", "3", "", "predictions panel", "Panel: predictions", view="show_panel('predictions')"),
     Control(
+        "units",
+        "4",
+        "",
+        "units panel: what each hidden unit learned",
+        "Panel: units (what each hidden unit learned)",
+        view="show_panel('units')",
+    ),
+    Control(
         "overlay",
         "o",
         "Overlay",

@@ -1,4 +1,4 @@
-"""Provides the live dashboard: charts, status, parameters and predictions for one training run."""
+"""Provides the live dashboard: charts, status, parameters, predictions and units for one training run."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from tuitrain.tui.pacing import FIRST_POINTS, RedrawPacer
 from tuitrain.tui.screens import steering as steering_rules
 from tuitrain.tui.screens.branch import OpenSetup
 from tuitrain.tui.screens.dialogs import Confirm, ConfirmQuit, HelpScreen, KeyRow, key_label, key_rows
-from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LookingInside
+from tuitrain.tui.screens.looking import INSPECT_INTERVAL, LOOK_PANELS, LookingInside
 from tuitrain.tui.screens.lr_finder import LrFinder
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.palette import PaletteCommand, ScreenCommands
@@ -47,10 +47,11 @@ from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
 from tuitrain.tui.widgets.render import fit_phrases
 from tuitrain.tui.widgets.status import StatusLine
+from tuitrain.tui.widgets.units import UnitsPanel
 
 VITALS_INTERVAL = 1.0  # seconds between looks at the training process's memory, CPU and pulse
 SILENT_WARNING = 5.0  # seconds without a word from the training process before the app says so
-PANELS = ("charts", "params", "predictions")
+PANELS = ("charts", "params", "predictions", "units")
 ADVICE = {
     "diverged": "Press R to go on from the last good checkpoint at half the learning rate, or - then r to start over.",
     "failed": "Press r to try again; for out-of-memory use a smaller --batch-size.",
@@ -188,6 +189,8 @@ class Dashboard(Screen[None]):
                 yield ParamDetail(id="param-detail")
             with TabPane("Predictions", id="predictions"):
                 yield PredictionPanel(id="prediction-panel")
+            with TabPane("Units", id="units"):
+                yield UnitsPanel(id="units-panel")
         yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:
@@ -262,6 +265,10 @@ class Dashboard(Screen[None]):
             if generation != self._generation:
                 continue
             count += 1
+            if isinstance(event, Inspection) and event.units is not None:  # the Units panel's: no params
+                self.history.step = max(self.history.step, event.step)
+                inspection = event
+                continue
             self.history.add(event)
             if isinstance(event, Inspection):
                 inspection = event
@@ -418,7 +425,9 @@ class Dashboard(Screen[None]):
             (detail if detail.display else board if board.row_count else self.query_one(ParamTable)).focus()
         elif pane == "predictions":
             self.query_one(PredictionPanel).focus()
-        if pane in ("params", "predictions"):
+        elif pane == "units":
+            self.query_one(UnitsPanel).focus()
+        if pane in LOOK_PANELS:
             self._inspect_timer.resume()
         else:
             self._inspect_timer.pause()
@@ -451,6 +460,7 @@ class Dashboard(Screen[None]):
             ("enter", "(parameters) open the selected tensor"),
             *key_rows(ParamDetail.BINDINGS, "tensor"),
             *key_rows(PredictionPanel.BINDINGS, "predictions"),
+            *key_rows(UnitsPanel.BINDINGS, "units"),
             ("ctrl+p", "command palette: every action by name, e.g. a learning rate to type"),
             ("ctrl+q", "quit (asks first while training)"),
         ]
@@ -578,6 +588,15 @@ class Dashboard(Screen[None]):
         """Enter on a layer: its first tensor's drill-down (the others are a row away in the table)."""
         if message.tensors:
             self.looking.open_tensor(message.tensors[0])
+
+    def on_units_panel_sample_changed(self, message: UnitsPanel.SampleChanged) -> None:
+        """, or . on the Units panel (or a sample chosen elsewhere): ask for that sample now."""
+        self.looking.soon()
+        self.looking.maybe_inspect()
+
+    def on_prediction_panel_sample_chosen(self, message: PredictionPanel.SampleChosen) -> None:
+        """A test sample chosen on the predictions panel is the one the Units panel steps through."""
+        self.query_one(UnitsPanel).set_sample(message.sample)
 
     def on_param_detail_closed(self) -> None:
         self.looking.close_tensor()

@@ -1,4 +1,4 @@
-"""Provides the dashboard's look inside a run: the parameter table, a tensor's drill-down, predictions."""
+"""Provides the dashboard's look inside a run: the parameter table, a tensor's drill-down, predictions, units."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from tuitrain.tui.widgets.health import HealthBoard
 from tuitrain.tui.widgets.param_detail import ParamDetail
 from tuitrain.tui.widgets.params import ParamTable
 from tuitrain.tui.widgets.predictions import PredictionPanel
+from tuitrain.tui.widgets.units import UnitsPanel
 
 INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible ...
 LOOK_BUDGET = 0.03  # ... and never more than this share of the training process's time (measured cost)
+LOOK_PANELS = ("params", "predictions", "units")
 
 
 class LookingInside:
@@ -40,6 +42,7 @@ class LookingInside:
         self.asked = 0.0  # when (monotonic seconds)
         self.interval = INSPECT_INTERVAL  # seconds between asks: more when inspections cost more
         self.health_version = -1  # the histories' version the health board shows
+        self.units_shown: tuple[int, int] | None = None  # (step, sample) of the units on the Units panel
 
     def soon(self) -> None:
         """Look again at the next chance (a panel was opened, the run ended)."""
@@ -48,10 +51,15 @@ class LookingInside:
     def looking(self) -> bool:
         if self.screen.app.screen is not self.screen:
             return False
-        return self.screen.query_one("#panels", TabbedContent).active in ("params", "predictions")
+        return self.screen.query_one("#panels", TabbedContent).active in LOOK_PANELS
+
+    def asking_units(self) -> tuple[bool, int]:
+        """Whether the Units panel is the one shown (then the inspection is of units only), and its sample."""
+        units = self.screen.query_one("#panels", TabbedContent).active == "units"
+        return units, self.screen.query_one(UnitsPanel).sample
 
     def maybe_inspect(self) -> None:
-        """Ask for an Inspection only while someone looks at parameters or predictions."""
+        """Ask for an Inspection only while someone looks at parameters, predictions or units."""
         now = time.monotonic()
         if not self.looking() or now - self.asked < self.interval:
             return
@@ -60,28 +68,32 @@ class LookingInside:
         self.asked = now
         steering, history = self.steering, self.steering.history
         controls = steering.controls
+        units, sample = self.asking_units()
         if controls is not None and history.state in ("running", "paused") and steering.training():
             self.pending = True
-            controls.request_inspection()
-        elif not steering.steerable or (history.ended and (history.inspection is None or self._needs_final_look())):
+            controls.request_inspection(units=units, sample=sample)
+        elif not steering.steerable or (history.ended and self._needs_final_look(units, sample)):
             self.pending = True
             self.screen.run_worker(
-                functools.partial(self.inspect_directly, self.generation()),
+                functools.partial(self.inspect_directly, self.generation(), units, sample),
                 thread=True,
                 exclusive=True,
                 exit_on_error=False,
                 group="inspect",
             )
 
-    def _needs_final_look(self) -> bool:
+    def _needs_final_look(self, units: bool = False, sample: int = 0) -> bool:
+        """An ended run: one look from its final weights (for the units: per sample)."""
         history = self.steering.history
+        if units:
+            return self.units_shown != (history.step, sample)
         ins = history.inspection
-        return history.ended and ins is not None and ins.step != history.step
+        return ins is None or ins.step != history.step
 
-    def inspect_directly(self, generation: int) -> None:
+    def inspect_directly(self, generation: int, units: bool = False, sample: int = 0) -> None:
         """In a worker thread: the source's own look (a finished or watched run)."""
         try:
-            inspection = self.steering.source.inspect()
+            inspection = self.steering.source.inspect(units=units, sample=sample)
         finally:
             self.pending = False
         if inspection is not None:
@@ -91,6 +103,9 @@ class LookingInside:
         self.pending = False
         self.interval = min(60.0, max(INSPECT_INTERVAL, inspection.seconds / LOOK_BUDGET))
         history, screen = self.steering.history, self.screen
+        if inspection.units is not None:
+            self.show_units(inspection)
+            return
         screen.query_one(ParamTable).show(inspection.params, inspection.step, history.histories)
         if inspection.predictions is not None:
             panel = screen.query_one(PredictionPanel)
@@ -99,6 +114,23 @@ class LookingInside:
         detail = screen.query_one(ParamDetail)
         if detail.display:
             detail.show(inspection)
+
+    def show_units(self, inspection: Inspection) -> None:
+        """The Units panel: live or paused while the run trains, else as of the inspected epoch."""
+        steering, history = self.steering, self.steering.history
+        panel = self.screen.query_one(UnitsPanel)
+        predictions = history.inspection.predictions if history.inspection is not None else None
+        if predictions is not None:
+            panel.class_names = list(predictions.class_names)
+            true = getattr(predictions, "confusion_true", None)
+            panel.sample_count = len(true) if true is not None else panel.sample_count
+        training = steering.steerable and history.state in ("running", "paused") and not history.ended
+        when = ("paused" if history.state == "paused" else "live") if training else f"as of epoch {inspection.epoch}"
+        units = inspection.units
+        assert units is not None
+        features = units.features
+        self.units_shown = (inspection.step, features.sample if features is not None else panel.sample)
+        panel.show(units, when)
 
     def show_health(self) -> None:
         """The layer health board from the recorded histories, when they have changed since it was drawn."""

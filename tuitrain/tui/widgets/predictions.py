@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
+from tuitrain.training.inspection import sample_indices
 from tuitrain.tui.widgets.charts import TRAIN_COLOUR, VALID_COLOUR, VALID_MARKER, Chart, Line, TimedPlot
 from tuitrain.tui.widgets.confusion import (
     ConfusionView,
@@ -60,6 +64,13 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         ),
         Binding("escape", "close_cell", show=False, tooltip="back from a cell to the sample page"),
     ]
+
+    class SampleChosen(Message):
+        """A test image was chosen (clicked, or a confusion cell opened): its index into the test split."""
+
+        def __init__(self, sample: int) -> None:
+            super().__init__()
+            self.sample = sample
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,6 +141,37 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         self.cell_page = 0
         self.redraw()
         self.scroll_home(animate=False)
+        if self.predictions.kind == "image":
+            shown = self.cell_view()[1]
+            if shown:  # the surest sample of the cell is the Units panel's
+                self.post_message(self.SampleChosen(shown[0]))
+
+    def test_index(self, index: int) -> int | None:
+        """The test-split index of the fixed sample's `index`-th image (the engine's sample_indices rule)."""
+        true = getattr(self.predictions, "confusion_true", None)
+        if true is None:
+            return None
+        indices = sample_indices(cast(Any, SimpleNamespace(test=range(len(true)))))
+        return int(indices[index]) if 0 <= index < len(indices) else None
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on an image chooses it for the Units panel."""
+        pred = self.predictions
+        body = self.query_one("#pred-body", Static)
+        offset = event.get_content_offset(body)
+        if pred is None or pred.kind != "image" or offset is None or offset.x % CELL_WIDTH >= CELL_WIDTH - 2:
+            return
+        columns = self.page_shape()[0]
+        if offset.x // CELL_WIDTH >= columns:
+            return
+        at = offset.y // CELL_HEIGHT * columns + offset.x // CELL_WIDTH
+        shown = (
+            self.cell_view()[1] if self.cell is not None else [self.test_index(i) for i in self.visible_indices()[0]]
+        )
+        chosen = shown[at] if at < len(shown) else None
+        if chosen is not None:
+            self.post_message(self.SampleChosen(chosen))
+            self.notify(f"test sample {chosen}: 4 shows it stepped through the network", timeout=3)
 
     def action_close_cell(self) -> None:
         if self.cell is not None:
