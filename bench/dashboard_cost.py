@@ -14,8 +14,12 @@ drawing windows.
 
     .venv/bin/python bench/dashboard_cost.py                         # all cases, 6 pairs of 4 s windows
     .venv/bin/python bench/dashboard_cost.py --cases mlp-256,rings --pairs 4 --window 3
+    .venv/bin/python bench/dashboard_cost.py --cases lenet-64,rings --panel units    # with the Units panel open
 
-Writes bench/results/dashboard-cost.json and dashboard-cost.md.
+`--panel` presses that panel's key once the run trains: the drawing windows then include what the
+panel asks of the training process (its inspections), the stopped ones do not (nobody asks).
+
+Writes bench/results/dashboard-cost.json and dashboard-cost.md (dashboard-cost-PANEL.* with --panel).
 """
 
 from __future__ import annotations
@@ -101,8 +105,18 @@ def drain(master: int) -> None:
             return
 
 
+PANEL_KEYS = {"charts": b"1", "params": b"2", "predictions": b"3", "units": b"4"}
+
+
 def measure(
-    case: str, data: dict[str, Any], work: Path, pairs: int, window: float, warmup: float, settle: float
+    case: str,
+    data: dict[str, Any],
+    work: Path,
+    pairs: int,
+    window: float,
+    warmup: float,
+    settle: float,
+    panel: str = "charts",
 ) -> dict[str, Any]:
     model, preset, batch, _, _ = bench.CASES[case]
     images = [] if model == "rings" else ["--dataset", "fashion-mnist", "--data-dir", data["idx_dir"]]
@@ -119,6 +133,7 @@ def measure(
                 return {"error": f"no step line within 180 s (app exit {app.poll()})"}
             time.sleep(POLL_S)
             tail.poll()
+        os.write(master, PANEL_KEYS[panel])
         until = time.monotonic() + warmup
         while time.monotonic() < until:
             time.sleep(POLL_S)
@@ -221,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--synthetic", action="store_true", help="synthetic images even if Fashion-MNIST is installed")
     p.add_argument("--out", default=str(bench.HERE / "results"), help="folder for dashboard-cost.json/.md")
+    p.add_argument("--panel", choices=sorted(PANEL_KEYS), default="charts", help="the panel shown (default charts)")
     args = p.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in bench.CASES]
@@ -238,17 +254,19 @@ def main(argv: list[str] | None = None) -> int:
             "window_s": args.window,
             "warmup_s": args.warmup,
             "settle_s": args.settle,
+            "panel": args.panel,
             "cases": {},
         }
         for case in cases:
             report["cases"][case] = result = measure(
-                case, data, work, args.pairs, args.window, args.warmup, args.settle
+                case, data, work, args.pairs, args.window, args.warmup, args.settle, args.panel
             )
             print(case, {k: v for k, v in result.items() if k != "windows"}, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dashboard-cost.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "dashboard-cost.md").write_text(markdown(report))
+    name = "dashboard-cost" if args.panel == "charts" else f"dashboard-cost-{args.panel}"
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown(report))
     print(markdown(report))
     return 0
 

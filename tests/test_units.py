@@ -111,6 +111,7 @@ def test_lenet_steps_one_test_image_through_its_stages(idx_dir):
     assert units.kind == "features" and units.features is not None
     features = units.features
     assert (features.sample, features.label) == (3, int(data.test.y[3]))
+    assert features.class_names == list(data.class_names) and len(features.class_names) == 10
     assert features.image.shape == (28, 28)  # before LeNet's 2-pixel padding
     shapes = {stage.name: tuple(stage.maps.shape) for stage in features.stages}
     assert shapes == {"conv1": (6, 28, 28), "pool1": (6, 14, 14), "conv2": (16, 10, 10), "pool2": (16, 5, 5)}

@@ -73,6 +73,7 @@ class FeatureMaps:
         default_factory=list
     )  # LeNet: conv1 6x28x28, pool1 6x14x14, conv2 16x10x10, pool2
     templates: list[UnitTemplate] = field(default_factory=list)  # MLP: top units, most active first
+    class_names: list[str] = field(default_factory=list)  # the data set's, for `label` and `scores`
 
 
 @dataclass
@@ -231,7 +232,8 @@ def _lenet(model: LeNet5, data: Dataset, sample: int) -> FeatureMaps:
             continue
         stages.append(FeatureStage(f"{kind}{convs}", _copy(seen[f"features.{name}"][0]), f"features.{name}"))
     scores = model.classifier(features).softmax(1)[0]
-    return FeatureMaps(index, int(data.test.y[index].item()), _copy(image), _copy(scores), stages)
+    label = int(data.test.y[index].item())
+    return FeatureMaps(index, label, _copy(image), _copy(scores), stages, class_names=list(data.class_names))
 
 
 def _templates(model: nn.Sequential, hidden: list[_Hidden], data: Dataset, sample: int) -> FeatureMaps:
@@ -247,4 +249,6 @@ def _templates(model: nn.Sequential, hidden: list[_Hidden], data: Dataset, sampl
         for value, unit in zip(top.values.tolist(), top.indices.tolist(), strict=True)
     ]
     scores = out.softmax(1)[0]
-    return FeatureMaps(index, int(data.test.y[index].item()), _copy(x[0].mean(0)), _copy(scores), templates=templates)
+    label = int(data.test.y[index].item())
+    image = _copy(x[0].mean(0))
+    return FeatureMaps(index, label, image, _copy(scores), templates=templates, class_names=list(data.class_names))

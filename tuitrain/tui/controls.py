@@ -235,6 +235,14 @@ CONTROLS: tuple[Control, ...] = (  # footer order: the most needed first, so nar
     Control("params", "2", "", "parameters panel", "Panel: parameters", view="show_panel('params')"),
     Control("predictions", "3", "", "predictions panel", "Panel: predictions", view="show_panel('predictions')"),
     Control(
+        "screenshot",
+        "P",
+        "",
+        "save the screen as SVG in the run directory",
+        "Save the screen as SVG (a picture for slides)",
+        view="screenshot",
+    ),
+    Control(
         "units",
         "4",
         "",

@@ -21,7 +21,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.widgets._footer import FooterKey  # what Footer.compose yields (not exported by textual.widgets)
 from textual.worker import Worker, WorkerState
 
-from tuitrain.errors import TuitrainError
+from tuitrain.errors import TuitrainError, UsageError
 from tuitrain.events import URGENT, Event, HistoryRecord, Inspection, LrFound, RunEnded, RunStarted, StepProgress
 from tuitrain.fmt import fmt_result, plural
 from tuitrain.training.threads import usable_cpus
@@ -37,6 +37,7 @@ from tuitrain.tui.screens.lr_finder import LrFinder
 from tuitrain.tui.screens.overlays import Linking
 from tuitrain.tui.screens.palette import PaletteCommand, ScreenCommands
 from tuitrain.tui.screens.steering import Reply, Steering, typed_number
+from tuitrain.tui.screenshot import save_screen
 from tuitrain.tui.series import SMOOTHING_LEVELS, RunHistory
 from tuitrain.tui.source import Source, as_source
 from tuitrain.tui.widgets.charts import EpochChart, LossChart
@@ -451,6 +452,17 @@ class Dashboard(Screen[None]):
 
     def action_show_panel(self, panel: str) -> None:
         self.query_one("#panels", TabbedContent).active = panel
+
+    def action_screenshot(self) -> None:
+        """The screen as SVG in the run directory (before it has one: the runs folder), named by the panel."""
+        folder = self.steering.run_dir() or self.steering.source.out_dir
+        panel = self.query_one("#panels", TabbedContent).active or "screen"
+        try:
+            path = save_screen(self.app, folder, panel)
+        except (OSError, UsageError) as exc:
+            self.notify(f"cannot save the screen: {exc}", severity="error", timeout=6)
+            return
+        self.notify(f"saved {path}", title="Screen as SVG", timeout=6)
 
     @classmethod
     def key_rows(cls) -> list[KeyRow]:

@@ -176,7 +176,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
             phrases.append(("each hidden unit's contribution to the output", "dim"))
         elif units.kind == "features" and units.features is not None:
             f = units.features
-            names = self.class_names
+            names = f.class_names or self.class_names
             true = names[f.label] if 0 <= f.label < len(names) else str(f.label)
             phrases += [(f"test sample {f.sample}", "bold"), (f"true class {true}", ""), (", . another sample", "dim")]
         return fit_phrases(phrases, width)
@@ -211,6 +211,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
             curve.show(curves_chart(units.curves))
             notes.update(curves_notes(units.curves, width))
         elif units.kind == "features" and units.features is not None:
-            body.update(features_text(units.features, self.class_names, width, depth))
+            names = units.features.class_names or self.class_names
+            body.update(features_text(units.features, names, width, depth))
         else:
             body.update(Text(units.reason or "Nothing to show for this network.", "yellow"))
