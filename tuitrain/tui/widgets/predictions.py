@@ -14,7 +14,6 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from tuitrain.training.inspection import sample_indices
 from tuitrain.tui.widgets.charts import TRAIN_COLOUR, VALID_COLOUR, VALID_MARKER, Chart, Line, TimedPlot
 from tuitrain.tui.widgets.confusion import (
     ConfusionView,
@@ -151,6 +150,8 @@ class PredictionPanel(VerticalScroll, can_focus=True):
         true = getattr(self.predictions, "confusion_true", None)
         if true is None:
             return None
+        from tuitrain.training.inspection import sample_indices  # torch: not at the app's start
+
         indices = sample_indices(cast(Any, SimpleNamespace(test=range(len(true)))))
         return int(indices[index]) if 0 <= index < len(indices) else None
 

@@ -3,7 +3,7 @@ an image's feature maps), live at the inspection cadence; the pictures are drawn
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import events
@@ -13,7 +13,6 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from tuitrain.training.units import Units
 from tuitrain.tui.widgets.charts import TimedPlot
 from tuitrain.tui.widgets.render import Depth, colour_depth, fit_phrases
 from tuitrain.tui.widgets.units_draw import (
@@ -27,6 +26,9 @@ from tuitrain.tui.widgets.units_draw import (
     map_grid,
     unit_detail,
 )
+
+if TYPE_CHECKING:  # torch stays out of the app's start (the data arrives with the first inspection)
+    from tuitrain.training.units import Units
 
 
 class UnitsPanel(VerticalScroll, can_focus=True):

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Span, Text
 
-from tuitrain.training.units import FeatureMaps, LayerMaps, UnitCurves
 from tuitrain.tui.widgets.charts import TRAIN_COLOUR, VALID_COLOUR, Chart, Line
 from tuitrain.tui.widgets.render import (
     Depth,
@@ -36,6 +35,9 @@ POSITIVE_SHADES = "░▒▓█"
 NEGATIVE_SHADES = "-=≡"
 CURVE_COLOUR = "gray"  # each unit's contribution: faint
 KINK_MARKER = "▲"
+
+if TYPE_CHECKING:  # torch stays out of the app's start (the data arrives with the first inspection)
+    from tuitrain.training.units import FeatureMaps, LayerMaps, UnitCurves
 
 
 def unit_char(value: float) -> str:
