@@ -75,10 +75,11 @@ class PanelApp(App[None]):
 
 def test_no_color_draws_shades_and_colour_draws_none():
     layer = hand_maps((6,)).maps.layers[0]  # type: ignore[union-attr]
-    plain, _ = map_grid([layer], 96, "none", (0, 0))
+    drawn, _ = map_grid([layer], 96, "none", (0, 0))
+    plain = drawn.text()
     assert any(char in plain.plain for char in POSITIVE_SHADES)
-    assert not plain.spans or all(span.style in ("bold", "dim", "bold reverse") for span in plain.spans)
-    coloured, _ = map_grid([layer], 96, "256", (0, 0))
+    assert all(span.style.color is None and span.style.bgcolor is None for span in plain.spans)  # no colour
+    coloured = map_grid([layer], 96, "256", (0, 0))[0].text()
     assert not any(char in coloured.plain for char in POSITIVE_SHADES)
     assert "▀" in coloured.plain
     assert unit_char(0.0) == "·" and unit_char(1.0) == "█" and unit_char(-1.0) == "≡"

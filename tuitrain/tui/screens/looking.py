@@ -20,6 +20,7 @@ from tuitrain.tui.widgets.units import UnitsPanel
 
 INSPECT_INTERVAL = 0.75  # seconds between inspection requests while a look-inside panel is visible ...
 LOOK_BUDGET = 0.03  # ... and never more than this share of the training process's time (measured cost)
+DRAW_BUDGET = 0.05  # the Units panel's redraw (200 maps) may take this share of the app's core, measured
 LOOK_PANELS = ("params", "predictions", "units")
 
 
@@ -130,7 +131,10 @@ class LookingInside:
         assert units is not None
         features = units.features
         self.units_shown = (inspection.step, features.sample if features is not None else panel.sample)
+        start = time.perf_counter()
         panel.show(units, when)
+        drawn = time.perf_counter() - start  # on 2 busy cores a 7 ms grid can take 100 ms: ask less often then
+        self.interval = min(60.0, max(self.interval, drawn / DRAW_BUDGET))
 
     def show_health(self) -> None:
         """The layer health board from the recorded histories, when they have changed since it was drawn."""

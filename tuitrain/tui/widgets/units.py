@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from tuitrain.tui.widgets.charts import TimedPlot
 from tuitrain.tui.widgets.render import Depth, colour_depth, fit_phrases
+from tuitrain.tui.widgets.text_lines import TextLines
 from tuitrain.tui.widgets.units_draw import (
     CELL_HEIGHT,
     CELL_WIDTH,
@@ -72,7 +73,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static("Waiting for the units (computed while this panel shows)…", id="units-info")
         yield Static(id="units-detail")
-        yield Static(id="units-body")
+        yield TextLines(id="units-body")
         yield TimedPlot(id="units-curve")
         yield Static(id="units-notes")
 
@@ -123,7 +124,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
         if layer >= len(self.places):
             return
         place = self.places[layer]
-        body = self.query_one("#units-body", Static)
+        body = self.query_one("#units-body", TextLines)
         y = (
             body.region.y
             - self.content_region.y
@@ -158,7 +159,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
         return None
 
     def on_click(self, event: events.Click) -> None:
-        body = self.query_one("#units-body", Static)
+        body = self.query_one("#units-body", TextLines)
         offset = event.get_content_offset(body)
         if offset is None:
             return
@@ -190,7 +191,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
         depth = colour_depth(self.app)
         width = max(20, self.size.width - 2)
         info = self.query_one("#units-info", Static)
-        detail, body = self.query_one("#units-detail", Static), self.query_one("#units-body", Static)
+        detail, body = self.query_one("#units-detail", Static), self.query_one("#units-body", TextLines)
         curve, notes = self.query_one("#units-curve", TimedPlot), self.query_one("#units-notes", Static)
         curve.display = units.kind == "curves"
         notes.display = units.kind == "curves"
@@ -205,7 +206,7 @@ class UnitsPanel(VerticalScroll, can_focus=True):
             layer = min(self.cursor[0], len(sizes) - 1)
             self.cursor = (layer, min(self.cursor[1], sizes[layer] - 1))
             grid, self.places = map_grid(units.maps.layers, width, depth, self.cursor)
-            body.update(grid)
+            body.update(grid.strips())
             if self.enlarged:
                 detail.display = True
                 detail.update(unit_detail(units.maps.layers, units.maps.bounds, self.cursor, width, depth))

@@ -12,8 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Span, Text
+from textual.strip import Strip
 
 from tuitrain.tui.widgets.charts import TRAIN_COLOUR, VALID_COLOUR, Chart, Line
 from tuitrain.tui.widgets.render import (
@@ -25,6 +27,7 @@ from tuitrain.tui.widgets.render import (
     grey_picture,
     named,
 )
+from tuitrain.tui.widgets.text_lines import text_strips
 
 MAP_COLUMNS = 8  # a small unit map: 8 x 8 pixels = 8 columns x 4 lines ...
 MAP_LINES = MAP_COLUMNS // 2
@@ -126,31 +129,53 @@ def signed_picture(values: list[list[float]], depth: Depth, scale: float | None 
 
 
 class Canvas:
-    """A Text built from plain pieces and their spans at once (rich's Text.append per piece is slow)."""
+    """Lines of styled segments built piece by piece: as a Text (rich's Text.append per piece is slow) or
+    as strips for TextLines, which skips the Text altogether (the unit grid redraws live)."""
 
     def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.spans: list[Span] = []
-        self.offset = 0
+        self.lines: list[list[Segment]] = [[]]
 
     def add(self, piece: str, style: Style | str | None = None) -> None:
-        if style:
-            self.spans.append(Span(self.offset, self.offset + len(piece), style))
-        self.parts.append(piece)
-        self.offset += len(piece)
+        chosen = _parsed(style) if isinstance(style, str) else style
+        first, *rest = piece.split("\n")
+        if first:
+            self.lines[-1].append(Segment(first, chosen))
+        for part in rest:
+            self.lines.append([Segment(part, chosen)] if part else [])
 
     def add_runs(self, runs: Runs) -> None:
-        for piece, style in runs:
-            self.add(piece, style)
+        line = self.lines[-1]
+        for piece, style in runs:  # runs never hold a line break
+            line.append(Segment(piece, style))
 
     def add_text(self, text: Text) -> None:
-        self.spans += [Span(self.offset + span.start, self.offset + span.end, span.style) for span in text.spans]
-        if text.style:
-            self.spans.append(Span(self.offset, self.offset + len(text.plain), text.style))
-        self.add(text.plain)
+        for index, strip in enumerate(text_strips(text)):
+            if index:
+                self.lines.append([])
+            self.lines[-1].extend(strip)
+
+    def strips(self) -> list[Strip]:
+        return [Strip(line) for line in self.lines]
 
     def text(self) -> Text:
-        return Text("".join(self.parts), spans=self.spans, no_wrap=True, overflow="crop")
+        parts: list[str] = []
+        spans: list[Span] = []
+        offset = 0
+        for index, line in enumerate(self.lines):
+            if index:
+                parts.append("\n")
+                offset += 1
+            for segment in line:
+                if segment.style:
+                    spans.append(Span(offset, offset + len(segment.text), segment.style))
+                parts.append(segment.text)
+                offset += len(segment.text)
+        return Text("".join(parts), spans=spans, no_wrap=True, overflow="crop")
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(style: str) -> Style:
+    return Style.parse(style)
 
 
 def layer_pictures(activations: Any, side: int, depth: Depth) -> list[list[Runs]]:
@@ -188,7 +213,7 @@ class GridPlace:
 
 def map_grid(
     layers: list[LayerMaps], width: int, depth: Depth, cursor: tuple[int, int] | None
-) -> tuple[Text, list[GridPlace]]:
+) -> tuple[Canvas, list[GridPlace]]:
     """Every hidden layer: a heading, then one small map per unit in rows (the cursor's label reversed)."""
     columns = max(1, (width + 2) // CELL_WIDTH)
     out = Canvas()
@@ -229,7 +254,7 @@ def map_grid(
             line += CELL_HEIGHT
         out.add("\n")
         line += 1
-    return out.text(), places
+    return out, places
 
 
 def input_names(layers: list[LayerMaps], index: int) -> list[str]:
