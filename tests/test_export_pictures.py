@@ -187,3 +187,17 @@ def test_the_command_line_writes_pictures_into_the_run_and_refuses_standard_outp
     assert refused.err.strip().splitlines() == [
         "Error: --format png writes a folder: -o - (standard output) is not possible"
     ]
+
+
+def test_sample_picks_the_image_and_is_only_for_png(tmp_path, idx_dir, rings_run):
+    from conftest import run_cli
+
+    run = trained(tmp_path / "runs", "lenet", dataset="mnist", data_dir=str(idx_dir))
+    result = run_cli("export", run, "--format", "png", "--checkpoint", "last", "--sample", "3", "-o", tmp_path / "p")
+    assert result.code == 0, result.err
+    assert "test sample 3" in (tmp_path / "p" / "index.html").read_text()
+    refused = run_cli("export", rings_run, "--format", "csv", "--sample", "3")
+    assert refused.code == 2
+    assert refused.err.strip().splitlines() == [
+        "Error: --sample is for --format png (the test image stepped through the network)"
+    ]

@@ -565,6 +565,12 @@ def check_train(preset: str | None, tensorboard: bool, overrides: dict[str, Any]
     help="csv: one classification run's confusion matrix over the test split: a row per true class, a "
     "column per predicted class, then per_class_accuracy.",
 )
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="png, image runs: the test sample (index into the test split) stepped through the network [default: 0].",
+)
 def export(
     run_dirs: tuple[str, ...],
     fmt: str,
@@ -573,6 +579,7 @@ def export(
     steps: bool,
     groups: bool,
     confusion: bool,
+    sample: int | None,
 ) -> None:
     """Export runs for other tools: metrics as CSV or TensorBoard events, weights as safetensors, the network as ONNX.
 
@@ -613,7 +620,16 @@ def export(
 
             hparams = choose_hparams([r.config for r in records], compare.differing_keys(records))
     for line in run_export(
-        list(run_dirs), fmt, output, which, steps, note=note, groups=seed_groups, confusion=confusion, hparams=hparams
+        list(run_dirs),
+        fmt,
+        output,
+        which,
+        steps,
+        note=note,
+        groups=seed_groups,
+        confusion=confusion,
+        hparams=hparams,
+        sample=sample,
     ):
         if output != "-":  # standard output carries the export itself
             click.echo(line)

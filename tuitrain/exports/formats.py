@@ -285,6 +285,7 @@ def export(
     groups: list[tuple[str, list[str]]] | None = None,
     confusion: bool = False,
     hparams: list[dict[str, Any]] | None = None,
+    sample: int | None = None,
 ) -> list[str]:
     """Export; returns one line per file written, for the user (`note` hears what they should know).
 
@@ -294,7 +295,8 @@ def export(
     them): a CSV of one row per group and epoch instead of one per run and epoch.
     `confusion`: a CSV of the confusion matrix over the test split instead (one classification run).
     `hparams`: tensorboard, the settings each run shows in the HParams dashboard
-    (tensorboard_files.choose_hparams); None: each run's main settings."""
+    (tensorboard_files.choose_hparams); None: each run's main settings.
+    `sample`: png of an image run, the test sample stepped through the network (default 0)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     if which is not None and which not in CHECKPOINTS:
@@ -309,6 +311,8 @@ def export(
         raise UsageError("--confusion is for --format csv of one run (without --steps or --groups)")
     if output == STDOUT and fmt in FOLDERS:
         raise UsageError(f"--format {fmt} writes a folder: -o - (standard output) is not possible")
+    if sample is not None and fmt != "png":
+        raise UsageError("--sample is for --format png (the test image stepped through the network)")
     which = which or ("last" if confusion else "best")
     if (fmt in ("safetensors", "onnx", "png") or confusion) and which == "best":
         which = _checkpoint_or_last(dirs[0], note)
@@ -338,7 +342,7 @@ def export(
             if fmt == "png":
                 from tuitrain.exports.pictures import write_pictures  # torchvision: imported only when asked
 
-                return write_pictures(dirs[0], out, which)
+                return write_pictures(dirs[0], out, which, sample or 0)
             path, difference = write_onnx(dirs[0], target, which)
             return [f"{path}  (onnx.checker passed; ONNX Runtime matches PyTorch within {difference:.1g})"]
     except OSError as exc:
