@@ -147,14 +147,20 @@ def units_of(dash):
     return dash.query_one(UnitsPanel)
 
 
+async def open_units_while_training(pilot, dash) -> UnitsPanel:
+    """Once the live run has stepped: `4`, then wait for the first units from the training process."""
+    await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, what="running")
+    await pilot.press("4")
+    panel = units_of(dash)
+    await until(pilot, lambda: panel.units is not None, what="units")
+    return panel
+
+
 async def test_rings_lists_every_hidden_layer_and_updates_after_a_single_step():
     app, source, _ = live_app("rings", epochs=100_000)
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
-        await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, what="running")
-        await pilot.press("4")
-        panel = units_of(dash)
-        await until(pilot, lambda: panel.units is not None, what="units")
+        panel = await open_units_while_training(pilot, dash)
         assert panel.units.kind == "maps"
         assert [int(layer.activations.shape[0]) for layer in panel.units.maps.layers] == [100, 100]
         await pilot.pause()
@@ -200,10 +206,7 @@ async def test_lenet_steps_the_chosen_sample_through_conv1(tmp_path):
     app, source, _ = live_app("lenet", dataset="fashion-mnist", data_dir=str(folder), epochs=100_000, device="cpu")
     async with app.run_test(size=(100, 30)) as pilot:
         dash = app.screen
-        await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, what="running")
-        await pilot.press("4")
-        panel = units_of(dash)
-        await until(pilot, lambda: panel.units is not None, what="units")
+        panel = await open_units_while_training(pilot, dash)
         features = panel.units.features
         assert panel.units.kind == "features" and features.sample == 0 and panel.when == "live"
         conv1 = next(stage for stage in features.stages if stage.name == "conv1")
