@@ -241,3 +241,25 @@ def test_tensorboard_server_shows_the_histograms_and_hparams(race: list[Path], t
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+async def test_the_runs_screen_exports_the_chosen_runs_as_a_race(race: list[Path]) -> None:
+    from helpers import until
+    from textual.widgets import DataTable
+
+    from tuitrain.tui.app import make_app
+    from tuitrain.tui.screens.runs import RunsScreen
+
+    out = race[0].parent
+    app = make_app(runs_out=str(out))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 2)
+        await pilot.press("a", "e")  # every run, then export
+        await until(pilot, lambda: any(len(list(p.iterdir())) == 2 for p in out.glob("tensorboard-*")), what="export")
+    folder = next(out.glob("tensorboard-*"))
+    optimizers = set()
+    for run in race:
+        settings, metrics = hparams_of(board(folder / run.name))
+        assert list(settings) == ["train.optimizer"] and "hparams/test_accuracy" in metrics
+        optimizers.add(settings["train.optimizer"])
+    assert optimizers == {"sgd", "adam"}

@@ -606,19 +606,17 @@ def export(
     note = functools.partial(click.echo, err=True)
     seed_groups = None
     hparams = None
-    if groups or fmt == "tensorboard":
+    if groups:
         from tuitrain.runs import compare
 
-        records = compare.load_run_records(run_dirs)
-        if groups:
-            found = compare.grouped(records)
-            seed_groups = [
-                (label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found, strict=True)
-            ]
-        else:
-            from tuitrain.exports.tensorboard_files import choose_hparams
+        found = compare.grouped(compare.load_run_records(run_dirs))
+        seed_groups = [
+            (label, [r.run_dir for r in g]) for label, g in zip(compare.group_labels(found), found, strict=True)
+        ]
+    elif fmt == "tensorboard":
+        from tuitrain.runs import compare
 
-            hparams = choose_hparams([r.config for r in records], compare.differing_keys(records))
+        hparams = compare.tensorboard_hparams(run_dirs)
     for line in run_export(
         list(run_dirs),
         fmt,

@@ -693,3 +693,12 @@ def group_table(records: Sequence[RunRecord]) -> list[str]:
         if below.verdict is not None:
             lines.append(escape(verdict_line(above, below)))
     return lines
+
+
+def tensorboard_hparams(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """Per run, the settings TensorBoard's HParams dashboard shows for it: those that differ between
+    the runs (one run, or runs that differ in nothing: its main settings)."""
+    from tuitrain.exports.tensorboard_files import choose_hparams
+
+    records = load_run_records(run_dirs)
+    return choose_hparams([r.config for r in records], differing_keys(records))

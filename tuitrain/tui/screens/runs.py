@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -13,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tuitrain.errors import escape
+from tuitrain.errors import TuitrainError, escape
 from tuitrain.fmt import fmt_age, fmt_score
 from tuitrain.runs import compare
 from tuitrain.runs.compare import RunRecord
@@ -81,6 +82,12 @@ class RunsScreen(Screen[None]):
         Binding("c,enter", "compare", "Compare", tooltip="overlay the selected runs (or the one under the cursor)"),
         Binding("b", "branch", "Branch", tooltip="a new run from this run's checkpoint, with other settings"),
         Binding("w", "watch", "Watch", tooltip="open the run in the dashboard (live charts, look inside)"),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            tooltip="the selected runs (or the one under the cursor) to TensorBoard: one run each, with HParams",
+        ),
         Binding("s", "sort", "Sort", tooltip="sort by: newest, best valid, test, name, status, lr"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="show only runs matching words"),
         Binding("a", "select_all", "All", show=False, tooltip="select every run shown (again: none)"),
@@ -258,6 +265,29 @@ class RunsScreen(Screen[None]):
                 self.post_message(OpenBranch(spec))
 
         self.app.push_screen(BranchDialog(record.run_dir), start)
+
+    def action_export(self) -> None:
+        chosen = self.chosen()
+        if not chosen:
+            self.notify("no runs yet", timeout=3)
+            return
+        self.notify(f"exporting {len(chosen)} run{'s' if len(chosen) > 1 else ''} to TensorBoard …", timeout=3)
+        self.export_tensorboard(chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs-export")
+    def export_tensorboard(self, chosen: list[str]) -> None:
+        """OUT/tensorboard-<time>/, one TensorBoard run per run, HParams showing what differs (as the CLI's
+        `export RUN... --format tensorboard`)."""
+        from tuitrain.exports.formats import export
+
+        folder = Path(self.out_dir) / f"tensorboard-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            export(chosen, "tensorboard", str(folder), hparams=compare.tensorboard_hparams(chosen))
+        except (TuitrainError, OSError) as exc:
+            self.app.call_from_thread(self.notify, f"cannot export: {exc}", severity="error", timeout=8)
+            return
+        said = f"{folder}  (tensorboard --logdir {folder})"
+        self.app.call_from_thread(self.notify, said, title="Exported to TensorBoard", timeout=10)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(key_rows(self.BINDINGS), "Runs keys"))
