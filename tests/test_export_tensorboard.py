@@ -253,7 +253,9 @@ async def test_the_runs_screen_exports_the_chosen_runs_as_a_race(race: list[Path
     out = race[0].parent
     app = make_app(runs_out=str(out))
     async with app.run_test(size=(120, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 2)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(DataTable).row_count == 2
+        )
         await pilot.press("a", "e")  # every run, then export
         await until(pilot, lambda: any(len(list(p.iterdir())) == 2 for p in out.glob("tensorboard-*")), what="export")
     folder = next(out.glob("tensorboard-*"))
