@@ -126,6 +126,22 @@ def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
 # ----------------------------------------------------------------------------- outputs
 
 
+@contextmanager
+def folder_beside(out: Path, *stale: str) -> Iterator[Path]:
+    """An empty `.<name>.tmp-<pid>` folder beside `out` to build a folder export in, removed afterwards
+    (whatever was not moved into place). Temporaries of gone processes named `out`'s name, or `stale`
+    names, are cleaned first."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in (out.name, *stale):
+        remove_stale_temporaries(out.parent, name)
+    build = temporary_for(out)
+    build.mkdir()
+    try:
+        yield build
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
 def resolve_output(target: str | os.PathLike[str]) -> Path:
     """Where writing `target` lands: a symlink (or a chain) followed to its final path."""
     path = Path(target).expanduser()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any
 
 from tuitrain.errors import TuitrainError, UsageError, escape
 from tuitrain.exports.csv_rows import EPOCH_COLUMNS, GROUP_COLUMNS, epoch_rows, group_rows, write_rows
-from tuitrain.files import STDOUT, remove_stale_temporaries, resolve_output, temporary_for, write_output
+from tuitrain.files import STDOUT, folder_beside, resolve_output, write_output
 from tuitrain.store.ownership import enclosing_run, owning
 from tuitrain.store.run_dir import (
     CHECKPOINTS,
@@ -109,11 +108,7 @@ def write_tensorboard(run_dirs: list[Path], out: Path, hparams: list[dict[str, A
     out = resolve_output(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"cannot write {escape(out)}: it is not a folder (TensorBoard writes a folder)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out.parent, out.name)
-    build = temporary_for(out)
-    build.mkdir()
-    try:
+    with folder_beside(out) as build:
         for run_dir, name, settings in zip(run_dirs, names, hparams, strict=True):
             with SummaryWriter(log_dir=str(build / name), filename_suffix=EXPORT_SUFFIX) as board:
                 _write_scalars(board, run_dir)
@@ -129,8 +124,6 @@ def write_tensorboard(run_dirs: list[Path], out: Path, hparams: list[dict[str, A
                 os.replace(new, folder / new.name)
             for path in old:
                 path.unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
     return out
 
 

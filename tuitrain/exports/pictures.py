@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from tuitrain.errors import UsageError, escape
-from tuitrain.files import remove_stale_temporaries, resolve_output, temporary_for
+from tuitrain.files import folder_beside, resolve_output, temporary_for
 from tuitrain.store.run_dir import CHECKPOINTS, check_run_dir
 from tuitrain.training.units import FeatureMaps, UnitCurves, UnitMaps, compute_units
 
@@ -61,12 +61,7 @@ def write_pictures(run_dir: Path, out: Path, which: str = "best", sample: int = 
         raise UsageError(f"{escape(run_dir)}: no pictures to draw: {units.reason}")
     out = _check_output(out)
     groups: list[Group] = []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for name in (out.name, out.name + OLD):
-        remove_stale_temporaries(out.parent, name)
-    build = temporary_for(out)
-    build.mkdir()
-    try:
+    with folder_beside(out, out.name + OLD) as build:
         if units.maps is not None:
             regions = inspection.predictions(model, data, inspection.sample_indices(data))
             groups = _maps(build, units.maps, regions.grid)
@@ -78,8 +73,6 @@ def write_pictures(run_dir: Path, out: Path, which: str = "best", sample: int = 
         about = f"as of epoch {state['epoch']} (step {state['step']}, {CHECKPOINTS[which]})"
         (build / "index.html").write_text(_index(title, about, groups), encoding="utf-8")
         _swap(build, out)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
     lines = [f"{out / _pattern(g)}  ({_count(len(g.pictures))}: {g.title})" for g in groups if g.pictures]
     return [*lines, f"{out / 'index.html'}  (open it in a browser: every picture, by layer)"]
 
