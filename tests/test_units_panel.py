@@ -318,3 +318,17 @@ async def test_mlp_sample_chosen_in_an_opened_confusion_cell_shows_its_templates
         text = screen_text(app)
         assert f"test sample {surest}" in text and "most active" in text
         assert f"true class {predictions.predictions.class_names[row]}" in text
+
+
+def test_a_diverged_network_has_no_top_class_and_says_why():
+    from tuitrain.tui.widgets.units_draw import score_lines
+
+    features = hand_features().features
+    assert features is not None
+    lines = [line.plain for line in score_lines(features, [], "256")]
+    assert sum("✗ top" in line for line in lines) <= 1 and "not finite" not in lines[0]
+    features.scores = torch.full((10,), float("nan"))
+    lines = [line.plain for line in score_lines(features, [], "256")]
+    assert lines[0] == "class scores  not finite: the weights diverged"
+    assert not any("✗ top" in line for line in lines) and "█" not in "".join(lines)
+    assert "nan ✓ true" in lines[1 + features.label]

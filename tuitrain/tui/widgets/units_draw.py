@@ -378,13 +378,17 @@ def stage_side(h: int) -> int:
 def score_lines(features: FeatureMaps, names: list[str], depth: Depth) -> list[Text]:
     """One line per class: its name, a bar of its score, the score; the true class and a wrong top one marked."""
     scores = features.scores.reshape(-1).tolist()
-    best = max(range(len(scores)), key=lambda k: scores[k]) if scores else -1
+    finite = all(math.isfinite(score) for score in scores)
+    best = max(range(len(scores)), key=lambda k: scores[k]) if scores and finite else -1
     lines = [Text("class scores", "bold")]
+    if not finite:  # a diverged network: no class is on top, and a bar of NaN means nothing
+        lines[0].append("  not finite: the weights diverged", Style(color=named("red", depth)))
     for k, score in enumerate(scores):
         colour = named("green" if k == features.label else "red" if k == best else "cyan", depth)
         mark = " ✓ true" if k == features.label else " ✗ top" if k == best else ""
-        line = Text(_label(names, k)[:12].ljust(13)).append(bar(score, 20), Style(color=colour))
-        lines.append(line.append(f" {score:6.1%}{mark}"))
+        drawn = bar(score, 20) if math.isfinite(score) else " " * 20
+        line = Text(_label(names, k)[:12].ljust(13)).append(drawn, Style(color=colour))
+        lines.append(line.append(f" {score:6.1%}{mark}" if math.isfinite(score) else f"    {score}{mark}"))
     return lines
 
 
