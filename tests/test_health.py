@@ -380,3 +380,27 @@ async def test_the_parameters_panel_opens_on_the_board_and_enter_drills_into_the
         assert detail.param_name == f"{first}.weight" and not board.display
         await pilot.press("escape")
         await until(pilot, lambda: board.display and app.focused is board, what="back on the board")
+
+
+async def test_charts_stay_shown_after_the_focused_board_updates():
+    """`1` from the Parameters panel, its health board focused: the board's next updates (while the run
+    trains) must not pull the hidden panel back into view (the dashboard fuzz found it)."""
+    from helpers import live_app, until
+    from textual.widgets import TabbedContent
+
+    from tuitrain.tui.widgets.health import HealthBoard
+
+    app, source, _ = live_app("rings", epochs=100_000, seed=0, show_speed=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dash = app.screen
+        await until(pilot, lambda: dash.history.state == "running" and dash.history.step > 0, what="running")
+        await pilot.press("2")
+        board = dash.query_one(HealthBoard)
+        await until(pilot, lambda: board.row_count == 3 and app.focused is board, what="the focused board")
+        await pilot.press("1")
+        histories = dash.history.histories
+        seen = histories.version
+        await until(pilot, lambda: histories.version >= seen + 3, what="three more recorded histories")
+        await pilot.pause()
+        assert dash.query_one("#panels", TabbedContent).active == "charts"
+        source.controls.stop()

@@ -17,7 +17,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 from textual.widgets._footer import FooterKey  # what Footer.compose yields (not exported by textual.widgets)
 from textual.worker import Worker, WorkerState
 
@@ -419,6 +419,9 @@ class Dashboard(Screen[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id
         if pane == "charts":
+            # nothing there takes focus: a table left focused in the hidden Parameters pane would pull it
+            # back into view at its next update (the health board's, within a second); the tab bar has it
+            self.query_one("#panels", TabbedContent).query_one(Tabs).focus()
             self.draw_charts()
         elif pane == "params":
             self.looking.show_health()
